@@ -1,0 +1,40 @@
+"""The shared configuration: arithmetic contract (fixed per release) and build defaults.
+
+The arithmetic contract is what a `.kcnn` file, the kernel's info words and an overlay's
+``kcnn.json`` must all agree on. Build parameters belong to an overlay; a `.kcnn` never
+depends on them.
+"""
+
+from __future__ import annotations
+
+PROTOCOL_VERSION = 1
+FORMAT_VERSION = 1
+
+#: Fixed per release. Changing any value changes the protocol.
+ARITHMETIC_CONTRACT = {
+    "K_MAX": 16,  # weight codes per layer (4-bit), code 0 = pruned
+    "J_MAX": 16,  # activation codes per map (4-bit), code 0 = exactly zero
+    "ACC_BITS": 32,  # signed accumulator width
+    "bw": 8,  # weight codebook entry width (signed)
+    "ba": 8,  # activation codebook entry width (unsigned for maps >= 0, else signed)
+    "protocol": PROTOCOL_VERSION,
+}
+
+#: Defaults of the overlay's build parameters (overridden by ``overlay/kcnn.json``).
+BUILD_DEFAULTS = {
+    "P": 16,  # cluster PEs
+}
+
+
+def weight_code_range(bw: int) -> tuple[int, int]:
+    """Range of a signed ``bw``-bit weight codebook entry (symmetric)."""
+    top = (1 << (bw - 1)) - 1
+    return -top, top
+
+
+def act_code_range(ba: int, signed: bool) -> tuple[int, int]:
+    """Range of an activation codebook entry: unsigned for non-negative maps."""
+    if signed:
+        top = (1 << (ba - 1)) - 1
+        return -top, top
+    return 1, (1 << ba) - 1

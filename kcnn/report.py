@@ -1,0 +1,147 @@
+"""The compression and compute report of a `.kcnn` (DESIGN section 2), numpy only."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kcnn.config import ARITHMETIC_CONTRACT
+from kcnn.errors import KcnnError
+from kcnn.kfile import KcnnModel, QLayer, encode_sparse, sparse_bits
+
+TOTAL_KEYS = (
+    "dense_macs",
+    "effective_pairs",
+    "multiplies",
+    "adds",
+    "compares",
+    "storage_bits",
+    "dense_fp32_bits",
+    "dense_16bit_bits",
+)
+
+
+def layer_dense_macs(layer: QLayer) -> int:
+    if layer.op == "fc":
+        return int(layer.codes.size)
+    _, oh, ow = layer.out_shape
+    return int(layer.codes.size) * oh * ow
+
+
+def weight_code_bits(layer: QLayer) -> int:
+    """Bits of the weight codes in the layer's stored form."""
+    if layer.weight_form == "sparse":
+        entries, per_row = encode_sparse(layer.codes)
+        return sparse_bits(entries.size, per_row.size)
+    return 4 * int(layer.codes.size)
+
+
+def storage_bits(model: KcnnModel, layer: QLayer) -> int:
+    """Constant bits a fabric layer's jobs carry: codes, both codebooks, thresholds, biases."""
+    c = ARITHMETIC_CONTRACT
+    bits = weight_code_bits(layer)
+    bits += c["bw"] * (layer.K - 1) + c["ba"] * (model.maps[layer.in_map].J - 1)
+    bits += c["ACC_BITS"] * int(layer.bias.size)
+    if layer.thresholds is not None:
+        bits += c["ACC_BITS"] * int(layer.thresholds.size)
+    return bits
+
+
+def build_report(model: KcnnModel) -> dict:
+    """The report JSON of ``kcnn quantize`` / ``kcnn report``."""
+    calibration = model.meta.get("calibration", {})
+    measured = calibration.get("layers", {})
+    layers, host_ops = [], []
+    last_fabric = None
+    for index, layer in enumerate(model.layers):
+        if layer.op in ("lrn", "softmax"):
+            host_ops.append(
+                {
+                    "name": layer.name,
+                    "op": layer.op,
+                    "position": index,
+                    "after": last_fabric,
+                    "on": "codes" if layer.out_map else "logits",
+                }
+            )
+        if not layer.is_fabric:
+            continue
+        last_fabric = layer.name
+        counts = measured.get(layer.name)
+        if counts is None:
+            raise KcnnError(
+                "the file holds no calibration counts for this layer",
+                layer=layer.name,
+                field="calibration",
+            )
+        outputs = int(np.prod(layer.out_shape))
+        pairs = float(counts["effective_pairs"])
+        table_builds = int(counts.get("table_builds", 1))
+        j_in = model.maps[layer.in_map].J
+        j_out = model.maps[layer.out_map].J if layer.out_map else None
+        params = int(layer.codes.size + layer.bias.size)
+        layers.append(
+            {
+                "name": layer.name,
+                "op": layer.op,
+                "K": layer.K,
+                "J": j_in,
+                "weight_density": float(np.count_nonzero(layer.codes) / layer.codes.size),
+                "act_density": float(counts["act_density"]),
+                "dense_macs": layer_dense_macs(layer),
+                "effective_pairs": pairs,
+                "multiplies": (layer.K - 1) * (j_in - 1) * table_builds,
+                "adds": pairs + outputs,
+                "compares": outputs * (j_out - 1) if j_out else 0,
+                "storage_bits": storage_bits(model, layer),
+                "dense_fp32_bits": 32 * params,
+                "dense_16bit_bits": 16 * params,
+                "weight_form": layer.weight_form,
+                "table_builds": table_builds,
+            }
+        )
+    totals = {key: sum(layer[key] for layer in layers) for key in TOTAL_KEYS}
+    ops = totals["multiplies"] + totals["adds"] + totals["compares"]
+    totals["compute_reduction"] = 1.0 - ops / (2.0 * totals["dense_macs"])
+    totals["storage_reduction_fp32"] = 1.0 - totals["storage_bits"] / totals["dense_fp32_bits"]
+    totals["storage_reduction_16bit"] = 1.0 - totals["storage_bits"] / totals["dense_16bit_bits"]
+    return {
+        "model": model.name,
+        "counts_from": calibration.get("counts_from", "none"),
+        "images": calibration.get("images", 0),
+        "layers": layers,
+        "host_ops": host_ops,
+        "totals": totals,
+    }
+
+
+def format_report(report: dict) -> str:
+    """A human-readable table of the report (for stderr)."""
+    head = (
+        f"{'layer':<12}{'op':<5}{'K':>3}{'J':>4}{'w dens':>8}{'a dens':>8}{'dense MACs':>14}"
+        f"{'eff. pairs':>14}{'mults':>8}{'storage KiB':>13}{'fp32 KiB':>11}  form"
+    )
+    lines = [
+        f"model {report['model']}  (counts from {report['counts_from']}, "
+        f"{report['images']} images)",
+        head,
+    ]
+    for r in report["layers"]:
+        lines.append(
+            f"{r['name'][:11]:<12}{r['op']:<5}{r['K']:>3}{r['J']:>4}{r['weight_density']:>8.3f}"
+            f"{r['act_density']:>8.3f}{r['dense_macs']:>14,}{r['effective_pairs']:>14,.0f}"
+            f"{r['multiplies']:>8,}{r['storage_bits'] / 8192:>13,.1f}"
+            f"{r['dense_fp32_bits'] / 8192:>11,.1f}  {r['weight_form']}"
+        )
+    t = report["totals"]
+    lines.append(
+        f"total: dense MACs {t['dense_macs']:,}  effective pairs {t['effective_pairs']:,.0f}  "
+        f"compute reduction {100 * t['compute_reduction']:.1f}%"
+    )
+    lines.append(
+        f"storage {t['storage_bits'] / 8192:,.1f} KiB vs fp32 {t['dense_fp32_bits'] / 8192:,.1f}"
+        f" KiB: -{100 * t['storage_reduction_fp32']:.1f}% (vs 16-bit: "
+        f"-{100 * t['storage_reduction_16bit']:.1f}%)"
+    )
+    for h in report["host_ops"]:
+        lines.append(f"host op {h['name']} ({h['op']}) after {h['after']}, on {h['on']}")
+    return "\n".join(lines)

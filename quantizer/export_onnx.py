@@ -1,0 +1,134 @@
+"""Write a lowered float graph back out as ONNX.
+
+onnxruntime runs this graph for calibration and for the pruning sensitivity search, so
+KCNN never interprets float models itself. Every layer output is a named tensor
+(the layer's name), which makes each map capturable.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kcnn.errors import require
+from kcnn.graph import Graph
+
+OPSET = 13
+
+
+def to_onnx(graph: Graph, *, weights_as_inputs: bool = False, outputs=None):
+    """Build an ONNX model of ``graph`` with a dynamic batch dimension.
+
+    Parameters
+    ----------
+    weights_as_inputs
+        Make every fabric layer's weight a graph input named ``<layer>.weight`` instead of an
+        initializer, so one session can evaluate many weight variants.
+    outputs
+        Layer names whose outputs become graph outputs (default: the last layer's).
+    """
+    onnx = require("onnx", "quantize", "exporting the lowered graph")
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    nodes, inits, inputs = [], [], []
+    inputs.append(
+        helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["N", *graph.input_shape])
+    )
+    current = "input"
+    for layer in graph.layers:
+        out = layer.name
+        pre_relu = f"{out}.pre_relu" if layer.relu else out
+        if layer.is_fabric:
+            weight_name, bias_name = f"{layer.name}.weight", f"{layer.name}.bias"
+            weight = np.ascontiguousarray(layer.weight, dtype=np.float32)
+            if weights_as_inputs:
+                inputs.append(
+                    helper.make_tensor_value_info(
+                        weight_name, onnx.TensorProto.FLOAT, list(weight.shape)
+                    )
+                )
+            else:
+                inits.append(numpy_helper.from_array(weight, weight_name))
+            inits.append(numpy_helper.from_array(layer.bias.astype(np.float32), bias_name))
+            if layer.op == "conv":
+                a = layer.attrs
+                nodes.append(
+                    helper.make_node(
+                        "Conv",
+                        [current, weight_name, bias_name],
+                        [pre_relu],
+                        name=layer.name,
+                        kernel_shape=a["kernel"],
+                        strides=a["strides"],
+                        pads=a["pads"],
+                        dilations=a["dilations"],
+                        group=a["groups"],
+                    )
+                )
+            else:
+                nodes.append(
+                    helper.make_node(
+                        "Gemm",
+                        [current, weight_name, bias_name],
+                        [pre_relu],
+                        name=layer.name,
+                        transB=1,
+                    )
+                )
+            if layer.relu:
+                nodes.append(helper.make_node("Relu", [pre_relu], [out], name=f"{out}.relu"))
+        elif layer.op == "maxpool":
+            a = layer.attrs
+            nodes.append(
+                helper.make_node(
+                    "MaxPool",
+                    [current],
+                    [out],
+                    name=layer.name,
+                    kernel_shape=a["kernel"],
+                    strides=a["strides"],
+                    pads=a["pads"],
+                )
+            )
+        elif layer.op == "flatten":
+            nodes.append(helper.make_node("Flatten", [current], [out], name=layer.name, axis=1))
+        elif layer.op == "lrn":
+            a = layer.attrs
+            nodes.append(
+                helper.make_node(
+                    "LRN",
+                    [current],
+                    [out],
+                    name=layer.name,
+                    size=a["size"],
+                    alpha=a["alpha"],
+                    beta=a["beta"],
+                    bias=a["bias"],
+                )
+            )
+        elif layer.op == "softmax":
+            nodes.append(helper.make_node("Softmax", [current], [out], name=layer.name, axis=-1))
+        else:
+            raise ValueError(f"cannot export op {layer.op!r} of layer {layer.name!r}")
+        current = out
+    names = outputs if outputs is not None else [graph.layers[-1].name]
+    by_name = {layer.name: layer for layer in graph.layers}
+    outs = [
+        helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, ["N", *by_name[n].out_shape])
+        for n in names
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, graph.name, inputs, outs, inits),
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="kcnn",
+    )
+    model.ir_version = 8
+    return model
+
+
+def session(model):
+    """An onnxruntime CPU session for an in-memory model."""
+    ort = require("onnxruntime", "quantize", "running the float model")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )

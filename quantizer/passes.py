@@ -1,0 +1,355 @@
+"""Quantizer passes: PruneWeights, ClusterWeights, CalibrateActivations, BuildTables.
+
+Each pass is a function over the lowered :class:`kcnn.graph.Graph` and a shared
+:class:`Run` state; analyses (sensitivity, counts) never change the graph.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+from kcnn.quantizer.config import QuantizeConfig
+from kcnn.quantizer.export_onnx import session, to_onnx
+from kcnn.quantizer.kmeans1d import assign_nearest, cluster_1d
+
+from kcnn.config import ARITHMETIC_CONTRACT, act_code_range, weight_code_range
+from kcnn.counts import effective_pairs
+from kcnn.errors import KcnnError
+from kcnn.graph import Graph, Layer
+from kcnn.kfile import Codebook, KcnnModel, QLayer, check_layer_tables, encode_sparse, sparse_bits
+
+#: Candidate densities of the sensitivity search, tried from dense to sparse.
+DENSITY_GRID = (0.75, 0.5, 0.35, 0.25, 0.18, 0.12, 0.09, 0.06, 0.04, 0.03, 0.02)
+
+
+@dataclass
+class WeightTable:
+    codes: np.ndarray  # uint8, weight-shaped
+    wq: np.ndarray  # int64 ascending, non-zero
+    scale: float
+
+    def decode(self) -> np.ndarray:
+        return np.concatenate([[0.0], self.wq * self.scale])[self.codes]
+
+
+@dataclass
+class Run:
+    """State shared by the passes of one quantizer run."""
+
+    graph: Graph
+    calib: np.ndarray
+    config: QuantizeConfig
+    densities: dict = field(default_factory=dict)
+    sensitivity: dict = field(default_factory=dict)
+    weights: dict[str, WeightTable] = field(default_factory=dict)
+    maps: dict[str, Codebook] = field(default_factory=dict)
+    float_thresholds: dict[str, np.ndarray] = field(default_factory=dict)
+    counts: dict = field(default_factory=dict)
+    links: dict[str, tuple] = field(default_factory=dict)  # layer -> (in_map, out_map)
+    log: object = sys.stderr
+
+    def say(self, message: str):
+        if self.log is not None:
+            print(message, file=self.log)
+
+
+def prunable(layer: Layer) -> bool:
+    return layer.is_fabric and not layer.attrs.get("average_pool")
+
+
+# ---- PruneWeights ----------------------------------------------------------------------
+
+
+def channel_scores(weight: np.ndarray) -> np.ndarray:
+    """|w| over its output channel's RMS, so low-gain channels keep their largest weights."""
+    rows = np.abs(weight.reshape(weight.shape[0], -1))
+    rms = np.sqrt(np.mean(rows * rows, axis=1, keepdims=True))
+    return np.divide(rows, rms, out=np.zeros_like(rows), where=rms > 0).reshape(weight.shape)
+
+
+def keep_mask(scores: np.ndarray, keep: int) -> np.ndarray:
+    """Mask of the ``keep`` highest scores; ties go to the lower flat index."""
+    flat = scores.reshape(-1)
+    if keep >= flat.size:
+        return np.ones(scores.shape, bool)
+    if keep <= 0:
+        return np.zeros(scores.shape, bool)
+    cut = np.partition(flat, flat.size - keep)[flat.size - keep]
+    mask = flat > cut
+    ties = np.flatnonzero(flat == cut)[: keep - int(mask.sum())]
+    mask[ties] = True
+    return mask.reshape(scores.shape)
+
+
+def prune(weight: np.ndarray, density: float, scores=None) -> np.ndarray:
+    """Magnitude-prune to ``density`` of all weights; never brings back a zero."""
+    existing = int(np.count_nonzero(weight))
+    keep = min(existing, int(round(density * weight.size)))
+    scores = channel_scores(weight) if scores is None else scores
+    return np.where(keep_mask(scores, keep), weight, 0.0)
+
+
+def _logits(sess, graph: Graph, calib: np.ndarray, weights: dict, batch: int) -> np.ndarray:
+    feeds = {f"{name}.weight": w.astype(np.float32) for name, w in weights.items()}
+    outs = []
+    for start in range(0, len(calib), batch):
+        feeds["input"] = calib[start : start + batch]
+        outs.append(sess.run(None, feeds)[0])
+    return np.concatenate(outs).astype(np.float64)
+
+
+def _relative_error(z: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.linalg.norm(z - ref) / max(np.linalg.norm(ref), 1e-30))
+
+
+def prune_weights(run: Run) -> None:
+    """PruneWeights: fixed densities, or the sensitivity search of ``density="auto"``."""
+    graph, config = run.graph, run.config
+    layers = [layer for layer in graph.layers if prunable(layer)]
+    if config.density != "auto":
+        for layer in layers:
+            target = config.for_layer("density", layer.name)
+            layer.weight = prune(layer.weight, target)
+            run.densities[layer.name] = float(np.count_nonzero(layer.weight) / layer.weight.size)
+        return
+    last = graph.layers[graph.last_fabric_index()].name
+    sess = session(to_onnx(graph, weights_as_inputs=True, outputs=[last]))
+    weights = {layer.name: layer.weight for layer in graph.fabric_layers()}
+    reference = _logits(sess, graph, run.calib, weights, config.batch)
+    tolerance = config.auto_tolerance
+    steps = {}
+    for layer in layers:
+        scores = channel_scores(layer.weight)
+        existing = np.count_nonzero(layer.weight) / layer.weight.size
+        options = [existing] + [d for d in DENSITY_GRID if d < existing]
+        chosen, errors = 0, [0.0]
+        for i, density in enumerate(options[1:], start=1):
+            trial = dict(weights)
+            trial[layer.name] = prune(layer.weight, density, scores)
+            error = _relative_error(_logits(sess, graph, run.calib, trial, config.batch), reference)
+            if error > tolerance:
+                break
+            chosen = i
+            errors.append(error)
+        steps[layer.name] = (options, chosen, errors, scores)
+        run.sensitivity[layer.name] = {"densities": options[: len(errors)], "errors": errors}
+    # Per-layer errors add up: back off the layer that hurts most until the joint error fits.
+    while True:
+        trial = dict(weights)
+        for name, (options, chosen, _, scores) in steps.items():
+            trial[name] = prune(weights[name], options[chosen], scores)
+        joint = _relative_error(_logits(sess, graph, run.calib, trial, config.batch), reference)
+        movable = [n for n, s in steps.items() if s[1] > 0]
+        if joint <= config.auto_joint_tolerance or not movable:
+            break
+        worst = max(movable, key=lambda n: steps[n][2][steps[n][1]])
+        options, chosen, errors, scores = steps[worst]
+        steps[worst] = (options, chosen - 1, errors, scores)
+    for layer in layers:
+        layer.weight = trial[layer.name]
+        run.densities[layer.name] = float(np.count_nonzero(layer.weight) / layer.weight.size)
+    run.sensitivity["joint_error"] = joint
+
+
+# ---- ClusterWeights --------------------------------------------------------------------
+
+
+def integer_codebook(centroids: np.ndarray, top: int, positive_only: bool):
+    """Scale and round centroids to integers in [-top, top] (or [1, top]); merge equal ones.
+
+    Returns ``(scale, integers, had_zero)``: the sorted unique non-zero integers and whether a
+    centroid rounded to 0.
+    """
+    if centroids.size == 0:
+        return 1.0, np.zeros(0, np.int64), False
+    scale = float(np.abs(centroids).max()) / top
+    if scale == 0.0:
+        return 1.0, np.zeros(0, np.int64), True
+    ints = np.round(centroids / scale).astype(np.int64)
+    if positive_only:
+        ints = np.maximum(ints, 1)
+    uniq = np.unique(ints)
+    return scale, uniq[uniq != 0], bool(np.any(uniq == 0))
+
+
+def cluster_layer_weights(weight: np.ndarray, k: int, method: str, seed: int) -> WeightTable:
+    nonzero = weight != 0
+    values = weight[nonzero]
+    centroids = cluster_1d(values, k - 1, method=method, seed=seed)
+    _, top = weight_code_range(ARITHMETIC_CONTRACT["bw"])
+    scale, wq, had_zero = integer_codebook(centroids, top, positive_only=False)
+    codes = np.zeros(weight.shape, np.uint8)
+    if values.size and wq.size:
+        candidates = np.concatenate([[0], wq]) if had_zero else wq
+        nearest = assign_nearest(values / scale, np.sort(candidates).astype(np.float64))
+        # Map each candidate to its code: 0 stays "pruned", wq[i] is code i+1.
+        code_of = np.searchsorted(wq, np.sort(candidates)) + 1
+        if had_zero:
+            code_of[np.sort(candidates) == 0] = 0
+        codes[nonzero] = code_of[nearest].astype(np.uint8)
+    return WeightTable(codes, wq, scale)
+
+
+def cluster_weights(run: Run) -> None:
+    """ClusterWeights: 1-D k-means of each layer's non-zero weights, then integer codes."""
+    for layer in run.graph.fabric_layers():
+        k = run.config.for_layer("weight_clusters", layer.name)
+        run.weights[layer.name] = cluster_layer_weights(
+            layer.weight, k, run.config.kmeans, run.config.seed
+        )
+
+
+# ---- CalibrateActivations ----------------------------------------------------------------
+
+
+@dataclass
+class MapPlan:
+    """Where one encoded map comes from and who reads it."""
+
+    name: str  # "input" or the producing layer's name
+    consumer: Layer
+    read_at: str  # the tensor the consumer reads: "input" or a layer name
+
+
+def map_plan(graph: Graph) -> tuple[list[MapPlan], dict[str, tuple]]:
+    """Assign codebooks along the chain.
+
+    Returns the plans and, per layer, the maps it reads and emits (``None``: float logits).
+    """
+    plans, links = [], {}
+    current, read_at = "input", "input"
+    last = graph.last_fabric_index()
+    for index, layer in enumerate(graph.layers):
+        if layer.op in ("maxpool", "flatten"):
+            read_at = layer.name
+            continue
+        if current is not None and (layer.is_fabric or layer.is_host):
+            plans.append(MapPlan(current, layer, read_at))
+        produces = (layer.is_fabric and index != last) or (layer.op == "lrn")
+        links[layer.name] = (current, layer.name if produces else None)
+        current = links[layer.name][1]
+        read_at = layer.name
+    return plans, links
+
+
+def make_codebook(name: str, values: np.ndarray, j: int, method: str, seed: int):
+    """Cluster a map's non-zero values into at most J-1 integer centroids.
+
+    Returns the codebook and its float thresholds (zero threshold first, then midpoints).
+    """
+    flat = values.reshape(-1)
+    nonzero = flat[flat != 0].astype(np.float64)
+    signed = bool(np.any(nonzero < 0))
+    centroids = cluster_1d(nonzero, j - 1, method=method, seed=seed)
+    _, top = act_code_range(ARITHMETIC_CONTRACT["ba"], signed)
+    scale, aq, _ = integer_codebook(centroids, top, positive_only=not signed)
+    decoded = aq * scale
+    midpoints = (decoded[1:] + decoded[:-1]) / 2
+    book = Codebook(name, aq, scale, signed, calib_values=int(flat.size))
+    if name == "input":
+        book.boundaries = midpoints
+        return book, None
+    thresholds = np.concatenate([decoded[:1] / 2, midpoints])
+    return book, thresholds
+
+
+def calibrate_activations(run: Run) -> None:
+    """CalibrateActivations: capture every encoded map with onnxruntime and cluster it.
+
+    The float graph runs with the clustered weights, so each map is calibrated on what the
+    integer model will see upstream of it. Also counts the float-cut effective pairs.
+    """
+    graph, config = run.graph, run.config
+    plans, run.links = map_plan(graph)
+    decoded = {}
+    for layer in graph.fabric_layers():
+        decoded[layer.name] = layer.weight
+        layer.weight = run.weights[layer.name].decode()
+    try:
+        read_points = sorted({p.read_at for p in plans if p.read_at != "input"})
+        sess = session(to_onnx(graph, outputs=read_points)) if read_points else None
+        captured = {name: [] for name in read_points}
+        for start in range(0, len(run.calib), config.batch):
+            chunk = run.calib[start : start + config.batch]
+            if sess is not None:
+                for name, value in zip(
+                    read_points, sess.run(read_points, {"input": chunk}), strict=True
+                ):
+                    captured[name].append(value)
+        captured = {name: np.concatenate(parts) for name, parts in captured.items()}
+        captured["input"] = run.calib
+    finally:
+        for layer in graph.fabric_layers():
+            layer.weight = decoded[layer.name]
+    masks = {}
+    for plan in plans:
+        j = config.for_layer("act_clusters", plan.consumer.name)
+        values = captured[plan.read_at]
+        book, thresholds = make_codebook(plan.name, values, j, config.kmeans, config.seed)
+        run.maps[plan.name] = book
+        if thresholds is not None:
+            run.float_thresholds[plan.name] = thresholds
+            masks[plan.consumer.name] = (
+                values >= thresholds[0] if thresholds.size else (np.zeros(values.shape, bool))
+            )
+        else:
+            masks[plan.consumer.name] = values != 0
+    for layer in graph.fabric_layers():
+        act_nz = masks[layer.name]
+        weight_nz = run.weights[layer.name].codes != 0
+        run.counts[layer.name] = {
+            "effective_pairs": effective_pairs(layer.op, layer.attrs, weight_nz, act_nz),
+            "act_density": float(act_nz.mean()) if act_nz.size else 0.0,
+            "table_builds": 1,
+        }
+
+
+# ---- BuildTables -------------------------------------------------------------------------
+
+
+def choose_weight_form(codes: np.ndarray) -> str:
+    entries, per_row = encode_sparse(codes)
+    return "sparse" if sparse_bits(entries.size, per_row.size) < 4 * codes.size else "dense"
+
+
+def build_tables(run: Run) -> KcnnModel:
+    """BuildTables: integer biases and thresholds, stored forms, the accumulator proof."""
+    graph = run.graph
+    layers = []
+    maps = dict(run.maps)
+    for layer in graph.layers:
+        in_map, out_map = run.links.get(layer.name, (None, None))
+        q = QLayer(
+            name=layer.name,
+            op=layer.op,
+            in_shape=layer.in_shape,
+            out_shape=layer.out_shape,
+            attrs=dict(layer.attrs),
+            relu=layer.relu,
+            nodes=list(layer.nodes),
+            in_map=in_map,
+            out_map=out_map,
+        )
+        if layer.op == "lrn" and q.out_map is not None:
+            maps[q.out_map].boundaries = run.float_thresholds[q.out_map]
+        if layer.is_fabric:
+            table = run.weights[layer.name]
+            acc_scale = table.scale * maps[q.in_map].scale
+            q.codes, q.wq, q.w_scale = table.codes, table.wq, table.scale
+            q.bias = np.round(layer.bias / acc_scale).astype(np.int64)
+            if q.out_map is not None:
+                t = np.ceil(run.float_thresholds[q.out_map] / acc_scale)
+                t = np.maximum.accumulate(np.maximum(t, 1.0)) if t.size else t
+                limit = float(1 << (ARITHMETIC_CONTRACT["ACC_BITS"] - 1))
+                q.thresholds = np.clip(t, -limit, limit).astype(np.int64)
+            q.weight_form = choose_weight_form(q.codes)
+        layers.append(q)
+    model = KcnnModel(graph.name, graph.input_shape, layers, maps)
+
+    def fail(message, layer, field):
+        return KcnnError(message, layer=layer, field=field)
+
+    check_layer_tables(model, ARITHMETIC_CONTRACT, fail)
+    return model

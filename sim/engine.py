@@ -1,0 +1,108 @@
+"""The bit-accurate simulator: a `.kcnn` executed on codes and integers (DESIGN section 1).
+
+Each fabric layer is one float64 GEMM of the decoded integer weights ``Wq[codes]`` with the
+decoded integer activations ``Aq[codes]``. Every partial sum is bounded by the accumulator
+proof the loader checked (< 2^31 <= 2^53), so float64 holds it exactly and the summation
+order does not matter: the result equals the cluster PEs' table look-ups and additions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kcnn import hostops
+from kcnn.codes import encode_input, encode_thresholds
+from kcnn.kfile import KcnnModel, QLayer
+
+EXACT_LIMIT = 2**53
+
+
+def _windows(x: np.ndarray, kernel, strides, pads, dilations, fill=0) -> np.ndarray:
+    """Sliding windows of ``(N, C, H, W)`` as ``(N, C, kh, kw, OH, OW)`` (a view when possible)."""
+    top, left, bottom, right = pads
+    if any(pads):
+        x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=fill)
+    kh, kw = kernel
+    dh, dw = dilations
+    span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+    view = np.lib.stride_tricks.sliding_window_view(x, span, axis=(2, 3))
+    view = view[:, :, :: strides[0], :: strides[1], ::dh, ::dw]
+    return view.transpose(0, 1, 4, 5, 2, 3)
+
+
+def conv_acc(layer: QLayer, a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Accumulators of a conv: ``a`` decoded activations, ``w`` decoded weights (float64)."""
+    attrs = layer.attrs
+    groups = attrs["groups"]
+    n, c_in = a.shape[:2]
+    c_out, c_in_g, kh, kw = w.shape
+    patches = _windows(a, attrs["kernel"], attrs["strides"], attrs["pads"], attrs["dilations"])
+    oh, ow = patches.shape[-2:]
+    cols = patches.reshape(n, groups, c_in_g * kh * kw, oh * ow)
+    weights = w.reshape(groups, c_out // groups, c_in_g * kh * kw)
+    acc = np.matmul(weights[None], cols)  # (N, G, C_out/G, OH*OW)
+    return acc.reshape(n, c_out, oh, ow)
+
+
+def fabric_layer(layer: QLayer, codes: np.ndarray, in_book) -> np.ndarray:
+    """Integer accumulators (as float64) of one conv or fc layer for a batch of codes."""
+    a = np.concatenate([[0.0], in_book.aq.astype(np.float64)])[codes]
+    w = np.concatenate([[0.0], layer.wq.astype(np.float64)])[layer.codes]
+    if layer.op == "fc":
+        acc = a.reshape(a.shape[0], -1) @ w.T
+        bias = layer.bias.astype(np.float64)
+    else:
+        acc = conv_acc(layer, a, w)
+        bias = layer.bias.astype(np.float64)[:, None, None]
+    acc = acc + bias
+    assert np.all(np.abs(acc) < EXACT_LIMIT), "accumulator proof violated"
+    return acc
+
+
+def maxpool_codes(layer: QLayer, codes: np.ndarray) -> np.ndarray:
+    """Max-pooling on codes (codes are ordered like values; padding is code 0)."""
+    attrs = layer.attrs
+    windows = _windows(codes, attrs["kernel"], attrs["strides"], attrs["pads"], [1, 1])
+    return windows.max(axis=(2, 3))
+
+
+def run(model: KcnnModel, x: np.ndarray, trace: bool = False):
+    """Run ``x`` (float32 ``(N, *input_shape)``) through the model.
+
+    Returns ``(output, logits, maps)``: the model output (trailing host ops applied), the
+    float64 logits ``acc * s_w * s_a``, and with ``trace`` every map's codes and the last
+    layer's ``acc`` (int64) by layer name (``"input"`` for the encoded input).
+    """
+    book = model.maps["input"]
+    codes = encode_input(x, book.boundaries)
+    maps = {"input": codes} if trace else {}
+    logits = None
+    out = None
+    for layer in model.layers:
+        if layer.is_fabric:
+            in_book = model.maps[layer.in_map]
+            acc = fabric_layer(layer, codes, in_book)
+            if layer.out_map is not None:
+                codes = encode_thresholds(acc, layer.thresholds.astype(np.float64))
+            else:
+                acc_int = acc.astype(np.int64)
+                logits = acc * (layer.w_scale * in_book.scale)
+                out = logits
+                codes = None
+                if trace:
+                    maps[layer.name] = acc_int
+                continue
+        elif layer.op == "maxpool":
+            codes = maxpool_codes(layer, codes)
+        elif layer.op == "flatten":
+            codes = codes.reshape(codes.shape[0], -1)
+        elif layer.op in ("lrn", "softmax"):
+            if layer.out_map is None:  # trailing op on the logits
+                out = hostops.apply(layer.op, layer.attrs, out)
+                continue
+            values = model.maps[layer.in_map].decode(codes)
+            y = hostops.apply(layer.op, layer.attrs, values)
+            codes = encode_thresholds(y, model.maps[layer.out_map].boundaries)
+        if trace:
+            maps[layer.name] = codes
+    return out, logits, maps

@@ -1,0 +1,79 @@
+"""ONNX import and lowering, checked against onnxruntime on the original model."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+import onnx_cases  # noqa: E402
+from kcnn.quantizer.export_onnx import session, to_onnx  # noqa: E402
+from kcnn.quantizer.lowering import lower  # noqa: E402
+from kcnn.quantizer.onnx_import import import_onnx  # noqa: E402
+
+from kcnn.errors import KcnnError  # noqa: E402
+from kcnn.graph import dense_macs  # noqa: E402
+
+
+def run_original(model, x):
+    sess = session(model)
+    name = sess.get_inputs()[0].name
+    batch = sess.get_inputs()[0].shape[0]
+    if batch == 1:  # zoo models fix the batch to 1
+        return np.concatenate([sess.run(None, {name: x[i : i + 1]})[0] for i in range(len(x))])
+    return sess.run(None, {name: x})[0]
+
+
+@pytest.mark.parametrize("case", sorted(onnx_cases.SUPPORTED))
+def test_lowered_graph_matches_original(case):
+    model, x = onnx_cases.SUPPORTED[case]()
+    reference = run_original(model, x)
+    graph = lower(import_onnx(model))
+    lowered = session(to_onnx(graph)).run(None, {"input": x})[0]
+    assert lowered.shape == reference.shape
+    np.testing.assert_allclose(
+        lowered, reference, rtol=1e-4, atol=1e-5 * float(np.abs(reference).max())
+    )
+    ops = {layer.op for layer in graph.layers}
+    assert ops <= {"conv", "fc", "maxpool", "flatten", "lrn", "softmax"}
+
+
+@pytest.mark.parametrize("case", sorted(onnx_cases.UNSUPPORTED))
+def test_unsupported_pattern_is_named(case):
+    builder, fragments = onnx_cases.UNSUPPORTED[case]
+    with pytest.raises(KcnnError) as info:
+        lower(import_onnx(builder()))
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_conv_maxpool_relu_commutes():
+    model, _ = onnx_cases.SUPPORTED["conv_maxpool_relu_op13"]()
+    graph = lower(import_onnx(model))
+    first_pool = next(i for i, layer in enumerate(graph.layers) if layer.op == "maxpool")
+    assert graph.layers[first_pool - 1].is_fabric and graph.layers[first_pool - 1].relu
+
+
+def test_bvlc_alexnet_dense_macs_equal_hand_count():
+    """docs/macs.md: 654,560,384 MACs per 224x224 image (ConstantOfShape weights)."""
+    import os
+
+    import onnx
+
+    path = os.path.join(
+        os.path.dirname(onnx.__file__), "backend/test/data/light/light_bvlc_alexnet.onnx"
+    )
+    graph = lower(import_onnx(path))
+    per_layer = [dense_macs(layer) for layer in graph.fabric_layers()]
+    assert per_layer == [
+        101_616_768,
+        207_667_200,
+        127_401_984,
+        95_551_488,
+        63_700_992,
+        37_748_736,
+        16_777_216,
+        4_096_000,
+    ]
+    assert sum(per_layer) == 654_560_384
+    assert [layer.op for layer in graph.layers if layer.is_host] == ["lrn", "lrn", "softmax"]

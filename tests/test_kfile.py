@@ -1,0 +1,220 @@
+"""The `.kcnn` file: round trip, determinism, and validation of every field."""
+
+import hashlib
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from kcnn.config import FORMAT_VERSION
+from kcnn.errors import KcnnError
+from kcnn.kfile import decode_sparse, encode_sparse, load, pack_dense, unpack_dense
+
+
+@pytest.fixture(scope="module")
+def small_kcnn(tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    import onnx_cases
+    from kcnn.quantizer import quantize
+
+    model, x = onnx_cases.SUPPORTED["everything_op13"]()
+    calib = np.random.default_rng(0).standard_normal((32, *x.shape[1:])).astype(np.float32)
+    path = tmp_path_factory.mktemp("kfile") / "small.kcnn"
+    quantize(model, calib, log=None, density=0.5, weight_clusters=8).save(path)
+    return path
+
+
+def rewrite(src, dst, *, arrays=None, manifest=None, keep_checksums=False):
+    """Copy a .kcnn, replacing arrays (checksums updated unless told) or manifest fields."""
+    with zipfile.ZipFile(src) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(members.pop("manifest.json"))
+    for name, array in (arrays or {}).items():
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        members[f"{name}.npy"] = buffer.getvalue()
+        if not keep_checksums:
+            meta["sha256"][f"{name}.npy"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    if manifest:
+        manifest(meta)
+    members["manifest.json"] = json.dumps(meta).encode()
+    with zipfile.ZipFile(dst, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return dst
+
+
+def fabric_names(path):
+    return [layer.name for layer in load(path).layers if layer.is_fabric]
+
+
+def test_round_trip_is_byte_identical(small_kcnn, tmp_path):
+    model = load(small_kcnn)
+    again = model.save(tmp_path / "again.kcnn")
+    assert again.read_bytes() == small_kcnn.read_bytes()
+    reloaded = load(again)
+    for a, b in zip(model.layers, reloaded.layers, strict=True):
+        if a.is_fabric:
+            assert np.array_equal(a.codes, b.codes) and np.array_equal(a.bias, b.bias)
+            assert a.weight_form == b.weight_form
+
+
+def test_loader_needs_numpy_only_and_no_pickle(small_kcnn):
+    with zipfile.ZipFile(small_kcnn) as archive:
+        for name in archive.namelist():
+            if name.endswith(".npy"):
+                array = np.lib.format.read_array(io.BytesIO(archive.read(name)), allow_pickle=False)
+                assert array.dtype != object
+
+
+@pytest.mark.parametrize(
+    "codes",
+    [
+        np.zeros((3, 40), np.uint8),
+        np.eye(5, 70, 3, dtype=np.uint8) * 7,
+        np.random.default_rng(1).integers(0, 16, (4, 2, 3, 3)).astype(np.uint8),
+    ],
+)
+def test_sparse_and_dense_forms_round_trip(codes):
+    sparse = codes * (np.random.default_rng(2).random(codes.shape) < 0.1)
+    for array in (codes, sparse.astype(np.uint8)):
+        entries, per_row = encode_sparse(array)
+        assert np.array_equal(decode_sparse(entries, per_row, array.shape), array)
+        assert np.array_equal(
+            unpack_dense(pack_dense(array), array.size).reshape(array.shape), array
+        )
+
+
+def test_sparse_gap_uses_filler_entries():
+    row = np.zeros((1, 40), np.uint8)
+    row[0, 35] = 9
+    entries, per_row = encode_sparse(row)
+    # 35 zeros before the code: two fillers of 16 positions, then gap 3.
+    assert list(entries) == [0xF0, 0xF0, 0x39] and list(per_row) == [3]
+
+
+def test_dense_nibble_order():
+    assert list(pack_dense(np.array([1, 2, 3], np.uint8))) == [0x21, 0x03]
+
+
+def expect_error(path, *fragments):
+    with pytest.raises(KcnnError) as info:
+        load(path)
+    for fragment in fragments:
+        assert fragment in str(info.value), str(info.value)
+    return info.value
+
+
+def test_missing_and_not_a_zip(tmp_path):
+    expect_error(tmp_path / "none.kcnn", "no such")
+    (tmp_path / "junk.kcnn").write_bytes(b"not a zip at all")
+    expect_error(tmp_path / "junk.kcnn", "junk.kcnn", "not a zip")
+
+
+def test_truncated(small_kcnn, tmp_path):
+    data = small_kcnn.read_bytes()
+    for cut in (len(data) // 3, len(data) - 30):
+        path = tmp_path / f"cut{cut}.kcnn"
+        path.write_bytes(data[:cut])
+        expect_error(path, str(path))
+
+
+def test_corrupt_array_fails_checksum(small_kcnn, tmp_path):
+    name = fabric_names(small_kcnn)[0]
+    path = rewrite(
+        small_kcnn,
+        tmp_path / "bad.kcnn",
+        arrays={f"{name}.bias": np.zeros(4, np.int64)},
+        keep_checksums=True,
+    )
+    error = expect_error(path, "SHA-256", name)
+    assert error.layer == name and error.field == f"{name}.bias"
+
+
+def test_wrong_format_version(small_kcnn, tmp_path):
+    path = rewrite(
+        small_kcnn,
+        tmp_path / "v.kcnn",
+        manifest=lambda m: m.update(format_version=FORMAT_VERSION + 1),
+    )
+    expect_error(path, "format_version", "not supported")
+
+
+def test_wrong_contract(small_kcnn, tmp_path):
+    path = rewrite(
+        small_kcnn, tmp_path / "c.kcnn", manifest=lambda m: m["contract"].update(ACC_BITS=24)
+    )
+    expect_error(path, "contract")
+
+
+def test_missing_manifest(small_kcnn, tmp_path):
+    expect_error(_without_manifest(small_kcnn, tmp_path), "manifest.json")
+
+
+def _without_manifest(src, tmp_path):
+    dst = tmp_path / "nomanifest.kcnn"
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(dst, "w") as b:
+        for name in a.namelist():
+            if name != "manifest.json":
+                b.writestr(name, a.read(name))
+    return dst
+
+
+def test_out_of_range_weight_code(small_kcnn, tmp_path):
+    model = load(small_kcnn)
+    layer = next(
+        lay for lay in model.layers if lay.is_fabric and lay.weight_form == "dense" and lay.K < 16
+    )
+    codes = layer.codes.copy()
+    codes.reshape(-1)[0] = layer.K  # one past the codebook
+    path = rewrite(
+        small_kcnn, tmp_path / "code.kcnn", arrays={f"{layer.name}.wcodes": pack_dense(codes)}
+    )
+    error = expect_error(path, "out of range", layer.name)
+    assert error.field == "codes"
+
+
+def test_weight_codebook_out_of_range(small_kcnn, tmp_path):
+    name = fabric_names(small_kcnn)[0]
+    wq = load(small_kcnn).layer(name).wq.astype(np.int16).copy()
+    wq[-1] = 200
+    path = rewrite(small_kcnn, tmp_path / "wq.kcnn", arrays={f"{name}.wq": wq})
+    expect_error(path, name, "wq")
+
+
+def test_thresholds_must_start_at_one(small_kcnn, tmp_path):
+    name = fabric_names(small_kcnn)[0]
+    t = load(small_kcnn).layer(name).thresholds.copy()
+    t[0] = 0
+    path = rewrite(small_kcnn, tmp_path / "t.kcnn", arrays={f"{name}.thresholds": t})
+    expect_error(path, name, "T[1] >= 1")
+
+
+def test_failed_accumulator_proof(small_kcnn, tmp_path):
+    name = fabric_names(small_kcnn)[0]
+    bias = load(small_kcnn).layer(name).bias.copy()
+    bias[1] = 2**31 - 2
+    path = rewrite(small_kcnn, tmp_path / "acc.kcnn", arrays={f"{name}.bias": bias})
+    error = expect_error(path, "accumulator proof", name)
+    assert error.field == "accumulator"
+
+
+def test_wrong_dtype(small_kcnn, tmp_path):
+    name = fabric_names(small_kcnn)[0]
+    bias = load(small_kcnn).layer(name).bias.astype(np.float64)
+    path = rewrite(small_kcnn, tmp_path / "dtype.kcnn", arrays={f"{name}.bias": bias})
+    expect_error(path, "int64", name)
+
+
+def test_bad_sparse_entries(tmp_path, small_kcnn):
+    model = load(small_kcnn)
+    layer = model.layers[[lay.is_fabric for lay in model.layers].index(True)]
+    layer.weight_form = "sparse"
+    path = model.save(tmp_path / "sparse.kcnn")
+    assert np.array_equal(load(path).layer(layer.name).codes, layer.codes)
+    rows = np.zeros(layer.codes.shape[0], np.uint32)
+    rows[0] = 1
+    bad = rewrite(path, tmp_path / "badsparse.kcnn", arrays={f"{layer.name}.wrows": rows})
+    expect_error(bad, layer.name, "wsparse")

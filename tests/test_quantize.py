@@ -1,0 +1,153 @@
+"""Quantizer passes: pruning, clustering, calibration, tables, determinism, errors."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+import onnx_cases  # noqa: E402
+from kcnn.quantizer import quantize  # noqa: E402
+from kcnn.quantizer.passes import channel_scores, cluster_layer_weights, prune  # noqa: E402
+
+from kcnn.errors import KcnnError  # noqa: E402
+from kcnn.kfile import load  # noqa: E402
+from kcnn.report import build_report  # noqa: E402
+
+
+def case(name="everything_op13", n=32, seed=0):
+    model, x = onnx_cases.SUPPORTED[name]()
+    calib = np.random.default_rng(seed).standard_normal((n, *x.shape[1:])).astype(np.float32)
+    return model, calib
+
+
+def test_same_inputs_give_identical_bytes(tmp_path):
+    model, calib = case()
+    a = quantize(model, calib, log=None).save(tmp_path / "a.kcnn")
+    b = quantize(model, calib, log=None).save(tmp_path / "b.kcnn")
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_cluster_counts_are_respected(tmp_path):
+    model, calib = case()
+    q = quantize(model, calib, log=None, weight_clusters="4,fc_a=8", act_clusters=5)
+    for layer in q.layers:
+        if layer.is_fabric:
+            assert 2 <= layer.K <= (8 if layer.name == "fc_a" else 4)
+            assert q.maps[layer.in_map].J <= 5
+    report = build_report(q)
+    assert {r["name"]: r["K"] for r in report["layers"]}["fc_a"] > 4
+
+
+def test_fixed_density_and_never_unprune():
+    rng = np.random.default_rng(3)
+    weight = rng.standard_normal((8, 4, 3, 3))
+    weight[0] = 0.0  # an already pruned channel stays pruned
+    pruned = prune(weight, 0.4)
+    assert np.count_nonzero(pruned) == round(0.4 * weight.size)
+    assert not np.any(pruned[0])
+    assert np.all((pruned == 0) | (pruned == weight))
+    # density 1.0 keeps exactly the existing non-zeros
+    assert np.array_equal(prune(pruned, 1.0), pruned)
+
+
+def test_channel_normalised_ranking_keeps_low_gain_channels():
+    rng = np.random.default_rng(4)
+    weight = rng.standard_normal((4, 64))
+    weight[2] *= 1e-3  # a low-gain channel (e.g. after BN folding)
+    pruned = prune(weight, 0.25)
+    assert np.count_nonzero(pruned[2]) > 0
+    scores = channel_scores(weight)
+    assert np.allclose(np.sqrt(np.mean(scores**2, axis=1)), 1.0)
+
+
+def test_weight_codebook_is_integer_and_zero_free():
+    rng = np.random.default_rng(5)
+    weight = rng.laplace(size=(16, 3, 3, 3)) * (rng.random((16, 3, 3, 3)) < 0.5)
+    table = cluster_layer_weights(weight, 16, "dp", 0)
+    assert table.wq.dtype == np.int64 and 0 not in table.wq and np.all(np.diff(table.wq) > 0)
+    assert np.abs(table.wq).max() == 127
+    assert not table.codes[weight == 0].any()
+    # A non-zero weight may take code 0 only when its centroid rounded to 0.
+    dropped = (table.codes == 0) & (weight != 0)
+    assert np.all(np.abs(weight[dropped]) <= np.abs(table.wq).min() * table.scale)
+    kept = table.codes != 0
+    error = np.abs(table.decode() - weight)[kept]
+    assert error.max() < np.abs(weight).max() / 4
+
+
+def test_few_distinct_values_get_that_many_codes():
+    weight = np.array([[0.5, -0.5, 0.0, 0.5], [0.25, 0.0, 0.0, -0.5]])
+    table = cluster_layer_weights(weight, 16, "dp", 0)
+    assert list(table.wq) == [-127, 64, 127]
+    empty = cluster_layer_weights(np.zeros((2, 3)), 16, "dp", 0)
+    assert empty.wq.size == 0 and not empty.codes.any()
+
+
+def test_sklearn_reference_method_gives_close_tables():
+    pytest.importorskip("sklearn")
+    model, calib = case()
+    ours = build_report(quantize(model, calib, log=None, density=1.0))
+    ref = build_report(quantize(model, calib, log=None, density=1.0, kmeans="sklearn"))
+    for a, b in zip(ours["layers"], ref["layers"], strict=True):
+        # Centroids that round to one integer merge, so K may differ by one.
+        assert abs(a["K"] - b["K"]) <= 1 and a["dense_macs"] == b["dense_macs"]
+
+
+def test_auto_density_never_above_existing_and_records_search():
+    model, calib = case(n=48)
+    q = quantize(model, calib, log=None)
+    for layer in q.layers:
+        if layer.is_fabric:
+            assert q.meta["densities"][layer.name] <= 1.0
+    search = q.meta["sensitivity"]
+    assert search["joint_error"] <= q.meta["config"]["auto_joint_tolerance"]
+    assert all(
+        e <= q.meta["config"]["auto_tolerance"]
+        for k, v in search.items()
+        if k != "joint_error"
+        for e in v["errors"]
+    )
+
+
+def test_thresholds_and_proof_hold(tmp_path):
+    model, calib = case()
+    q = load(quantize(model, calib, log=None).save(tmp_path / "q.kcnn"))
+    for layer in q.layers:
+        if layer.is_fabric and layer.thresholds is not None:
+            assert layer.thresholds[0] >= 1 and np.all(np.diff(layer.thresholds) >= 0)
+    assert q.maps["input"].signed  # the calibration data is signed
+
+
+@pytest.mark.parametrize(
+    "make,field",
+    [
+        (lambda s: np.zeros((4, s[0], s[1] - 1, s[2]), np.float32), "shape"),
+        (lambda s: np.zeros((0, *s), np.float32), "shape"),
+        (lambda s: np.zeros((4, *s), np.int32), "dtype"),
+        (lambda s: np.full((4, *s), np.nan, np.float32), "values"),
+    ],
+)
+def test_bad_calibration_is_named(make, field):
+    model, good = case()
+    calib = make(good.shape[1:])
+    with pytest.raises(KcnnError) as info:
+        quantize(model, calib, log=None)
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    "options,field",
+    [
+        ({"weight_clusters": 17}, "weight_clusters"),
+        ({"act_clusters": "4,nosuch=3"}, "act_clusters"),
+        ({"density": "conv_a=1.5"}, "density"),
+        ({"density": "x"}, "density"),
+        ({"kmeans": "lloyd"}, "kmeans"),
+        ({"colour": "red"}, "config"),
+    ],
+)
+def test_bad_options_are_named(options, field):
+    model, calib = case()
+    with pytest.raises(KcnnError) as info:
+        quantize(model, calib, log=None, **options)
+    assert info.value.field == field

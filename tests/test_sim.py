@@ -1,0 +1,123 @@
+"""The simulator against direct loops over every output, tap and code."""
+
+import numpy as np
+import pytest
+from kcnn.sim.engine import fabric_layer, maxpool_codes
+
+from kcnn import hostops
+from kcnn.kfile import Codebook, QLayer
+
+
+def direct_conv(layer, codes, book):
+    n, c_in, h, w = codes.shape
+    c_out, c_in_g, kh, kw = layer.codes.shape
+    a = layer.attrs
+    top, left, bottom, right = a["pads"]
+    (sh, sw), (dh, dw) = a["strides"], a["dilations"]
+    oh = (h + top + bottom - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + left + right - dw * (kw - 1) - 1) // sw + 1
+    out = np.zeros((n, c_out, oh, ow), np.int64)
+    for b in range(n):
+        for co in range(c_out):
+            g = co // (c_out // a["groups"])
+            for y in range(oh):
+                for x in range(ow):
+                    acc = int(layer.bias[co])
+                    for ci in range(c_in_g):
+                        for i in range(kh):
+                            for j in range(kw):
+                                yy, xx = y * sh - top + i * dh, x * sw - left + j * dw
+                                if not (0 <= yy < h and 0 <= xx < w):
+                                    continue
+                                wc = layer.codes[co, ci, i, j]
+                                ac = codes[b, g * c_in_g + ci, yy, xx]
+                                if wc and ac:  # the product table: P[0][*] = P[*][0] = 0
+                                    acc += int(layer.wq[wc - 1]) * int(book.aq[ac - 1])
+                    out[b, co, y, x] = acc
+    return out
+
+
+@pytest.mark.parametrize(
+    "groups,strides,pads,dilations",
+    [
+        (1, [1, 1], [1, 1, 1, 1], [1, 1]),
+        (2, [2, 1], [0, 1, 2, 0], [1, 2]),
+        (4, [1, 1], [0, 0, 0, 0], [1, 1]),
+    ],
+)
+def test_conv_matches_product_table_loops(groups, strides, pads, dilations):
+    rng = np.random.default_rng(groups)
+    c_out, c_in = 8, 4
+    layer = QLayer(
+        "c",
+        "conv",
+        (c_in, 6, 5),
+        (c_out, 0, 0),
+        attrs={
+            "groups": groups,
+            "strides": strides,
+            "pads": pads,
+            "dilations": dilations,
+            "kernel": [3, 2],
+        },
+        codes=rng.integers(0, 6, (c_out, c_in // groups, 3, 2)).astype(np.uint8),
+        wq=np.array([-90, -7, 3, 50, 127]),
+        bias=rng.integers(-500, 500, c_out),
+    )
+    book = Codebook("m", np.array([1, 9, 40, 255]), 0.1, False)
+    codes = rng.integers(0, 5, (2, c_in, 6, 5)).astype(np.uint8)
+    acc = fabric_layer(layer, codes, book)
+    assert np.array_equal(acc.astype(np.int64), direct_conv(layer, codes, book))
+
+
+def test_fc_matches_product_table_loops():
+    rng = np.random.default_rng(9)
+    layer = QLayer(
+        "f",
+        "fc",
+        (12,),
+        (5,),
+        codes=rng.integers(0, 4, (5, 12)).astype(np.uint8),
+        wq=np.array([-3, 2, 100]),
+        bias=rng.integers(-50, 50, 5),
+    )
+    book = Codebook("m", np.array([-20, 5, 6]), 0.5, True)
+    codes = rng.integers(0, 4, (3, 12)).astype(np.uint8)
+    expected = np.array(
+        [
+            [
+                layer.bias[o]
+                + sum(
+                    int(layer.wq[layer.codes[o, i] - 1]) * int(book.aq[codes[b, i] - 1])
+                    for i in range(12)
+                    if layer.codes[o, i] and codes[b, i]
+                )
+                for o in range(5)
+            ]
+            for b in range(3)
+        ]
+    )
+    assert np.array_equal(fabric_layer(layer, codes, book).astype(np.int64), expected)
+
+
+def test_maxpool_on_codes_pads_with_code_zero():
+    codes = np.arange(1, 17, dtype=np.uint8).reshape(1, 1, 4, 4)
+    layer = QLayer(
+        "p",
+        "maxpool",
+        (1, 4, 4),
+        (1, 2, 2),
+        attrs={"kernel": [3, 3], "strides": [2, 2], "pads": [0, 0, 1, 1]},
+    )
+    assert maxpool_codes(layer, codes).tolist() == [[[[11, 12], [15, 16]]]]
+
+
+def test_lrn_matches_the_onnx_definition():
+    x = np.random.default_rng(2).random((2, 7, 3, 3)) * 40
+    size, alpha, beta, bias = 5, 1e-2, 0.75, 2.0
+    direct = np.empty_like(x)
+    for c in range(7):
+        lo, hi = max(0, c - 2), min(6, c + 2)
+        s = (x[:, lo : hi + 1] ** 2).sum(axis=1)
+        direct[:, c] = x[:, c] / (bias + alpha / size * s) ** beta
+    np.testing.assert_allclose(hostops.lrn(x, size, alpha, beta, bias), direct, rtol=1e-13)
