@@ -10,15 +10,15 @@ import sys
 from dataclasses import dataclass, field
 
 import numpy as np
-from kcnn.quantizer.config import QuantizeConfig
-from kcnn.quantizer.export_onnx import session, to_onnx
-from kcnn.quantizer.kmeans1d import assign_nearest, cluster_1d
 
 from kcnn.config import ARITHMETIC_CONTRACT, act_code_range, weight_code_range
 from kcnn.counts import effective_pairs
 from kcnn.errors import KcnnError
 from kcnn.graph import Graph, Layer
 from kcnn.kfile import Codebook, KcnnModel, QLayer, check_layer_tables, encode_sparse, sparse_bits
+from kcnn.quantizer.config import QuantizeConfig
+from kcnn.quantizer.export_onnx import session, to_onnx
+from kcnn.quantizer.kmeans1d import assign_nearest, cluster_1d
 
 #: Candidate densities of the sensitivity search, tried from dense to sparse.
 DENSITY_GRID = (0.75, 0.5, 0.35, 0.25, 0.18, 0.12, 0.09, 0.06, 0.04, 0.03, 0.02)

@@ -6,12 +6,12 @@ import pytest
 pytest.importorskip("onnxruntime")
 
 import onnx_cases  # noqa: E402
-from kcnn.quantizer.export_onnx import session, to_onnx  # noqa: E402
-from kcnn.quantizer.lowering import lower  # noqa: E402
-from kcnn.quantizer.onnx_import import import_onnx  # noqa: E402
 
 from kcnn.errors import KcnnError  # noqa: E402
 from kcnn.graph import dense_macs  # noqa: E402
+from kcnn.quantizer.export_onnx import session, to_onnx  # noqa: E402
+from kcnn.quantizer.lowering import lower  # noqa: E402
+from kcnn.quantizer.onnx_import import import_onnx  # noqa: E402
 
 
 def run_original(model, x):

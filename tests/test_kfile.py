@@ -17,6 +17,7 @@ from kcnn.kfile import decode_sparse, encode_sparse, load, pack_dense, unpack_de
 def small_kcnn(tmp_path_factory):
     pytest.importorskip("onnxruntime")
     import onnx_cases
+
     from kcnn.quantizer import quantize
 
     model, x = onnx_cases.SUPPORTED["everything_op13"]()

@@ -8,10 +8,10 @@ import sys
 
 import numpy as np
 import pytest
-from kcnn.quantizer import kmeans1d as km
-from kcnn.quantizer.kmeans1d import assign_nearest, cluster_1d, wcss
 
 from kcnn.errors import MissingExtraError
+from kcnn.quantizer import kmeans1d as km
+from kcnn.quantizer.kmeans1d import assign_nearest, cluster_1d, wcss
 
 
 def brute_force_wcss(values, k):

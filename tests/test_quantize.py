@@ -6,11 +6,11 @@ import pytest
 pytest.importorskip("onnxruntime")
 
 import onnx_cases  # noqa: E402
-from kcnn.quantizer import quantize  # noqa: E402
-from kcnn.quantizer.passes import channel_scores, cluster_layer_weights, prune  # noqa: E402
 
 from kcnn.errors import KcnnError  # noqa: E402
 from kcnn.kfile import load  # noqa: E402
+from kcnn.quantizer import quantize  # noqa: E402
+from kcnn.quantizer.passes import channel_scores, cluster_layer_weights, prune  # noqa: E402
 from kcnn.report import build_report  # noqa: E402
 
 

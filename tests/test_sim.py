@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from kcnn.sim.engine import fabric_layer, maxpool_codes
 
 from kcnn import hostops
 from kcnn.kfile import Codebook, QLayer
+from kcnn.sim.engine import fabric_layer, maxpool_codes
 
 
 def direct_conv(layer, codes, book):
