@@ -4,10 +4,11 @@ The runtime (this package, the `.kcnn` loader, the simulator and the board drive
 numpy only; the quantizer needs the ``quantize`` extra and is imported on first use.
 """
 
+from kcnn.accelerator import Accelerator
 from kcnn.errors import KcnnError
 
 __version__ = "0.1.0"
-__all__ = ["KcnnError", "__version__", "quantize"]
+__all__ = ["Accelerator", "KcnnError", "__version__", "quantize"]
 
 
 def quantize(onnx_path, calib, **config):

@@ -30,15 +30,19 @@ def write_json_atomic(path, obj) -> None:
         raise
 
 
+def _write_json(args, obj: dict) -> None:
+    if args.json_out:
+        write_json_atomic(args.json_out, obj)
+    if args.json:
+        json.dump(obj, sys.stdout)
+        sys.stdout.write("\n")
+
+
 def _emit(args, report: dict) -> None:
     from kcnn.report import format_report
 
     print(format_report(report), file=sys.stderr)
-    if args.json_out:
-        write_json_atomic(args.json_out, report)
-    if args.json:
-        json.dump(report, sys.stdout)
-        sys.stdout.write("\n")
+    _write_json(args, report)
 
 
 def _quantize_options(args) -> dict:
@@ -65,13 +69,141 @@ def cmd_report(args) -> None:
     from kcnn.kfile import load
     from kcnn.report import build_report
 
-    _emit(args, build_report(load(args.kcnn)))
+    model = load(args.kcnn)
+    if args.input:
+        from kcnn.accelerator import Accelerator
+        from kcnn.sim.counts import measure
+
+        with Accelerator(args.kcnn, backend="sim") as acc:
+            model.meta["calibration"] = measure(model, acc._check(_load_array(args.input)))
+    report = build_report(model)
+    if args.estimate:
+        from kcnn.estimate import estimate, format_estimate
+
+        report["estimate"] = estimate(model)
+        print(format_estimate(report["estimate"]), file=sys.stderr)
+    _emit(args, report)
+
+
+def _load_array(path, field="input"):
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise KcnnError(f"cannot read a .npy array: {exc}", file=path, field=field) from exc
+
+
+def _load_dataset(path):
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "x" not in data or "y" not in data:
+                raise KcnnError("needs arrays 'x' and 'y'", file=path, field="x/y")
+            x, y = data["x"], data["y"]
+    except (OSError, ValueError) as exc:
+        raise KcnnError(f"cannot read a .npz dataset: {exc}", file=path) from exc
+    if not np.issubdtype(y.dtype, np.integer) or y.shape != (len(x),):
+        raise KcnnError(
+            f"labels must be integers of shape ({len(x)},), got {y.dtype} {y.shape}",
+            file=path,
+            field="y",
+        )
+    return x, y
+
+
+def _backend_note(acc) -> None:
+    print(f"kcnn: backend {acc.backend} ({acc.reason})", file=sys.stderr)
+
+
+def _save_npy_atomic(path, array) -> None:
+    import numpy as np
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cmd_run(args) -> None:
+    import numpy as np
+
+    from kcnn.accelerator import Accelerator
+
+    x = _load_array(args.input)
+    with Accelerator(args.kcnn, backend=args.backend) as acc:
+        _backend_note(acc)
+        out = acc.run(x, logits=args.logits)
+    if args.output:
+        _save_npy_atomic(args.output, out.astype(np.float64))
+        print(f"kcnn run: wrote {args.output} {out.shape}", file=sys.stderr)
+        return
+    for index, row in enumerate(out):
+        label = int(np.argmax(row))
+        print(f"{index}\t{label}\t{row[label]:.6g}")
+
+
+def evaluate(kcnn_path, onnx_path, x, y, backend="auto", counts=False, batch=64) -> dict:
+    """Float vs KCNN accuracy on labelled data (the body of ``kcnn eval``)."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from kcnn.accelerator import Accelerator
+    from kcnn.quantizer.reference import run_onnx
+
+    with Accelerator(kcnn_path, backend=backend) as acc:
+        _backend_note(acc)
+        x = acc._check(x)
+        with tqdm(total=2 * len(x), desc="kcnn eval", file=sys.stderr, unit="img") as bar:
+            reference = run_onnx(onnx_path, x, batch=batch, progress=bar.update)
+            labels = []
+            for start in range(0, len(x), batch):
+                chunk = x[start : start + batch]
+                labels.append(acc.predict(chunk))
+                bar.update(len(chunk))
+        ours = np.concatenate(labels)
+        float_labels = reference.argmax(axis=1)
+        result = {
+            "n": int(len(x)),
+            "float_accuracy": float(np.mean(float_labels == y)),
+            "kcnn_accuracy": float(np.mean(ours == y)),
+            "agreement": float(np.mean(ours == float_labels)),
+            "backend": acc.backend,
+        }
+        if counts:
+            from kcnn.report import build_report
+            from kcnn.sim.counts import measure
+
+            acc.model.meta["calibration"] = measure(acc.model, x)
+            result["totals"] = build_report(acc.model)["totals"]
+    return result
+
+
+def _accuracy_line(result) -> str:
+    return (
+        f"on {result['n']} inputs: float top-1 {100 * result['float_accuracy']:.2f}%, "
+        f"KCNN ({result['backend']}) top-1 {100 * result['kcnn_accuracy']:.2f}%, "
+        f"agreement {100 * result['agreement']:.2f}%"
+    )
+
+
+def cmd_eval(args) -> None:
+    x, y = _load_dataset(args.data)
+    result = evaluate(args.kcnn, args.onnx, x, y, args.backend, args.counts)
+    print(_accuracy_line(result), file=sys.stderr)
+    _write_json(args, result)
 
 
 def cmd_demo(args) -> None:
     from kcnn import models
     from kcnn.quantizer import quantize
-    from kcnn.report import build_report
+    from kcnn.report import build_report, format_report
 
     name = "alexnet_mnist"
     print(
@@ -83,7 +215,16 @@ def cmd_demo(args) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = model.save(Path(folder) / f"{name}.kcnn")
         print(f"kcnn demo: {path.name} is {path.stat().st_size:,} bytes", file=sys.stderr)
-    _emit(args, build_report(model))
+        x, y = models.digits("test")
+        result = evaluate(path, models.model_path(name), x, y, backend="sim")
+    from kcnn.estimate import estimate, format_estimate
+
+    report = build_report(model)
+    report["estimate"] = estimate(model)
+    print(format_report(report), file=sys.stderr)
+    print(format_estimate(report["estimate"]), file=sys.stderr)
+    print(_accuracy_line(result), file=sys.stderr)
+    _write_json(args, {"report": report, "accuracy": result})
 
 
 def _json_flags(parser) -> None:
@@ -130,10 +271,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="compression and compute report of a .kcnn")
     r.add_argument("kcnn", help="a .kcnn file")
+    r.add_argument("--input", metavar="X.npy", help="count exactly on these inputs (simulator)")
+    r.add_argument("--estimate", action="store_true", help="add the estimated board performance")
     _json_flags(r)
     r.set_defaults(run=cmd_report)
 
-    d = sub.add_parser("demo", help="quantize the bundled AlexNet-style model and report")
+    backends = ("auto", "sim", "csim", "board")
+    u = sub.add_parser("run", help="run inputs through a .kcnn")
+    u.add_argument("kcnn", help="a .kcnn file")
+    u.add_argument("input", help="inputs, float32 (N, ...) .npy")
+    u.add_argument("-o", "--output", help="write the outputs (N, classes) float64 .npy")
+    u.add_argument("--logits", action="store_true", help="logits instead of the model output")
+    u.add_argument("--backend", default="auto", choices=backends)
+    u.set_defaults(run=cmd_run)
+
+    e = sub.add_parser("eval", help="accuracy of a .kcnn against its float ONNX model")
+    e.add_argument("kcnn", help="a .kcnn file")
+    e.add_argument("--onnx", required=True, help="the float ONNX model")
+    e.add_argument("--data", required=True, help=".npz with inputs x and integer labels y")
+    e.add_argument("--backend", default="auto", choices=backends)
+    e.add_argument("--counts", action="store_true", help="also count exactly (simulator)")
+    _json_flags(e)
+    e.set_defaults(run=cmd_eval)
+
+    d = sub.add_parser(
+        "demo", help="quantize the bundled AlexNet-style model, evaluate it and report"
+    )
     _json_flags(d)
     d.set_defaults(run=cmd_demo)
     return parser

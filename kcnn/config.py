@@ -22,8 +22,15 @@ ARITHMETIC_CONTRACT = {
 
 #: Defaults of the overlay's build parameters (overridden by ``overlay/kcnn.json``).
 BUILD_DEFAULTS = {
-    "P": 16,  # cluster PEs
+    "P": 16,  # cluster PEs, one output channel each per pass
+    "IN_DEPTH": 65536,  # input-tile cache, in codes (32 KiB of 4-bit codes)
+    "W_DEPTH": 262144,  # weight cache for a job's channel block, in codes (128 KiB)
+    "OUT_DEPTH": 8192,  # outputs a job may emit
+    "CLOCK_MHZ": 100,  # FCLK_CLK0
 }
+
+#: 64-bit stream words of a job's fixed header (the descriptor); see docs/job-format.md.
+DESCRIPTOR_WORDS = 8
 
 
 def weight_code_range(bw: int) -> tuple[int, int]:

@@ -121,3 +121,36 @@ def test_lrn_matches_the_onnx_definition():
         s = (x[:, lo : hi + 1] ** 2).sum(axis=1)
         direct[:, c] = x[:, c] / (bias + alpha / size * s) ** beta
     np.testing.assert_allclose(hostops.lrn(x, size, alpha, beta, bias), direct, rtol=1e-13)
+
+
+@pytest.mark.parametrize(
+    "case", ["everything_op13", "conv_groups_op9", "avgpool_op18", "lrn_op13", "gemm_variants_op13"]
+)
+def test_simulator_equals_the_independent_reference(case, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import onnx_cases
+    from reference_model import run_reference
+
+    from kcnn.counts import effective_pairs
+    from kcnn.kfile import load
+    from kcnn.quantizer import quantize
+    from kcnn.sim.engine import run
+
+    model, x = onnx_cases.SUPPORTED[case]()
+    rng = np.random.default_rng(0)
+    calib = rng.standard_normal((64, *x.shape[1:])).astype(np.float32)
+    path = quantize(model, calib, log=None, density=0.6).save(tmp_path / "m.kcnn")
+    loaded = load(path)
+    test = rng.standard_normal((4, *x.shape[1:])).astype(np.float32)
+    expected, pairs = run_reference(loaded, test)
+    _, _, got = run(loaded, test, trace=True)
+    assert list(got) == list(expected)
+    for name, codes in expected.items():
+        assert np.array_equal(got[name].astype(np.int64), codes), name
+    previous = "input"
+    for layer in loaded.layers:
+        if layer.is_fabric:
+            active = (got[previous] != 0).reshape(len(test), *layer.in_shape)
+            count = effective_pairs(layer.op, layer.attrs, layer.codes != 0, active)
+            assert count == pairs[layer.name]
+        previous = layer.name

@@ -1,0 +1,107 @@
+"""``kcnn.Accelerator``: the one API that the CLI, notebooks and users share (DESIGN 5)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from kcnn.errors import KcnnError
+from kcnn.kfile import load
+
+BACKENDS = ("auto", "sim", "csim", "board")
+#: Where the PYNQ image exposes the PL's FPGA manager (the board's own detection test).
+FPGA_MANAGER = "/sys/class/fpga_manager/fpga0/firmware"
+
+
+def _choose(backend: str) -> tuple[str, str]:
+    if backend not in BACKENDS:
+        raise KcnnError(
+            f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}", field="backend"
+        )
+    if backend in ("csim", "board"):
+        raise KcnnError(
+            f"backend {backend!r} is not available in this release yet; use "
+            "'sim' (the bit-accurate simulator)",
+            field="backend",
+        )
+    if backend == "sim":
+        return "sim", "requested"
+    if os.path.exists(FPGA_MANAGER):
+        return "sim", "a board is present but this release has no board back-end yet"
+    return "sim", "no PYNQ board found (no FPGA manager); falling back to the simulator"
+
+
+class Accelerator:
+    """Run a `.kcnn` model on a back-end.
+
+    Parameters
+    ----------
+    path
+        The `.kcnn` file.
+    backend
+        ``"auto"`` (the board when present with a matching overlay, else the simulator),
+        ``"sim"``, ``"csim"`` or ``"board"``. ``.backend`` and ``.reason`` say which runs
+        and why.
+    """
+
+    def __init__(self, path, backend: str = "auto"):
+        self.path = path
+        self.backend, self.reason = _choose(backend)
+        self.model = load(path)
+        self._closed = False
+
+    # ---- inputs ---------------------------------------------------------------------
+    def _check(self, x) -> np.ndarray:
+        if self._closed:
+            raise KcnnError("the accelerator is closed", file=self.path)
+        x = np.asarray(x)
+        shape = tuple(self.model.input_shape)
+        if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
+            raise KcnnError(
+                f"input shape {x.shape} is not (N, {', '.join(map(str, shape))});"
+                " add the batch dimension N",
+                file=self.path,
+                field="input",
+            )
+        if not np.issubdtype(x.dtype, np.floating):
+            raise KcnnError(f"input dtype {x.dtype} is not float32", file=self.path, field="input")
+        return x.astype(np.float32, copy=False)
+
+    def _run(self, x, trace=False):
+        from kcnn.sim.engine import run
+
+        return run(self.model, self._check(x), trace=trace)
+
+    # ---- the API --------------------------------------------------------------------
+    def run(self, x, logits: bool = False) -> np.ndarray:
+        """The model's output (trailing host ops applied), or the logits: float64 (N, classes)."""
+        output, raw, _ = self._run(x)
+        return raw if logits else output
+
+    def predict(self, x) -> np.ndarray:
+        """Class labels (int64, shape (N,))."""
+        return np.argmax(self.run(x, logits=True), axis=1)
+
+    def trace(self, x) -> dict:
+        """Every map's codes (uint8) and the last layer's ``acc`` (int64), by layer name."""
+        return self._run(x, trace=True)[2]
+
+    def estimate(self) -> dict:
+        """The analytic board-performance model's table (an estimate, not a measurement)."""
+        from kcnn.estimate import estimate
+
+        return estimate(self.model)
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __repr__(self):
+        return f"Accelerator({str(self.path)!r}, backend={self.backend!r})"
