@@ -50,6 +50,9 @@ class Accelerator:
         self.backend, self.reason = _choose(backend)
         self.model = load(path)
         self._closed = False
+        from kcnn.sim.engine import Simulator
+
+        self._engine = Simulator(self.model)
 
     # ---- inputs ---------------------------------------------------------------------
     def _check(self, x) -> np.ndarray:
@@ -69,9 +72,7 @@ class Accelerator:
         return x.astype(np.float32, copy=False)
 
     def _run(self, x, trace=False):
-        from kcnn.sim.engine import run
-
-        return run(self.model, self._check(x), trace=trace)
+        return self._engine.run(self._check(x), trace=trace)
 
     # ---- the API --------------------------------------------------------------------
     def run(self, x, logits: bool = False) -> np.ndarray:

@@ -8,6 +8,8 @@ from kcnn.config import ARITHMETIC_CONTRACT
 from kcnn.errors import KcnnError
 
 KMEANS_METHODS = ("dp", "sklearn")
+#: "activation": |w| times the RMS of the input it multiplies; "magnitude": |w| alone.
+PRUNE_SCORES = ("activation", "magnitude")
 
 
 def parse_per_layer(spec, option: str, cast, default) -> dict:
@@ -52,9 +54,10 @@ class QuantizeConfig:
     act_clusters: dict = field(default_factory=lambda: {"*": ARITHMETIC_CONTRACT["J_MAX"]})
     density: str | dict = "auto"
     kmeans: str = "dp"
+    prune_scores: str = "activation"
     seed: int = 0
-    auto_tolerance: float = 0.04
-    auto_joint_tolerance: float = 0.08
+    auto_tolerance: float = 0.08
+    auto_joint_tolerance: float = 0.16
     batch: int = 64
 
     @classmethod
@@ -81,7 +84,14 @@ class QuantizeConfig:
             config.density = (
                 "auto" if spec == "auto" else parse_per_layer(spec, "density", float, 1.0)
             )
-        for key in ("kmeans", "seed", "auto_tolerance", "auto_joint_tolerance", "batch"):
+        for key in (
+            "kmeans",
+            "prune_scores",
+            "seed",
+            "auto_tolerance",
+            "auto_joint_tolerance",
+            "batch",
+        ):
             if key in options:
                 setattr(config, key, options[key])
         config.validate()
@@ -101,6 +111,12 @@ class QuantizeConfig:
                     raise KcnnError(
                         f"density {value} for layer {name!r} is outside (0, 1]", field="density"
                     )
+        if self.prune_scores not in PRUNE_SCORES:
+            raise KcnnError(
+                f"unknown pruning score {self.prune_scores!r}; choose from "
+                f"{', '.join(PRUNE_SCORES)}",
+                field="prune_scores",
+            )
         if self.kmeans not in KMEANS_METHODS:
             raise KcnnError(
                 f"unknown k-means method {self.kmeans!r}; choose from {', '.join(KMEANS_METHODS)}",

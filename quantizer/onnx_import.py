@@ -36,6 +36,16 @@ def supported_ops() -> list[str]:
     return sorted(_HANDLERS)
 
 
+def layer_name(node) -> str:
+    """A short layer name: PyTorch's exporter names nodes ``/<module path>/<Op>``; keep the
+    module (``/features/features.0/Conv`` -> ``features.0``, ``/conv1/Conv`` -> ``conv1``)."""
+    name = node.name or node.output[0]
+    parts = [p for p in name.split("/") if p]
+    if name.startswith("/") and len(parts) >= 2 and parts[-1].startswith(node.op_type):
+        return parts[-2]
+    return name
+
+
 @dataclass
 class _Activation:
     """The chain's current activation tensor."""
@@ -121,7 +131,7 @@ class _Importer:
                 )
 
     def push(self, node, op: str, out_shape, **fields) -> Layer:
-        name = node.name or node.output[0]
+        name = layer_name(node)
         if name in self.names or name == "input":
             name = f"{name}_{len(self.layers)}"
         self.names.add(name)

@@ -62,9 +62,14 @@ def prunable(layer: Layer) -> bool:
 # ---- PruneWeights ----------------------------------------------------------------------
 
 
-def channel_scores(weight: np.ndarray) -> np.ndarray:
-    """|w| over its output channel's RMS, so low-gain channels keep their largest weights."""
+def channel_scores(weight: np.ndarray, input_rms: np.ndarray | None = None) -> np.ndarray:
+    """|w| (times the RMS of the input it multiplies, when known) over its output channel's
+    RMS, so low-gain channels keep their largest weights."""
     rows = np.abs(weight.reshape(weight.shape[0], -1))
+    if input_rms is not None:
+        # conv: one RMS per input channel of the group, repeated over its kh*kw taps
+        taps = rows.shape[1] // input_rms.shape[-1]
+        rows = rows * np.repeat(input_rms, taps, axis=-1)
     rms = np.sqrt(np.mean(rows * rows, axis=1, keepdims=True))
     return np.divide(rows, rms, out=np.zeros_like(rows), where=rms > 0).reshape(weight.shape)
 
@@ -104,6 +109,44 @@ def _relative_error(z: np.ndarray, ref: np.ndarray) -> float:
     return float(np.linalg.norm(z - ref) / max(np.linalg.norm(ref), 1e-30))
 
 
+def input_rms(graph: Graph, calib: np.ndarray, batch: int) -> dict[str, np.ndarray]:
+    """RMS of each fabric layer's inputs on the calibration data: per input feature for an
+    fc layer, per input channel for a conv, shaped to match a weight row's channel order."""
+    sources, previous = {}, "input"
+    for layer in graph.layers:
+        if prunable(layer):
+            sources[layer.name] = previous
+        previous = layer.name
+    names = sorted({s for s in sources.values() if s != "input"})
+    sess = session(to_onnx(graph, outputs=names)) if names else None
+    sums: dict[str, np.ndarray] = {}
+    for start in range(0, len(calib), batch):
+        chunk = calib[start : start + batch]
+        values = dict(zip(names, sess.run(names, {"input": chunk}), strict=True)) if sess else {}
+        values["input"] = chunk
+        for name in set(sources.values()):
+            v = values[name].astype(np.float64)
+            axes = (0, 2, 3) if v.ndim == 4 else (0,)
+            sums[name] = sums.get(name, 0.0) + (v * v).sum(axis=axes)
+    out = {}
+    for layer_name, source in sources.items():
+        layer = graph.layer(layer_name)
+        per_image = np.prod(graph.layer(source).out_shape[1:]) if source != "input" else None
+        count = (
+            len(calib) * (per_image or np.prod(graph.input_shape[1:]))
+            if sums[source].ndim and len(layer.in_shape) == 3
+            else len(calib)
+        )
+        r = np.sqrt(sums[source] / count)
+        if layer.op == "conv":
+            groups = layer.attrs["groups"]
+            r = r.reshape(groups, -1)[
+                np.arange(layer.weight.shape[0]) // (layer.weight.shape[0] // groups)
+            ]
+        out[layer_name] = r
+    return out
+
+
 def prune_weights(run: Run) -> None:
     """PruneWeights: fixed densities, or the sensitivity search of ``density="auto"``."""
     graph, config = run.graph, run.config
@@ -119,9 +162,10 @@ def prune_weights(run: Run) -> None:
     weights = {layer.name: layer.weight for layer in graph.fabric_layers()}
     reference = _logits(sess, graph, run.calib, weights, config.batch)
     tolerance = config.auto_tolerance
+    rms = input_rms(graph, run.calib, config.batch) if config.prune_scores == "activation" else {}
     steps = {}
     for layer in layers:
-        scores = channel_scores(layer.weight)
+        scores = channel_scores(layer.weight, rms.get(layer.name))
         existing = np.count_nonzero(layer.weight) / layer.weight.size
         options = [existing] + [d for d in DENSITY_GRID if d < existing]
         chosen, errors = 0, [0.0]

@@ -10,7 +10,7 @@ import numpy as np
 
 from kcnn.counts import effective_pairs
 from kcnn.kfile import KcnnModel
-from kcnn.sim.engine import run
+from kcnn.sim.engine import Simulator
 
 
 def measure(model: KcnnModel, x: np.ndarray, batch: int = 64) -> dict:
@@ -25,9 +25,10 @@ def measure(model: KcnnModel, x: np.ndarray, batch: int = 64) -> dict:
     pairs = dict.fromkeys(sources, 0.0)
     nonzero = dict.fromkeys(sources, 0)
     values = dict.fromkeys(sources, 0)
+    simulator = Simulator(model)
     for start in range(0, len(x), batch):
         chunk = x[start : start + batch]
-        _, _, maps = run(model, chunk, trace=True)
+        _, _, maps = simulator.run(chunk, trace=True)
         for layer in fabric:
             codes = maps[sources[layer.name]]
             active = codes != 0

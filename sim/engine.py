@@ -30,33 +30,95 @@ def _windows(x: np.ndarray, kernel, strides, pads, dilations, fill=0) -> np.ndar
     return view.transpose(0, 1, 4, 5, 2, 3)
 
 
-def conv_acc(layer: QLayer, a: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Accumulators of a conv: ``a`` decoded activations, ``w`` decoded weights (float64)."""
+def conv_acc(layer: QLayer, a: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Accumulators of a conv without bias: ``a`` decoded activations (float64),
+    ``weights`` the decoded weights as ``(groups, C_out/groups, taps)``."""
     attrs = layer.attrs
-    groups = attrs["groups"]
-    n, c_in = a.shape[:2]
-    c_out, c_in_g, kh, kw = w.shape
+    groups, per_group, taps = weights.shape
+    n = a.shape[0]
     patches = _windows(a, attrs["kernel"], attrs["strides"], attrs["pads"], attrs["dilations"])
     oh, ow = patches.shape[-2:]
-    cols = patches.reshape(n, groups, c_in_g * kh * kw, oh * ow)
-    weights = w.reshape(groups, c_out // groups, c_in_g * kh * kw)
+    cols = patches.reshape(n, groups, taps, oh * ow)
     acc = np.matmul(weights[None], cols)  # (N, G, C_out/G, OH*OW)
-    return acc.reshape(n, c_out, oh, ow)
+    return acc.reshape(n, groups * per_group, oh, ow)
 
 
-def fabric_layer(layer: QLayer, codes: np.ndarray, in_book) -> np.ndarray:
-    """Integer accumulators (as float64) of one conv or fc layer for a batch of codes."""
-    a = np.concatenate([[0.0], in_book.aq.astype(np.float64)])[codes]
-    w = np.concatenate([[0.0], layer.wq.astype(np.float64)])[layer.codes]
-    if layer.op == "fc":
-        acc = a.reshape(a.shape[0], -1) @ w.T
-        bias = layer.bias.astype(np.float64)
-    else:
-        acc = conv_acc(layer, a, w)
-        bias = layer.bias.astype(np.float64)[:, None, None]
-    acc = acc + bias
-    assert np.all(np.abs(acc) < EXACT_LIMIT), "accumulator proof violated"
-    return acc
+class _Prepared:
+    """A fabric layer's decoded integer tables, made once per model."""
+
+    def __init__(self, layer: QLayer, in_book):
+        w = np.concatenate([[0.0], layer.wq.astype(np.float64)])[layer.codes]
+        if layer.op == "fc":
+            self.weights = np.ascontiguousarray(w.T)  # (in, out): acc = a @ weights
+            self.bias = layer.bias.astype(np.float64)
+        else:
+            groups = layer.attrs["groups"]
+            self.weights = w.reshape(groups, w.shape[0] // groups, -1)
+            self.bias = layer.bias.astype(np.float64)[:, None, None]
+        self.activations = np.concatenate([[0.0], in_book.aq.astype(np.float64)])
+        self.thresholds = None if layer.thresholds is None else layer.thresholds.astype(np.float64)
+        self.logit_scale = layer.w_scale * in_book.scale
+
+
+class Simulator:
+    """Executes a loaded model; decoded tables are built once and reused for every batch."""
+
+    def __init__(self, model: KcnnModel):
+        self.model = model
+        self.prepared = {
+            layer.name: _Prepared(layer, model.maps[layer.in_map])
+            for layer in model.layers
+            if layer.is_fabric
+        }
+
+    def fabric_layer(self, layer: QLayer, codes: np.ndarray) -> np.ndarray:
+        """Integer accumulators (as float64) of one conv or fc layer for a batch of codes."""
+        prep = self.prepared[layer.name]
+        a = prep.activations[codes]
+        if layer.op == "fc":
+            acc = a.reshape(a.shape[0], -1) @ prep.weights
+        else:
+            acc = conv_acc(layer, a, prep.weights)
+        acc += prep.bias
+        assert np.all(np.abs(acc) < EXACT_LIMIT), "accumulator proof violated"
+        return acc
+
+    def run(self, x: np.ndarray, trace: bool = False):
+        """Run ``x`` (float32 ``(N, *input_shape)``) through the model.
+
+        Returns ``(output, logits, maps)``: the model output (trailing host ops applied), the
+        float64 logits ``acc * s_w * s_a``, and with ``trace`` every map's codes and the
+        last layer's ``acc`` (int64) by layer name (``"input"`` for the encoded input).
+        """
+        model = self.model
+        codes = encode_input(x, model.maps["input"].boundaries)
+        maps = {"input": codes} if trace else {}
+        out = logits = None
+        for layer in model.layers:
+            if layer.is_fabric:
+                acc = self.fabric_layer(layer, codes)
+                prep = self.prepared[layer.name]
+                if prep.thresholds is not None:
+                    codes = np.searchsorted(prep.thresholds, acc, side="right").astype(np.uint8)
+                else:
+                    out = logits = acc * prep.logit_scale
+                    if trace:
+                        maps[layer.name] = acc.astype(np.int64)
+                    continue
+            elif layer.op == "maxpool":
+                codes = maxpool_codes(layer, codes)
+            elif layer.op == "flatten":
+                codes = codes.reshape(codes.shape[0], -1)
+            elif layer.out_map is None:  # a trailing host op on the logits
+                out = hostops.apply(layer.op, layer.attrs, out)
+                continue
+            else:
+                values = model.maps[layer.in_map].decode(codes)
+                y = hostops.apply(layer.op, layer.attrs, values)
+                codes = encode_thresholds(y, model.maps[layer.out_map].boundaries)
+            if trace:
+                maps[layer.name] = codes
+        return out, logits, maps
 
 
 def maxpool_codes(layer: QLayer, codes: np.ndarray) -> np.ndarray:
@@ -67,42 +129,5 @@ def maxpool_codes(layer: QLayer, codes: np.ndarray) -> np.ndarray:
 
 
 def run(model: KcnnModel, x: np.ndarray, trace: bool = False):
-    """Run ``x`` (float32 ``(N, *input_shape)``) through the model.
-
-    Returns ``(output, logits, maps)``: the model output (trailing host ops applied), the
-    float64 logits ``acc * s_w * s_a``, and with ``trace`` every map's codes and the last
-    layer's ``acc`` (int64) by layer name (``"input"`` for the encoded input).
-    """
-    book = model.maps["input"]
-    codes = encode_input(x, book.boundaries)
-    maps = {"input": codes} if trace else {}
-    logits = None
-    out = None
-    for layer in model.layers:
-        if layer.is_fabric:
-            in_book = model.maps[layer.in_map]
-            acc = fabric_layer(layer, codes, in_book)
-            if layer.out_map is not None:
-                codes = encode_thresholds(acc, layer.thresholds.astype(np.float64))
-            else:
-                acc_int = acc.astype(np.int64)
-                logits = acc * (layer.w_scale * in_book.scale)
-                out = logits
-                codes = None
-                if trace:
-                    maps[layer.name] = acc_int
-                continue
-        elif layer.op == "maxpool":
-            codes = maxpool_codes(layer, codes)
-        elif layer.op == "flatten":
-            codes = codes.reshape(codes.shape[0], -1)
-        elif layer.op in ("lrn", "softmax"):
-            if layer.out_map is None:  # trailing op on the logits
-                out = hostops.apply(layer.op, layer.attrs, out)
-                continue
-            values = model.maps[layer.in_map].decode(codes)
-            y = hostops.apply(layer.op, layer.attrs, values)
-            codes = encode_thresholds(y, model.maps[layer.out_map].boundaries)
-        if trace:
-            maps[layer.name] = codes
-    return out, logits, maps
+    """One-off :meth:`Simulator.run` (prepares the tables on every call)."""
+    return Simulator(model).run(x, trace=trace)

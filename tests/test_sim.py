@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 
 from kcnn import hostops
-from kcnn.kfile import Codebook, QLayer
-from kcnn.sim.engine import fabric_layer, maxpool_codes
+from kcnn.kfile import Codebook, KcnnModel, QLayer
+from kcnn.sim.engine import Simulator, maxpool_codes
+
+
+def fabric_layer(layer, codes, book):
+    layer.in_map = "m"
+    model = KcnnModel("t", layer.in_shape, [layer], {"m": book})
+    return Simulator(model).fabric_layer(layer, codes)
 
 
 def direct_conv(layer, codes, book):
