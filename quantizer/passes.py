@@ -110,8 +110,9 @@ def _relative_error(z: np.ndarray, ref: np.ndarray) -> float:
 
 
 def input_rms(graph: Graph, calib: np.ndarray, batch: int) -> dict[str, np.ndarray]:
-    """RMS of each fabric layer's inputs on the calibration data: per input feature for an
-    fc layer, per input channel for a conv, shaped to match a weight row's channel order."""
+    """RMS of each prunable layer's inputs on the calibration data, one value per weight
+    column's input: per input feature for fc, per input channel (of the row's group) for
+    conv, shaped ``(rows, columns_or_channels)``."""
     sources, previous = {}, "input"
     for layer in graph.layers:
         if prunable(layer):
@@ -119,7 +120,7 @@ def input_rms(graph: Graph, calib: np.ndarray, batch: int) -> dict[str, np.ndarr
         previous = layer.name
     names = sorted({s for s in sources.values() if s != "input"})
     sess = session(to_onnx(graph, outputs=names)) if names else None
-    sums: dict[str, np.ndarray] = {}
+    sums, counts = {}, {}
     for start in range(0, len(calib), batch):
         chunk = calib[start : start + batch]
         values = dict(zip(names, sess.run(names, {"input": chunk}), strict=True)) if sess else {}
@@ -128,22 +129,15 @@ def input_rms(graph: Graph, calib: np.ndarray, batch: int) -> dict[str, np.ndarr
             v = values[name].astype(np.float64)
             axes = (0, 2, 3) if v.ndim == 4 else (0,)
             sums[name] = sums.get(name, 0.0) + (v * v).sum(axis=axes)
+            counts[name] = counts.get(name, 0) + v.size // v.shape[1]
     out = {}
     for layer_name, source in sources.items():
         layer = graph.layer(layer_name)
-        per_image = np.prod(graph.layer(source).out_shape[1:]) if source != "input" else None
-        count = (
-            len(calib) * (per_image or np.prod(graph.input_shape[1:]))
-            if sums[source].ndim and len(layer.in_shape) == 3
-            else len(calib)
-        )
-        r = np.sqrt(sums[source] / count)
+        rms = np.sqrt(sums[source] / counts[source]).reshape(1, -1)
         if layer.op == "conv":
-            groups = layer.attrs["groups"]
-            r = r.reshape(groups, -1)[
-                np.arange(layer.weight.shape[0]) // (layer.weight.shape[0] // groups)
-            ]
-        out[layer_name] = r
+            groups, rows = layer.attrs["groups"], layer.weight.shape[0]
+            rms = rms.reshape(groups, -1)[np.arange(rows) // (rows // groups)]
+        out[layer_name] = rms
     return out
 
 

@@ -151,3 +151,11 @@ def test_bad_options_are_named(options, field):
     with pytest.raises(KcnnError) as info:
         quantize(model, calib, log=None, **options)
     assert info.value.field == field
+
+
+def test_activation_aware_scores_keep_weights_on_strong_inputs():
+    weight = np.ones((3, 4, 2, 2))
+    rms = np.tile(np.array([[0.1, 5.0, 0.2, 0.3]]), (3, 1))  # input channel 1 is loud
+    pruned = prune(weight, 0.25, channel_scores(weight, rms))
+    assert np.count_nonzero(pruned[:, 1]) == pruned.size * 0.25
+    assert np.count_nonzero(pruned[:, [0, 2, 3]]) == 0
