@@ -108,3 +108,16 @@ def test_bad_calibration_shape_names_file_and_field(files):
     out = kcnn("quantize", "model.onnx", "--calib", "wrong.npy", "-o", "y.kcnn", cwd=files)
     assert out.returncode == 1
     assert "wrong.npy" in out.stderr and "'shape'" in out.stderr
+
+
+def test_missing_extra_is_named(files):
+    # Hide onnx as if the `quantize` extra were not installed.
+    code = (
+        "import sys; sys.modules['onnx'] = None\n"
+        "from kcnn.cli import main\n"
+        "sys.exit(main(['quantize', 'model.onnx', '--calib', 'calib.npy', '-o', 'z.kcnn']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=files, capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "pip install 'kcnn[quantize]'" in out.stderr and "Traceback" not in out.stderr
+    assert not (files / "z.kcnn").exists()
