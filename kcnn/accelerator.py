@@ -19,14 +19,14 @@ def _choose(backend: str) -> tuple[str, str]:
         raise KcnnError(
             f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}", field="backend"
         )
-    if backend in ("csim", "board"):
+    if backend == "board":
         raise KcnnError(
-            f"backend {backend!r} is not available in this release yet; use "
-            "'sim' (the bit-accurate simulator)",
+            "backend 'board' is not available in this release yet; use "
+            "'sim' (the bit-accurate simulator) or 'csim' (the HLS kernel's C-simulation)",
             field="backend",
         )
-    if backend == "sim":
-        return "sim", "requested"
+    if backend in ("sim", "csim"):
+        return backend, "requested"
     if os.path.exists(FPGA_MANAGER):
         return "sim", "a board is present but this release has no board back-end yet"
     return "sim", "no PYNQ board found (no FPGA manager); falling back to the simulator"
@@ -45,14 +45,21 @@ class Accelerator:
         and why.
     """
 
-    def __init__(self, path, backend: str = "auto"):
+    def __init__(self, path, backend: str = "auto", params: dict | None = None):
         self.path = path
         self.backend, self.reason = _choose(backend)
         self.model = load(path)
         self._closed = False
-        from kcnn.sim.engine import Simulator
+        if self.backend == "csim":
+            # The HLS top compiled with g++ (cached per source hash and build parameters);
+            # ``params`` are the overlay's build parameters (BUILD_DEFAULTS when None).
+            from kcnn.sim.csim import CsimEngine
 
-        self._engine = Simulator(self.model)
+            self._engine = CsimEngine(self.model, params)
+        else:
+            from kcnn.sim.engine import Simulator
+
+            self._engine = Simulator(self.model)
 
     # ---- inputs ---------------------------------------------------------------------
     def _check(self, x) -> np.ndarray:

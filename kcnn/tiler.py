@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kcnn.config import BUILD_DEFAULTS, DESCRIPTOR_WORDS
+from kcnn.config import BUILD_DEFAULTS
 from kcnn.errors import KcnnError
-from kcnn.kfile import QLayer, encode_sparse, sparse_bits
+from kcnn.kfile import QLayer
 
 
 @dataclass(frozen=True)
@@ -144,24 +144,12 @@ def plan_jobs(layer: QLayer, params: dict | None = None) -> list[Job]:
 
 
 def stream_words(layer: QLayer, job: Job, j_in: int, emits_codes: bool) -> dict:
-    """64-bit words of each section of a job (see docs/job-format.md)."""
-    k = layer.K
-    codebooks = -(-(8 * (k - 1) + 8 * (j_in - 1)) // 64)
-    thresholds = -(-32 * 15 // 64) if emits_codes else 0
-    biases = -(-32 * job.channels // 64)
-    weights = -(-4 * job.weight_codes // 64)
-    if layer.weight_form == "sparse":
-        rows = layer.codes.reshape(layer.codes.shape[0], -1)[job.ch0 : job.ch0 + job.channels]
-        entries, per_row = encode_sparse(rows)
-        weights = -(-sparse_bits(entries.size, per_row.size) // 64)
-    inputs = -(-4 * job.in_codes // 64)
-    outputs = -(-(4 if emits_codes else 32) * job.outputs // 64)
-    return {
-        "descriptor": DESCRIPTOR_WORDS,
-        "codebooks": codebooks,
-        "thresholds": thresholds,
-        "biases": biases,
-        "weights": weights,
-        "inputs": inputs,
-        "outputs": outputs,
-    }
+    """64-bit words of each section of a job, exactly as the packer and the kernel count
+    them (docs/job-format.md): descriptor, codebooks, thresholds, biases, weights (dense or
+    sparse form), inputs and outputs. ``emits_codes`` must agree with the layer (thresholds
+    present)."""
+    from kcnn.jobs import layer_fields, section_words  # kcnn.jobs imports this module
+
+    if emits_codes != (layer.thresholds is not None):
+        raise ValueError(f"layer {layer.name}: emits_codes disagrees with its thresholds")
+    return section_words(layer_fields(layer, job, j_in, signed_in=False))

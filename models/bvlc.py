@@ -290,6 +290,23 @@ def build_bvlc_alexnet(path, *, seed: int = 0) -> pathlib.Path:
     return path
 
 
+#: Caffe's ImageNet mean pixel (BGR average), subtracted as the BVLC model expects.
+CAFFE_MEAN = 117.0
+
+
+def calibration_images(n: int = 8) -> np.ndarray:
+    """``n`` calibration inputs for the BVLC graph, float32 ``(n, 3, 224, 224)``.
+
+    There is no ImageNet here: real MNIST train digits, scaled 8x to 224x224, copied to three
+    channels and mean-subtracted like Caffe inputs, so the input map is signed.
+    """
+    from kcnn.models import calibration_digits
+
+    digits = calibration_digits(n)[:, 0] * 255.0
+    big = np.repeat(np.repeat(digits, 8, axis=1), 8, axis=2)
+    return np.repeat(big[:, None], 3, axis=1).astype(np.float32) - np.float32(CAFFE_MEAN)
+
+
 def main(argv=None) -> int:
     """Command line: ``python -m kcnn.models.bvlc OUT.onnx [--seed N]``."""
     parser = argparse.ArgumentParser(

@@ -54,7 +54,7 @@ def test_api_runs_the_simulator(files):
         acc.run(x)
 
 
-@pytest.mark.parametrize("backend", ["csim", "board", "fpga"])
+@pytest.mark.parametrize("backend", ["board", "fpga"])
 def test_unavailable_backends_are_clear_errors(files, backend):
     with pytest.raises(KcnnError) as info:
         Accelerator(files / "m.kcnn", backend=backend)

@@ -31,8 +31,8 @@ stage "virtual environment ($venv)"
 # A regular (non-editable) install, so the tests see exactly what a user gets, package
 # data included.
 "$venv/bin/python" -m pip install --quiet --force-reinstall --no-deps .
-"$venv/bin/python" -m pip install --quiet ".[quantize,test]"
-stage "install kcnn[quantize,test]"
+"$venv/bin/python" -m pip install --quiet ".[quantize,csim,test]"
+stage "install kcnn[quantize,csim,test]"
 
 "$venv/bin/ruff" check .
 "$venv/bin/ruff" format --check .

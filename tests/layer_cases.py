@@ -1,0 +1,103 @@
+"""Small hand-built one-layer models with random integer tables, for the C-sim tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kcnn.config import ARITHMETIC_CONTRACT
+from kcnn.kfile import Codebook, KcnnModel, QLayer, check_layer_tables
+
+
+def codebook(rng, n, signed, low=1, high=255):
+    """``n`` distinct non-zero ascending integers (signed: within +-127)."""
+    pool = np.arange(-127, 128) if signed else np.arange(low, high + 1)
+    pool = pool[pool != 0]
+    return np.sort(rng.choice(pool, n, replace=False)).astype(np.int64)
+
+
+def conv_out(hw, kernel, strides, pads, dilations):
+    (h, w), (kh, kw), (sh, sw), (dh, dw) = hw, kernel, strides, dilations
+    top, left, bottom, right = pads
+    return (
+        (h + top + bottom - dh * (kh - 1) - 1) // sh + 1,
+        (w + left + right - dw * (kw - 1) - 1) // sw + 1,
+    )
+
+
+def one_layer_model(
+    rng,
+    op="conv",
+    *,
+    c_in=4,
+    c_out=6,
+    hw=(6, 5),
+    kernel=(3, 3),
+    strides=(1, 1),
+    pads=(1, 1, 1, 1),
+    dilations=(1, 1),
+    groups=1,
+    taps=20,
+    K=6,
+    J=5,
+    J_out=4,
+    form="dense",
+    weight_density=0.6,
+    signed_in=False,
+    last=False,
+    bias_range=2000,
+):
+    """A model holding one fabric layer ``"L"`` reading the map ``"input"``; returns
+    ``(model, layer)``. Thresholds are spread over the layer's accumulator range so that
+    every output code occurs."""
+    aq = codebook(rng, J - 1, signed_in)
+    wq = codebook(rng, K - 1, True)
+    if op == "fc":
+        shape = (c_out, taps)
+        in_shape, out_shape, attrs = (taps,), (c_out,), {}
+    else:
+        shape = (c_out, c_in // groups, *kernel)
+        oh, ow = conv_out(hw, kernel, strides, pads, dilations)
+        in_shape, out_shape = (c_in, *hw), (c_out, oh, ow)
+        attrs = {
+            "kernel": list(kernel),
+            "strides": list(strides),
+            "pads": list(pads),
+            "dilations": list(dilations),
+            "groups": groups,
+        }
+    codes = rng.integers(1, K, shape) if K > 1 else np.zeros(shape, np.int64)
+    codes = np.where(rng.random(shape) < weight_density, codes, 0).astype(np.uint8)
+    bias = rng.integers(-bias_range, bias_range + 1, c_out).astype(np.int64)
+    layer = QLayer(
+        "L",
+        op,
+        in_shape,
+        out_shape,
+        attrs=attrs,
+        relu=not last,
+        in_map="input",
+        out_map=None if last else "L",
+        codes=codes,
+        wq=wq,
+        w_scale=0.01,
+        bias=bias,
+        weight_form=form,
+    )
+    maps = {"input": Codebook("input", aq, 0.05, signed_in, boundaries=np.zeros(max(0, J - 2)))}
+    if not last:
+        spread = max(1, int(np.abs(wq).max(initial=1) * np.abs(aq).max(initial=1) * 4))
+        layer.thresholds = np.sort(rng.integers(1, spread + 1, J_out - 1)).astype(np.int64)
+        maps["L"] = Codebook("L", codebook(rng, J_out - 1, False), 0.1, False)
+    model = KcnnModel("one", in_shape, [layer], maps)
+
+    def fail(message, name, field):
+        return AssertionError(f"{name}.{field}: {message}")
+
+    check_layer_tables(model, ARITHMETIC_CONTRACT, fail)
+    return model, layer
+
+
+def random_codes(rng, layer, n, J, zero_fraction=0.4):
+    codes = rng.integers(1, J, (n, *layer.in_shape)) if J > 1 else np.zeros((n, *layer.in_shape))
+    mask = rng.random(codes.shape) < zero_fraction
+    return np.where(mask, 0, codes).astype(np.uint8)
