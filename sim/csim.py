@@ -21,8 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from kcnn import hostops
-from kcnn.codes import encode_input, encode_thresholds
 from kcnn.config import BUILD_DEFAULTS
 from kcnn.errors import KcnnError
 from kcnn.jobs import (
@@ -38,7 +36,7 @@ from kcnn.jobs import (
     unpack_outputs,
 )
 from kcnn.kfile import KcnnModel
-from kcnn.sim.engine import maxpool_codes
+from kcnn.sim.engine import Simulator, maxpool_codes
 
 CXXFLAGS = (
     "-O2",
@@ -314,7 +312,7 @@ def kernel(params: dict | None = None) -> CsimKernel:
     return _KERNELS[key]
 
 
-class CsimEngine:
+class CsimEngine(Simulator):
     """Runs a model with every fabric layer (and every max-pool after a conv) on the C-sim,
     everything else with the simulator's own host code. Same interface as ``Simulator``."""
 
@@ -353,37 +351,15 @@ class CsimEngine:
                     per_job.append(trips)
         return out
 
+    def layer_output(self, layer, codes: np.ndarray) -> np.ndarray:
+        return self.fabric(layer.name, codes)
+
+    def pool(self, layer, codes: np.ndarray) -> np.ndarray:
+        if layer.name in self.packed:
+            return self.fabric(layer.name, codes)
+        return maxpool_codes(layer, codes)
+
     def run(self, x: np.ndarray, trace: bool = False):
         """Same contract as :meth:`kcnn.sim.engine.Simulator.run`."""
-        model = self.model
-        codes = encode_input(x, model.maps["input"].boundaries)
-        maps = {"input": codes} if trace else {}
-        out = logits = None
         self.job_trips = {}
-        for layer in model.layers:
-            if layer.is_fabric:
-                result = self.fabric(layer.name, codes)
-                if layer.thresholds is None:
-                    scale = layer.w_scale * model.maps[layer.in_map].scale
-                    out = logits = result.astype(np.float64) * scale
-                    if trace:
-                        maps[layer.name] = result
-                    continue
-                codes = result
-            elif layer.op == "maxpool":
-                if layer.name in self.packed:
-                    codes = self.fabric(layer.name, codes)
-                else:
-                    codes = maxpool_codes(layer, codes)
-            elif layer.op == "flatten":
-                codes = codes.reshape(codes.shape[0], -1)
-            elif layer.out_map is None:
-                out = hostops.apply(layer.op, layer.attrs, out)
-                continue
-            else:
-                values = model.maps[layer.in_map].decode(codes)
-                y = hostops.apply(layer.op, layer.attrs, values)
-                codes = encode_thresholds(y, model.maps[layer.out_map].boundaries)
-            if trace:
-                maps[layer.name] = codes
-        return out, logits, maps
+        return super().run(x, trace=trace)

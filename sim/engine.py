@@ -83,12 +83,24 @@ class Simulator:
         assert np.all(np.abs(acc) < EXACT_LIMIT), "accumulator proof violated"
         return acc
 
+    def layer_output(self, layer: QLayer, codes: np.ndarray) -> np.ndarray:
+        """A fabric layer's output codes (uint8), or its ``acc`` (int64) for the last layer."""
+        acc = self.fabric_layer(layer, codes)
+        thresholds = self.prepared[layer.name].thresholds
+        if thresholds is None:
+            return acc.astype(np.int64)
+        return np.searchsorted(thresholds, acc, side="right").astype(np.uint8)
+
+    def pool(self, layer: QLayer, codes: np.ndarray) -> np.ndarray:
+        return maxpool_codes(layer, codes)
+
     def run(self, x: np.ndarray, trace: bool = False):
         """Run ``x`` (float32 ``(N, *input_shape)``) through the model.
 
         Returns ``(output, logits, maps)``: the model output (trailing host ops applied), the
         float64 logits ``acc * s_w * s_a``, and with ``trace`` every map's codes and the
         last layer's ``acc`` (int64) by layer name (``"input"`` for the encoded input).
+        Back-ends that run fabric layers elsewhere override ``layer_output`` and ``pool``.
         """
         model = self.model
         codes = encode_input(x, model.maps["input"].boundaries)
@@ -96,17 +108,16 @@ class Simulator:
         out = logits = None
         for layer in model.layers:
             if layer.is_fabric:
-                acc = self.fabric_layer(layer, codes)
-                prep = self.prepared[layer.name]
-                if prep.thresholds is not None:
-                    codes = np.searchsorted(prep.thresholds, acc, side="right").astype(np.uint8)
-                else:
-                    out = logits = acc * prep.logit_scale
+                result = self.layer_output(layer, codes)
+                if layer.thresholds is None:
+                    scale = layer.w_scale * model.maps[layer.in_map].scale
+                    out = logits = result.astype(np.float64) * scale
                     if trace:
-                        maps[layer.name] = acc.astype(np.int64)
+                        maps[layer.name] = result
                     continue
+                codes = result
             elif layer.op == "maxpool":
-                codes = maxpool_codes(layer, codes)
+                codes = self.pool(layer, codes)
             elif layer.op == "flatten":
                 codes = codes.reshape(codes.shape[0], -1)
             elif layer.out_map is None:  # a trailing host op on the logits
