@@ -41,7 +41,7 @@ MODELS = ("lenet5", "alexnet_mnist")
 SPLITS = ("train", "val", "test")
 """Names of the parts of the digit split, in the order they are usually used."""
 
-DEFAULT_CALIBRATION = 256
+DEFAULT_CALIBRATION = 1024
 """How many train digits :func:`calibration_digits` returns by default."""
 
 _DATA_FILE = "mnist.npz"
@@ -147,7 +147,7 @@ def calibration_digits(n: int = DEFAULT_CALIBRATION) -> np.ndarray:
 
     Parameters
     ----------
-    n : int, default 256
+    n : int, default 1024
         How many digits, from 1 to 3000 (the size of the train split).
 
     Returns

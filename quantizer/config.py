@@ -56,8 +56,8 @@ class QuantizeConfig:
     kmeans: str = "dp"
     prune_scores: str = "activation"
     seed: int = 0
-    auto_tolerance: float = 0.08
-    auto_joint_tolerance: float = 0.16
+    auto_tolerance: float = 0.02
+    auto_joint_tolerance: float = 0.04
     batch: int = 64
 
     @classmethod

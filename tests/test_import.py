@@ -77,3 +77,13 @@ def test_bvlc_alexnet_dense_macs_equal_hand_count():
     ]
     assert sum(per_layer) == 654_560_384
     assert [layer.op for layer in graph.layers if layer.is_host] == ["lrn", "lrn", "softmax"]
+
+
+def test_lenet_dense_macs_equal_hand_count():
+    """docs/macs.md: 416,520 MACs per 28x28 image."""
+    from kcnn.models import model_path
+
+    graph = lower(import_onnx(model_path("lenet5")))
+    per_layer = [dense_macs(layer) for layer in graph.fabric_layers()]
+    assert per_layer == [117_600, 240_000, 48_000, 10_080, 840]
+    assert sum(per_layer) == 416_520

