@@ -7,6 +7,7 @@ import numpy as np
 from kcnn.config import ARITHMETIC_CONTRACT
 from kcnn.errors import KcnnError
 from kcnn.kfile import KcnnModel, QLayer, encode_sparse, sparse_bits
+from kcnn.tiler import plan_jobs
 
 TOTAL_KEYS = (
     "dense_macs",
@@ -75,7 +76,8 @@ def build_report(model: KcnnModel) -> dict:
             )
         outputs = int(np.prod(layer.out_shape))
         pairs = float(counts["effective_pairs"])
-        table_builds = int(counts.get("table_builds", 1))
+        # One product-table build per job, at the default build parameters.
+        table_builds = len(plan_jobs(layer))
         j_in = model.maps[layer.in_map].J
         j_out = model.maps[layer.out_map].J if layer.out_map else None
         params = int(layer.codes.size + layer.bias.size)

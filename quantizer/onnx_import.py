@@ -43,7 +43,7 @@ def layer_name(node) -> str:
     parts = [p for p in name.split("/") if p]
     if name.startswith("/") and len(parts) >= 2 and parts[-1].startswith(node.op_type):
         return parts[-2]
-    return name
+    return "/".join(parts) if name.startswith("/") and parts else name
 
 
 @dataclass

@@ -340,7 +340,6 @@ def calibrate_activations(run: Run) -> None:
         run.counts[layer.name] = {
             "effective_pairs": effective_pairs(layer.op, layer.attrs, weight_nz, act_nz),
             "act_density": float(act_nz.mean()) if act_nz.size else 0.0,
-            "table_builds": 1,
         }
 
 

@@ -44,7 +44,6 @@ def measure(model: KcnnModel, x: np.ndarray, batch: int = 64) -> dict:
             name: {
                 "effective_pairs": pairs[name] / len(x),
                 "act_density": nonzero[name] / values[name],
-                "table_builds": 1,
             }
             for name in sources
         },
