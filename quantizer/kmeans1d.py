@@ -34,7 +34,7 @@ METHODS = ("dp", "sklearn")
 # 2.1e-5 with 4096, for mean times of 5.7, 6.7, 8.6 and 13.3 ms: 2048 is the knee.
 _BINS = 2048
 # Below _BINS * _VALUES_PER_BIN values, one bin per this many values.
-_VALUES_PER_BIN = 256
+_VALUES_PER_BIN = 128
 # Enough histogram bins per cluster that a coarse grid cannot force two splits together.
 _BINS_PER_CLUSTER = 16
 # Pivots per range and pass in the DP layer search, plus one: see `_dp_layer`.
