@@ -160,3 +160,49 @@ def test_simulator_equals_the_independent_reference(case, tmp_path):
             count = effective_pairs(layer.op, layer.attrs, layer.codes != 0, active)
             assert count == pairs[layer.name]
         previous = layer.name
+
+
+def test_fc_at_the_accumulator_bound_equals_the_reference():
+    from reference_model import fc as reference_fc
+
+    n_in = 66_000  # 66,000 * 127 * 255 = 2,137,410,000, just under 2^31 - 1
+    layer = QLayer(
+        "f",
+        "fc",
+        (n_in,),
+        (2,),
+        codes=np.array([[2] * n_in, [1] * n_in], np.uint8),
+        wq=np.array([-127, 127]),
+        bias=np.zeros(2, np.int64),
+    )
+    top = 2**31 - 1
+    layer.bias = np.array([top - n_in * 127 * 255, -(top - n_in * 127 * 255)])
+    book = Codebook("m", np.array([255]), 1.0, False)
+    codes = np.ones((1, n_in), np.uint8)
+    expected, _ = reference_fc(layer, codes, book)
+    got = fabric_layer(layer, codes, book).astype(np.int64)
+    assert np.array_equal(got, expected) and got.tolist() == [[top, -top]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,count", [("lenet5", 3), ("alexnet_mnist", 1)])
+def test_reference_models_equal_the_independent_reference(name, count, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from reference_model import run_reference
+
+    from kcnn import models
+    from kcnn.kfile import load
+    from kcnn.quantizer import quantize
+    from kcnn.sim.engine import run
+
+    from kcnn.sim.counts import measure
+
+    model = quantize(models.model_path(name), models.calibration_digits(256), log=None)
+    loaded = load(model.save(tmp_path / f"{name}.kcnn"))
+    x = models.digits("val")[0][:count]
+    expected, pairs = run_reference(loaded, x)
+    _, _, got = run(loaded, x, trace=True)
+    for layer_name, codes in expected.items():
+        assert np.array_equal(got[layer_name].astype(np.int64), codes), layer_name
+    counted = measure(loaded, x)["layers"]
+    assert {k: v["effective_pairs"] for k, v in counted.items()} == pairs

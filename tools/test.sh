@@ -42,3 +42,7 @@ stage "ruff"
 # installed package on sys.path.
 "$venv/bin/pytest" -p no:cacheprovider "$@"
 stage "pytest (KCNN_SLOW=$KCNN_SLOW)"
+
+# The README's main job on the embedded default; its duration is the stage time.
+(cd "${TMPDIR:-/tmp}" && "$OLDPWD/$venv/bin/kcnn" demo >/dev/null)
+stage "kcnn demo"
