@@ -461,3 +461,21 @@ def test_clang_tidy_is_clean_on_the_kernels():
         timeout=300,
     )
     assert done.returncode == 0 and "warning:" not in done.stdout, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", ["lenet5", "alexnet_mnist"])
+def test_reference_models_csim_equals_sim(name, tmp_path):
+    """`--backend csim` equals `--backend sim` bit for bit on a few test digits."""
+    pytest.importorskip("onnxruntime")
+    from kcnn import Accelerator, models
+    from kcnn.quantizer import quantize
+
+    model = quantize(models.model_path(name), models.calibration_digits(256), log=None)
+    path = model.save(tmp_path / f"{name}.kcnn")
+    x = models.digits("test")[0][:3]
+    with Accelerator(path, backend="csim") as hw, Accelerator(path, backend="sim") as sw:
+        got, want = hw.trace(x), sw.trace(x)
+        assert list(got) == list(want)
+        for layer_name in want:
+            assert np.array_equal(got[layer_name], want[layer_name]), layer_name
+        assert np.array_equal(hw.run(x), sw.run(x))

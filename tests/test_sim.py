@@ -193,9 +193,8 @@ def test_reference_models_equal_the_independent_reference(name, count, tmp_path)
     from kcnn import models
     from kcnn.kfile import load
     from kcnn.quantizer import quantize
-    from kcnn.sim.engine import run
-
     from kcnn.sim.counts import measure
+    from kcnn.sim.engine import run
 
     model = quantize(models.model_path(name), models.calibration_digits(256), log=None)
     loaded = load(model.save(tmp_path / f"{name}.kcnn"))
