@@ -147,30 +147,36 @@ def compile_command(
     return cmd
 
 
-def build(params: dict | None = None) -> Path:
-    """The C-sim shared library for ``params``, compiled unless the cache holds it."""
+def _compile_cached(what: str, stem: str, suffix: str, sources, params, **flags) -> Path:
+    """Compile ``sources`` into the cache under a name keyed by the command and the hls/
+    sources, unless it is there already; the file appears atomically."""
     folder = hls_dir()
-    probe = compile_command(Path("OUT"), params, [str(folder / "kcnn_top.cpp")])
+    probe = compile_command(Path("OUT"), params, sources, **flags)
     digest = hashlib.sha256("\0".join(probe).encode())
     for path in source_files(folder):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    target = cache_dir() / f"kcnn_csim_{digest.hexdigest()[:20]}.so"
+    target = cache_dir() / f"{stem}_{digest.hexdigest()[:20]}{suffix}"
     if target.is_file():
         return target
-    fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=suffix, dir=target.parent)
     os.close(fd)
-    cmd = compile_command(Path(tmp), params, [str(folder / "kcnn_top.cpp")])
+    cmd = compile_command(Path(tmp), params, sources, **flags)
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise KcnnError(
-                f"g++ failed to build the C-sim ({' '.join(cmd)}):\n{done.stderr[-4000:]}",
+                f"g++ failed to build the {what} ({' '.join(cmd)}):\n{done.stderr[-4000:]}",
                 field="compiler",
             )
-        os.replace(tmp, target)  # atomic: a parallel build never sees half a library
+        os.replace(tmp, target)  # atomic: a parallel build never sees half a file
     finally:
         Path(tmp).unlink(missing_ok=True)
     return target
+
+
+def build(params: dict | None = None) -> Path:
+    """The C-sim shared library for ``params``, compiled unless the cache holds it."""
+    return _compile_cached("C-sim", "kcnn_csim", ".so", [str(hls_dir() / "kcnn_top.cpp")], params)
 
 
 def build_testbench(params: dict | None = None, sanitize: bool = False) -> Path:
@@ -178,27 +184,9 @@ def build_testbench(params: dict | None = None, sanitize: bool = False) -> Path:
     optionally under AddressSanitizer and UBSan."""
     folder = hls_dir()
     sources = [str(folder / "tb_kcnn.cpp"), str(folder / "kcnn_top.cpp")]
-    probe = compile_command(Path("OUT"), params, sources, sanitize, shared=False)
-    digest = hashlib.sha256("\0".join(probe).encode())
-    for path in source_files(folder):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    target = cache_dir() / f"tb_kcnn_{digest.hexdigest()[:20]}"
-    if target.is_file():
-        return target
-    fd, tmp = tempfile.mkstemp(prefix=".build-", dir=target.parent)
-    os.close(fd)
-    cmd = compile_command(Path(tmp), params, sources, sanitize, shared=False)
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise KcnnError(
-                f"g++ failed to build the testbench ({' '.join(cmd)}):\n{done.stderr[-4000:]}",
-                field="compiler",
-            )
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return target
+    return _compile_cached(
+        "testbench", "tb_kcnn", "", sources, params, sanitize=sanitize, shared=False
+    )
 
 
 def _u64(ndim=1):
