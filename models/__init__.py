@@ -27,6 +27,7 @@ import numpy as np
 from kcnn.errors import KcnnError
 
 __all__ = [
+    "table_path",
     "DEFAULT_CALIBRATION",
     "MODELS",
     "SPLITS",
@@ -88,6 +89,18 @@ def model_path(name: str) -> Path:
         known = ", ".join(repr(model) for model in MODELS)
         raise KcnnError(f"unknown model {name!r}; the bundled models are {known}")
     return _resource(f"{name}.onnx")
+
+
+def table_path(name: str) -> Path:
+    """Path of a bundled `.kcnn` table: the model quantized at default settings.
+
+    The board loads these by name and never quantizes; ``python -m
+    kcnn.models.build_tables`` makes them from the bundled ONNX and calibration digits.
+    """
+    if name not in MODELS:
+        known = ", ".join(repr(model) for model in MODELS)
+        raise KcnnError(f"unknown model {name!r}; the bundled models are {known}")
+    return _resource(f"{name}.kcnn")
 
 
 @functools.lru_cache(maxsize=1)
