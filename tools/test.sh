@@ -43,6 +43,24 @@ stage "ruff"
 "$venv/bin/pytest" -p no:cacheprovider "$@"
 stage "pytest (KCNN_SLOW=$KCNN_SLOW)"
 
+# The board's Python: 3.10 with the lowest numpy the project admits and no quantize extra.
+# It must reproduce the main environment's simulator codes bit for bit.
+golden="$PWD/build/golden"
+"$venv/bin/python" tools/golden.py "$golden" >/dev/null
+stage "golden codes (main environment)"
+board_venv=${KCNN_BOARD_VENV:-.venv-board}
+if [ ! -x "$board_venv/bin/python" ]; then
+    PYENV_VERSION=${KCNN_BOARD_PYENV:-3.10.13} python3.10 -m venv "$board_venv"
+fi
+"$board_venv/bin/python" -m pip install --quiet --upgrade pip
+"$board_venv/bin/python" -m pip install --quiet --force-reinstall --no-deps .
+"$board_venv/bin/python" -m pip install --quiet . "numpy==1.21.5" "pytest>=7.4,<10"
+stage "board environment (Python 3.10, numpy 1.21.5)"
+KCNN_GOLDEN_DIR="$golden" "$board_venv/bin/pytest" -p no:cacheprovider tests/test_golden.py \
+    tests/test_runtime_imports.py tests/test_bundled_tables.py tests/test_sim.py \
+    tests/test_tiler.py tests/test_counts.py
+stage "pytest in the board environment"
+
 # The README's main job on the embedded default; its duration is the stage time.
 (cd "${TMPDIR:-/tmp}" && "$OLDPWD/$venv/bin/kcnn" demo >/dev/null)
 stage "kcnn demo"
