@@ -62,7 +62,8 @@ class Accelerator:
             self._engine = Simulator(self.model)
 
     # ---- inputs ---------------------------------------------------------------------
-    def _check(self, x) -> np.ndarray:
+    def check_input(self, x) -> np.ndarray:
+        """``x`` as float32 ``(N, *input_shape)``, or a clear error (a missing N is one)."""
         if self._closed:
             raise KcnnError("the accelerator is closed", file=self.path)
         x = np.asarray(x)
@@ -79,7 +80,7 @@ class Accelerator:
         return x.astype(np.float32, copy=False)
 
     def _run(self, x, trace=False):
-        return self._engine.run(self._check(x), trace=trace)
+        return self._engine.run(self.check_input(x), trace=trace)
 
     # ---- the API --------------------------------------------------------------------
     def run(self, x, logits: bool = False) -> np.ndarray:

@@ -8,26 +8,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 from kcnn.errors import KcnnError
+from kcnn.files import atomic_write
 
 
 def write_json_atomic(path, obj) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(obj, handle, indent=1)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(obj, indent=1) + "\n"
+    atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
 def _write_json(args, obj: dict) -> None:
@@ -75,7 +66,7 @@ def cmd_report(args) -> None:
         from kcnn.sim.counts import measure
 
         with Accelerator(args.kcnn, backend="sim") as acc:
-            model.meta["calibration"] = measure(model, acc._check(_load_array(args.input)))
+            model.meta["calibration"] = measure(model, acc.check_input(_load_array(args.input)))
     report = build_report(model)
     if args.estimate:
         from kcnn.estimate import estimate, format_estimate
@@ -120,15 +111,7 @@ def _backend_note(acc) -> None:
 def _save_npy_atomic(path, array) -> None:
     import numpy as np
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: np.save(handle, array, allow_pickle=False))
 
 
 def cmd_run(args) -> None:
@@ -159,7 +142,7 @@ def evaluate(kcnn_path, onnx_path, x, y, backend="auto", counts=False, batch=64)
 
     with Accelerator(kcnn_path, backend=backend) as acc:
         _backend_note(acc)
-        x = acc._check(x)
+        x = acc.check_input(x)
         with tqdm(total=2 * len(x), desc="kcnn eval", file=sys.stderr, unit="img") as bar:
             reference = run_onnx(onnx_path, x, batch=batch, progress=bar.update)
             labels = []

@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 FABRIC_OPS = ("conv", "fc")
-CODE_OPS = ("maxpool", "flatten")
 HOST_OPS = ("lrn", "softmax")
-LAYER_OPS = FABRIC_OPS + CODE_OPS + HOST_OPS
 
 
 @dataclass

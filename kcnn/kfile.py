@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ import numpy as np
 
 from kcnn.config import ARITHMETIC_CONTRACT, FORMAT_VERSION, act_code_range, weight_code_range
 from kcnn.errors import KcnnError
+from kcnn.files import atomic_write
 
 MANIFEST = "manifest.json"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed so that equal contents give equal bytes
@@ -256,22 +255,17 @@ def to_members(model: KcnnModel) -> dict[str, bytes]:
 
 def save(model: KcnnModel, path) -> Path:
     """Write ``model`` atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
     members = to_members(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w") as archive:
+
+    def write(handle):
+        with zipfile.ZipFile(handle, "w") as archive:
             for name, data in members.items():
                 info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
                 info.compress_type = zipfile.ZIP_DEFLATED
                 info.external_attr = 0o644 << 16
                 archive.writestr(info, data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, write)
 
 
 # ---- load and validate ----------------------------------------------------------------

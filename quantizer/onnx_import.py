@@ -15,9 +15,6 @@ import numpy as np
 from kcnn.errors import KcnnError, require
 from kcnn.graph import Graph, Layer, conv_output_hw
 
-#: Raw ops that exist only between import and lowering.
-RAW_OPS = ("relu", "batchnorm", "bias_add")
-
 _HANDLERS: dict = {}
 
 
