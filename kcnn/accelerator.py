@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
-from kcnn.errors import KcnnError
+from kcnn.errors import KcnnError, require
 from kcnn.kfile import load
 
 BACKENDS = ("auto", "sim", "csim", "board")
@@ -14,22 +15,23 @@ BACKENDS = ("auto", "sim", "csim", "board")
 FPGA_MANAGER = "/sys/class/fpga_manager/fpga0/firmware"
 
 
-def _choose(backend: str) -> tuple[str, str]:
+def _check_backend(backend: str) -> None:
     if backend not in BACKENDS:
         raise KcnnError(
             f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}", field="backend"
         )
-    if backend == "board":
-        raise KcnnError(
-            "backend 'board' is not available in this release yet; use "
-            "'sim' (the bit-accurate simulator) or 'csim' (the HLS kernel's C-simulation)",
-            field="backend",
-        )
-    if backend in ("sim", "csim"):
-        return backend, "requested"
-    if os.path.exists(FPGA_MANAGER):
-        return "sim", "a board is present but this release has no board back-end yet"
-    return "sim", "no PYNQ board found (no FPGA manager); falling back to the simulator"
+
+
+def board_present() -> bool:
+    return os.path.exists(FPGA_MANAGER)
+
+
+def _board_engine(model, overlay, timeout_s):
+    """The overlay's engine (pynq and the overlay's files needed; not run on hardware)."""
+    require("pynq", "board", "the board back-end")
+    from kcnn.overlay.driver import KCNNOverlay
+
+    return KCNNOverlay(overlay).engine(model, timeout_s=timeout_s)
 
 
 class Accelerator:
@@ -42,23 +44,67 @@ class Accelerator:
     backend
         ``"auto"`` (the board when present with a matching overlay, else the simulator),
         ``"sim"``, ``"csim"`` or ``"board"``. ``.backend`` and ``.reason`` say which runs
-        and why.
+        and why; a fall-back from a present board to the simulator also warns.
+    params
+        Build parameters for ``csim`` (the overlay's; ``BUILD_DEFAULTS`` when None).
+    overlay
+        The overlay for ``board``: a ``.bit`` or a folder with ``kcnn.bit``; None looks in
+        ``$KCNN_OVERLAY``, then the installed package (see :mod:`kcnn.overlay`).
+    timeout_s
+        The board's deadline for each wait.
     """
 
-    def __init__(self, path, backend: str = "auto", params: dict | None = None):
+    def __init__(
+        self,
+        path,
+        backend: str = "auto",
+        params: dict | None = None,
+        overlay=None,
+        timeout_s: float = 5.0,
+    ):
+        _check_backend(backend)
         self.path = path
-        self.backend, self.reason = _choose(backend)
         self.model = load(path)
         self._closed = False
-        if self.backend == "csim":
+        self._engine = None
+        if backend == "board" and not board_present():
+            raise KcnnError(
+                f"backend 'board' needs a PYNQ board, and none was found (no {FPGA_MANAGER}); "
+                "use 'sim' (the bit-accurate simulator) or 'csim' (the HLS kernel's C-sim)",
+                field="backend",
+            )
+        if backend in ("board", "auto") and board_present():
+            try:
+                self._engine = _board_engine(self.model, overlay, timeout_s)
+                self.backend = "board"
+                self.reason = (
+                    "requested" if backend == "board" else "a PYNQ board and a matching overlay"
+                )
+            except Exception as err:
+                if backend == "board":
+                    raise
+                self.reason = (
+                    f"a PYNQ board is present but the board back-end failed ({err}); "
+                    "falling back to the simulator"
+                )
+                warnings.warn(f"kcnn: {self.reason}", RuntimeWarning, stacklevel=2)
+        elif backend == "auto":
+            self.reason = "no PYNQ board found (no FPGA manager); falling back to the simulator"
+        if self._engine is not None:
+            return
+        if backend == "csim":
             # The HLS top compiled with g++ (cached per source hash and build parameters);
             # ``params`` are the overlay's build parameters (BUILD_DEFAULTS when None).
             from kcnn.sim.csim import CsimEngine
 
+            self.backend, self.reason = "csim", "requested"
             self._engine = CsimEngine(self.model, params)
         else:
             from kcnn.sim.engine import Simulator
 
+            self.backend = "sim"
+            if backend == "sim":
+                self.reason = "requested"
             self._engine = Simulator(self.model)
 
     # ---- inputs ---------------------------------------------------------------------
@@ -103,6 +149,9 @@ class Accelerator:
         return estimate(self.model)
 
     def close(self) -> None:
+        """Frees the board's buffers (other back-ends hold none); idempotent."""
+        if not self._closed and hasattr(self._engine, "close"):
+            self._engine.close()
         self._closed = True
 
     def __enter__(self):

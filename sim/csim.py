@@ -23,20 +23,9 @@ import numpy as np
 
 from kcnn.config import BUILD_DEFAULTS
 from kcnn.errors import KcnnError
-from kcnn.jobs import (
-    STATUS,
-    TRIP_COUNTERS,
-    PackedLayer,
-    decode_status,
-    fabric_pools,
-    job_transfers,
-    pack_inputs,
-    pack_layer,
-    padded_input,
-    unpack_outputs,
-)
+from kcnn.jobs import STATUS, TRIP_COUNTERS, PackedJob, decode_status, job_transfers
 from kcnn.kfile import KcnnModel
-from kcnn.sim.engine import Simulator, maxpool_codes
+from kcnn.sim.streaming import StreamingEngine
 
 CXXFLAGS = (
     "-O2",
@@ -300,52 +289,23 @@ def kernel(params: dict | None = None) -> CsimKernel:
     return _KERNELS[key]
 
 
-class CsimEngine(Simulator):
+class CsimEngine(StreamingEngine):
     """Runs a model with every fabric layer (and every max-pool after a conv) on the C-sim,
     everything else with the simulator's own host code. Same interface as ``Simulator``."""
 
     def __init__(self, model: KcnnModel, params: dict | None = None):
-        self.model = model
         self.kernel = kernel(params)
-        self.params = self.kernel.params
-        pools = fabric_pools(model)
-        self.packed: dict[str, PackedLayer] = {}
-        for index, layer in enumerate(model.layers):
-            if layer.is_fabric or layer.name in pools:
-                self.packed[layer.name] = pack_layer(model, layer, index, self.params)
+        super().__init__(model, self.kernel.params)
         self.trips = dict.fromkeys(TRIP_COUNTERS, 0)
         self.job_trips: dict[str, list[dict]] = {}
 
-    def fabric(self, name: str, codes: np.ndarray) -> np.ndarray:
-        """A fabric layer (or fabric max-pool) on a batch: codes uint8 or acc int64."""
-        packed = self.packed[name]
-        layer = packed.layer
-        out = np.zeros((codes.shape[0], *layer.out_shape), np.int64 if packed.acc_out else np.uint8)
-        view = out if layer.op != "fc" else out.reshape(codes.shape[0], -1, 1, 1)
-        per_job = self.job_trips.setdefault(name, [])
-        for n in range(codes.shape[0]):
-            padded = padded_input(layer, codes[n])
-            for pj in packed.jobs:
-                words, trips = self.kernel.run_job(
-                    pj, pack_inputs(padded, pj.job), where=f"layer {name!r} "
-                )
-                job = pj.job
-                view[n, job.ch0 : job.ch0 + job.channels, job.row0 : job.row0 + job.rows] = (
-                    unpack_outputs(words, pj, packed.acc_out)
-                )
-                for key, value in trips.items():
-                    self.trips[key] += value
-                if n == 0:
-                    per_job.append(trips)
-        return out
-
-    def layer_output(self, layer, codes: np.ndarray) -> np.ndarray:
-        return self.fabric(layer.name, codes)
-
-    def pool(self, layer, codes: np.ndarray) -> np.ndarray:
-        if layer.name in self.packed:
-            return self.fabric(layer.name, codes)
-        return maxpool_codes(layer, codes)
+    def execute(self, pj: PackedJob, inputs: np.ndarray, layer: str, image: int) -> np.ndarray:
+        words, trips = self.kernel.run_job(pj, inputs, where=f"layer {layer!r} ")
+        for key, value in trips.items():
+            self.trips[key] += value
+        if image == 0:
+            self.job_trips.setdefault(layer, []).append(trips)
+        return words
 
     def run(self, x: np.ndarray, trace: bool = False):
         """Same contract as :meth:`kcnn.sim.engine.Simulator.run`."""

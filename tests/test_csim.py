@@ -13,6 +13,7 @@ from kcnn.jobs import (
     STATUS,
     decode_info,
     decode_status,
+    fabric_pools,
     job_transfers,
     pack_descriptor,
     pack_inputs,
@@ -302,7 +303,7 @@ def test_quantized_models_trace_equal(quantized, name, params):
         assert np.array_equal(hw.run(x, logits=True), sim.run(x, logits=True))
         assert np.array_equal(hw.run(x), sim.run(x))
         if name != "conv_groups_op13":  # models with a max-pool after a conv run it on the fabric
-            assert csim.fabric_pools(hw.model)
+            assert fabric_pools(hw.model)
 
 
 def _check_trips(engine, model, layer, codes):

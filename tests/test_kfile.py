@@ -219,3 +219,18 @@ def test_bad_sparse_entries(tmp_path, small_kcnn):
     rows[0] = 1
     bad = rewrite(path, tmp_path / "badsparse.kcnn", arrays={f"{layer.name}.wrows": rows})
     expect_error(bad, layer.name, "wsparse")
+
+
+def test_atomic_write_gives_the_usual_file_mode(tmp_path):
+    import os
+
+    from kcnn.files import atomic_write
+
+    umask = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "out.bin", lambda handle: handle.write(b"x"))
+    finally:
+        os.umask(umask)
+    assert path.read_bytes() == b"x"
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]

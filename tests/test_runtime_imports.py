@@ -30,3 +30,37 @@ def test_runtime_imports_no_heavy_package(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
+
+
+BOARD_MODULES = [
+    "kcnn",
+    "kcnn.kfile",
+    "kcnn.sim",
+    "kcnn.sim.engine",
+    "kcnn.sim.streaming",
+    "kcnn.host",
+    "kcnn.host.hwh",
+    "kcnn.host.board",
+    "kcnn.overlay",
+    "kcnn.accelerator",
+]
+
+
+def test_board_runtime_imports_only_stdlib_numpy_tqdm_and_pynq(tmp_path):
+    """What the board imports: nothing outside the standard library, numpy, tqdm and pynq
+    (pynq itself is imported lazily, when the board back-end starts)."""
+    code = (
+        "import importlib, json, sys\n"
+        "before = set(sys.modules)\n"
+        f"for name in {BOARD_MODULES!r}: importlib.import_module(name)\n"
+        "tops = {m.split('.')[0] for m in set(sys.modules) - before}\n"
+        # numpy 1.x's Cython extensions register a ``cython_runtime`` module.
+        "allowed = set(sys.stdlib_module_names)\n"
+        "allowed |= {'kcnn', 'numpy', 'tqdm', 'pynq', 'cython_runtime'}\n"
+        "print(json.dumps(sorted(t for t in tops if t not in allowed and not t.startswith('_'))))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []

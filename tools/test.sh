@@ -43,8 +43,10 @@ stage "ruff"
 "$venv/bin/pytest" -p no:cacheprovider "$@"
 stage "pytest (KCNN_SLOW=$KCNN_SLOW)"
 
-# The board's Python: 3.10 with the lowest numpy the project admits and no quantize extra.
-# It must reproduce the main environment's simulator codes bit for bit.
+# The board's Python: 3.10 with the lowest numpy the project admits, pynq 3.x (the board
+# images' version) and the C-sim, never `quantize` or `train`. It must reproduce the main
+# environment's simulator codes bit for bit, also through the board back-end on a fake
+# pynq device whose kernel is the C-sim.
 golden="$PWD/build/golden"
 "$venv/bin/python" tools/golden.py "$golden" >/dev/null
 stage "golden codes (main environment)"
@@ -54,11 +56,15 @@ if [ ! -x "$board_venv/bin/python" ]; then
 fi
 "$board_venv/bin/python" -m pip install --quiet --upgrade pip
 "$board_venv/bin/python" -m pip install --quiet --force-reinstall --no-deps .
-"$board_venv/bin/python" -m pip install --quiet . "numpy==1.21.5" "pytest>=7.4,<10"
-stage "board environment (Python 3.10, numpy 1.21.5)"
-KCNN_GOLDEN_DIR="$golden" "$board_venv/bin/pytest" -p no:cacheprovider tests/test_golden.py \
-    tests/test_runtime_imports.py tests/test_bundled_tables.py tests/test_sim.py \
-    tests/test_tiler.py tests/test_counts.py
+"$board_venv/bin/python" -m pip install --quiet ".[board,csim,test]" "numpy==1.21.5"
+stage "board environment (Python 3.10, numpy 1.21.5, pynq 3)"
+# Both environments compile the C-sim against the same headers, so they share its cache.
+ap_types=$("$venv/bin/python" -c "import kcnn.sim.csim as c; print(c.ap_types_dir())")
+KCNN_BOARD_ENV=1 KCNN_GOLDEN_DIR="$golden" KCNN_AP_TYPES="$ap_types" \
+    "$board_venv/bin/pytest" -p no:cacheprovider tests/test_golden.py tests/test_board.py \
+    tests/test_hwh.py tests/test_overlay_files.py tests/test_runtime_imports.py \
+    tests/test_bundled_tables.py tests/test_sim.py tests/test_tiler.py tests/test_counts.py \
+    tests/test_notebooks.py
 stage "pytest in the board environment"
 
 # The README's main job on the embedded default; its duration is the stage time.

@@ -1,0 +1,182 @@
+"""The board back-end (``kcnn.host.board``) with the real pynq classes on a fake board.
+
+Runs in the board environment of tools/test.sh (Python 3.10, numpy 1.x, pynq 3.x, the
+``csim`` extra): ``pynq.lib.dma.DMA``, ``KcnnIP`` (a ``pynq.DefaultIP``), ``MMIO`` and
+``pynq.allocate`` drive ``tests/fake_board.py``, whose kernel is the HLS top's C-sim. There the
+results must equal, bit for bit, the files the main environment wrote with tools/golden.py
+(missing files fail). Elsewhere, without pynq, the module is skipped.
+"""
+
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kcnn import models
+from kcnn.errors import KcnnError
+from kcnn.kfile import load
+
+if os.environ.get("KCNN_BOARD_ENV") == "1":
+    import pynq  # the board environment must have it: fail, not skip
+else:
+    pynq = pytest.importorskip("pynq", reason="pynq not installed (the board environment has it)")
+
+from fake_board import FakeZynq, description, write_overlay  # noqa: E402
+from pynq.lib.dma import DMA  # noqa: E402
+
+from kcnn.host.board import BoardEngine, BoardFault  # noqa: E402
+from kcnn.host.hwh import read_hwh  # noqa: E402
+from kcnn.overlay import find_overlay, read_overlay_config  # noqa: E402
+from kcnn.overlay.driver import KcnnIP  # noqa: E402
+from kcnn.sim.engine import Simulator  # noqa: E402
+
+GOLDEN = os.environ.get("KCNN_GOLDEN_DIR")
+
+
+def connect(folder: Path, model_name="lenet5", timeout_s=2.0, kernel_params=None, **overlay):
+    """Fake board + overlay files + the real pynq drivers -> a BoardEngine."""
+    write_overlay(folder, **overlay)
+    files = find_overlay(folder)
+    ips = read_hwh(files.hwh)
+    device = FakeZynq(kernel_params)
+    dma = DMA(description(ips, "dma", device))
+    ip = KcnnIP(description(ips, "kcnn", device))
+    engine = BoardEngine(
+        load(models.table_path(model_name)),
+        dma,
+        ip,
+        read_overlay_config(files.json),
+        ips,
+        reload=device.reload,
+        timeout_s=timeout_s,
+        source=files.hwh,
+    )
+    return engine, device
+
+
+@pytest.fixture
+def lenet(tmp_path):
+    engine, device = connect(tmp_path / "overlay")
+    yield engine, device
+    engine.close()
+
+
+def digits(n):
+    return models.digits("test")[0][:n]
+
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_board_reproduces_the_main_environment_bit_for_bit(tmp_path, name):
+    if GOLDEN is None:
+        pytest.fail("KCNN_GOLDEN_DIR is not set: tools/test.sh writes it with tools/golden.py")
+    path = Path(GOLDEN) / f"{name}.npz"
+    assert path.is_file(), f"{path} is missing: run tools/golden.py in the main environment"
+    with np.load(path) as golden:
+        stored = {key[4:]: golden[key] for key in golden.files if key.startswith("map:")}
+        x = golden["x"]
+    engine, _ = connect(tmp_path / "overlay", name)
+    try:
+        _, logits, maps = engine.run(x, trace=True)
+    finally:
+        engine.close()
+    maps["logits"] = logits
+    assert list(maps) == list(stored)
+    for key, value in stored.items():
+        assert maps[key].dtype == value.dtype and np.array_equal(maps[key], value), key
+
+
+def test_probe_answer_and_buffers(lenet):
+    engine, device = lenet
+    assert engine.info["P"] == engine.params["P"] and engine.info["K_MAX"] == 16
+    jobs = sum(len(p.jobs) for p in engine.packed.values())
+    assert jobs >= 3
+    # One constant buffer (probe + every job), one input and one output buffer.
+    assert len(engine._buffers) == 3
+    pointers = sorted(b.physical_address for b in engine._buffers)
+    engine.close()
+    assert sorted(device.freed) == pointers
+
+
+@pytest.mark.parametrize(
+    "overlay, field",
+    [({"params": {"P": 8}}, "P: kernel 16, kcnn.json 8"), ({"contract": {"K_MAX": 8}}, "K_MAX")],
+)
+def test_configuration_mismatch_is_refused(tmp_path, overlay, field):
+    with pytest.raises(KcnnError, match="refused") as err:
+        connect(tmp_path / "overlay", **overlay)
+    assert field in str(err.value)
+
+
+def test_kernel_that_never_finishes_times_out_and_the_next_run_recovers(tmp_path):
+    engine, device = connect(tmp_path / "overlay", timeout_s=0.3)
+    x = digits(2)
+    expected = Simulator(engine.model).run(x, trace=True)[2]
+    device.hang = True
+    start = time.monotonic()
+    with pytest.raises(TimeoutError) as err:
+        engine.run(x)
+    assert time.monotonic() - start < 0.3 + 1.0
+    message = str(err.value)
+    assert "layer 'conv1' job 0" in message and "expected bytes" in message
+    device.hang = False
+    with pytest.warns(RuntimeWarning, match="resetting the DMA, reloading the overlay"):
+        maps = engine.run(x, trace=True)[2]
+    assert device.reloads == 1
+    for key, value in expected.items():
+        assert np.array_equal(maps[key], value), key
+    engine.close()
+
+
+def test_short_output_is_a_byte_count_error(lenet):
+    engine, device = lenet
+    device.short_output = 1
+    with pytest.raises(BoardFault, match=r"layer 'conv1' job 0: received \d+ bytes, expected"):
+        engine.run(digits(1))
+    with pytest.warns(RuntimeWarning, match="short output"):
+        out = engine.run(digits(1))[1]
+    assert np.array_equal(out, Simulator(engine.model).run(digits(1))[1])
+
+
+def test_dma_error_bits_give_a_clear_message(lenet):
+    engine, device = lenet
+    device.dma_error = 0x40
+    with pytest.raises(BoardFault, match="DMA decode error on the S2MM"):
+        engine.run(digits(1))
+    with pytest.warns(RuntimeWarning):
+        engine.run(digits(1))
+
+
+def test_bad_job_reports_the_kernel_status_and_never_sends_inputs(lenet):
+    engine, device = lenet
+    packed = engine.packed["conv1"].jobs[0]
+    at = engine._offsets[id(packed)]
+    engine._constant[at] ^= np.uint64(1)  # break the magic word
+    sends = []
+    original = device._send
+    device._send = lambda nbytes: (sends.append(nbytes), original(nbytes))
+    with pytest.raises(BoardFault, match="kernel status BAD_MAGIC"):
+        engine.run(digits(1))
+    assert sends == [packed.constant.size * 8]
+    engine._constant[at] ^= np.uint64(1)
+    with pytest.warns(RuntimeWarning):
+        engine.run(digits(1))
+
+
+def test_transfer_above_the_dma_maximum_is_refused(tmp_path):
+    with pytest.raises(KcnnError, match="exceed the DMA's maximum transfer of 1023 bytes"):
+        engine, _ = connect(tmp_path / "overlay", dma={"C_SG_LENGTH_WIDTH": "10"})
+        engine.run(digits(1))
+
+
+def test_registers_start_at_zero_and_info_arrives_only_through_the_probe(tmp_path):
+    write_overlay(tmp_path)
+    device = FakeZynq()
+    assert device.registers == {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no hidden pynq warnings on the fake device
+        engine, device = connect(tmp_path / "o2")
+    assert engine.info["magic"] != 0
+    engine.close()

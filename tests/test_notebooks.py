@@ -1,0 +1,121 @@
+"""The notebooks in notebooks/ run headless in sim mode and end in their own checks.
+
+Each notebook's last cell asserts accuracy and bit-equality bounds, so a wrong result fails
+here, not only an exception. The committed copies carry no outputs, and the installed
+package delivers them to the board through the ``pynq.notebooks`` entry point.
+"""
+
+import json
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("nbclient", reason="nbclient is not installed (it comes with the `test` extra)")
+
+import nbformat  # noqa: E402 - nbclient brings it
+from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
+from jupyter_client.manager import KernelManager  # noqa: E402
+from nbclient import NotebookClient  # noqa: E402
+
+FOLDER = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = sorted(FOLDER.glob("*.ipynb"))
+STREAMING_JSON = "alexnet_streaming.json"
+#: Seconds any one cell may take: generous for a slow CI machine, short of a hang.
+CELL_TIMEOUT = 300
+#: What the board does not have; a notebook must run without any of them.
+OFF_BOARD = ["kcnn.quantizer", "onnx", "onnxruntime", "sklearn", "scipy", "torch"]
+
+
+def _ids(path: Path) -> str:
+    return path.stem
+
+
+def test_the_three_notebooks_are_there():
+    names = [path.stem for path in NOTEBOOKS]
+    assert len(names) >= 3, names
+    assert (FOLDER / STREAMING_JSON).stat().st_size < 200_000
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
+def test_committed_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    stale = [
+        index
+        for index, cell in enumerate(nb.cells)
+        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)
+    ]
+    assert not stale, f"cells {stale} carry outputs or execution counts; clear them"
+    assert nb.metadata.kernelspec.name == "python3"
+
+
+def _python3_of_this_interpreter() -> KernelManager:
+    # Only ipykernel's built-in spec, which starts sys.executable: a kernelspec named
+    # python3 elsewhere on the machine could point at another Python without kcnn.
+    specs = KernelSpecManager(kernel_dirs=[], ensure_native_kernel=True)
+    return KernelManager(kernel_name="python3", kernel_spec_manager=specs)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
+def test_notebook_runs_and_checks_pass(path, tmp_path):
+    nb = nbformat.read(path, as_version=4)
+    # One extra cell, after the notebook's own checks, lists the off-board packages that
+    # ended up imported.
+    probe = f"import json, sys; print(json.dumps([m for m in {OFF_BOARD!r} if m in sys.modules]))"
+    nb.cells.append(nbformat.v4.new_code_cell(probe))
+    client = NotebookClient(
+        nb,
+        km=_python3_of_this_interpreter(),
+        timeout=CELL_TIMEOUT,
+        # The kernel starts in an empty folder, so the repository's folders cannot shadow
+        # the installed package.
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    # cleanup_kc: nbclient leaves a kernel it did not start running unless told otherwise.
+    client.execute(cleanup_kc=True)  # CellExecutionError on any failing cell, asserts included
+    outputs = nb.cells[-1].outputs
+    text = "".join(out.get("text", "") for out in outputs if out.output_type == "stream")
+    assert json.loads(text) == [], f"{path.name} imported packages the board lacks"
+
+
+def test_pynq_entry_point_delivers_this_folder():
+    # pynq get-notebooks imports the entry point's module and copies the folder it lives in.
+    found = [ep for ep in entry_points(group="pynq.notebooks") if ep.name == "kcnn"]
+    assert [ep.value for ep in found] == ["kcnn.notebooks"]
+    module = found[0].load()
+    shipped = {p.name for p in Path(module.__path__[0]).iterdir()}
+    wanted = {p.name for p in NOTEBOOKS} | {STREAMING_JSON}
+    assert wanted <= shipped, f"not installed: {sorted(wanted - shipped)}"
+
+
+def _assert_close(made, committed, where="report"):
+    """Same structure and strings; numbers within 0.1 % (a quantizer run on other numpy or
+    onnxruntime builds may move the calibration densities in their last digits)."""
+    if isinstance(committed, dict):
+        assert made.keys() == committed.keys(), where
+        for key in committed:
+            _assert_close(made[key], committed[key], f"{where}.{key}")
+    elif isinstance(committed, list):
+        assert len(made) == len(committed), where
+        for index, (a, b) in enumerate(zip(made, committed, strict=True)):
+            _assert_close(a, b, f"{where}[{index}]")
+    elif isinstance(committed, (int, float)) and not isinstance(committed, bool):
+        assert made == pytest.approx(committed, rel=1e-3, abs=1e-9), where
+    else:
+        assert made == committed, where
+
+
+@pytest.mark.slow
+def test_streaming_json_is_what_its_command_makes(tmp_path, slow_full):
+    if not slow_full:
+        pytest.skip("rebuilds and quantizes the AlexNet-sized model (about a minute): full tier")
+    pytest.importorskip("onnxruntime")
+    from kcnn.notebooks.streaming_report import main
+
+    out = tmp_path / STREAMING_JSON
+    assert main([str(out)]) == 0
+    made = json.loads(out.read_text())
+    committed = json.loads((FOLDER / STREAMING_JSON).read_text())
+    # A stale file fails here: remake it with the command in notebooks/__init__.py.
+    _assert_close(made, committed)
