@@ -54,12 +54,9 @@ def _registers(module) -> dict:
 
 
 def _parameters(module) -> dict[str, str]:
-    params = {}
-    for p in module.findall("PARAMETERS/PARAMETER"):
-        params[p.get("NAME")] = p.get("VALUE")
-    # pynq 3 drivers (pynq.lib.dma.DMA) look parameters up in lower case.
-    params.update({name.lower(): value for name, value in list(params.items())})
-    return params
+    # Vivado writes an IP's HDL generics (C_INCLUDE_SG) and its configuration names
+    # (c_include_sg, what pynq.lib.dma.DMA reads) side by side; both are kept as written.
+    return {p.get("NAME"): p.get("VALUE") for p in module.findall("PARAMETERS/PARAMETER")}
 
 
 def read_hwh(path) -> dict[str, dict]:

@@ -24,7 +24,8 @@ import numpy as np
 from pynq import Device
 from pynq.buffer import PynqBuffer
 
-from kcnn.config import ARITHMETIC_CONTRACT, BUILD_DEFAULTS
+from kcnn.config import ARITHMETIC_CONTRACT, BUILD_DEFAULTS, DESCRIPTOR_WORDS
+from kcnn.jobs import MAGIC, decode_descriptor
 from kcnn.sim.csim import kernel
 
 DMA_BASE = 0x40400000
@@ -65,6 +66,8 @@ DMA_PARAMETERS = {
     "C_M_AXIS_MM2S_TDATA_WIDTH": "64",
     "C_S_AXIS_S2MM_TDATA_WIDTH": "64",
 }
+#: Zynq SLCR PLL control registers (PLL_FDIV in bits 12..18): ARM 1300, DDR 1050, IO 1000 MHz.
+SLCR_PLLS = {0xF8000100: 26 << 12, 0xF8000104: 21 << 12, 0xF8000108: 20 << 12}
 HALTED, IDLE = 0x1, 0x2
 AP_START, AP_DONE, AP_IDLE = 0x1, 0x2, 0x4
 
@@ -74,7 +77,8 @@ def _registers_xml(registers: dict) -> str:
     for name, offset in registers.items():
         rows.append(
             f'<REGISTER NAME="{name}"><PROPERTY NAME="ADDRESS_OFFSET" VALUE="0x{offset:X}"/>'
-            '<PROPERTY NAME="SIZE" VALUE="32"/></REGISTER>'
+            '<PROPERTY NAME="SIZE" VALUE="32"/><PROPERTY NAME="ACCESS" VALUE="read-write"/>'
+            '<PROPERTY NAME="IS_ENABLED" VALUE="true"/></REGISTER>'
         )
     return "".join(rows)
 
@@ -86,31 +90,54 @@ def write_overlay(
     ``params``/``contract`` change ``kcnn.json``, ``dma`` the DMA's parameters."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "kcnn.bit").write_bytes(b"not a bitstream: tests/fake_board.py")
+    # Like Vivado: each parameter as HDL generic (upper case) and configuration name.
     params_xml = "".join(
-        f'<PARAMETER NAME="{k}" VALUE="{v}"/>' for k, v in {**DMA_PARAMETERS, **(dma or {})}.items()
+        f'<PARAMETER NAME="{k}" VALUE="{v}"/><PARAMETER NAME="{k.lower()}" VALUE="{v}"/>'
+        for k, v in {**DMA_PARAMETERS, **(dma or {})}.items()
     )
+    # FCLK_CLK0 at 100 MHz from the 1 GHz IO PLL; the other PL clocks off.
+    ps7 = {"PCW_FPGA_FCLK0_ENABLE": "1", "PCW_FPGA0_PERIPHERAL_FREQMHZ": "100"}
+    for clk in range(4):
+        ps7.setdefault(f"PCW_FPGA_FCLK{clk}_ENABLE", "0")
+        ps7[f"PCW_FCLK{clk}_PERIPHERAL_DIVISOR0"] = "10"
+        ps7[f"PCW_FCLK{clk}_PERIPHERAL_DIVISOR1"] = "1"
+        ps7[f"PCW_FCLK{clk}_PERIPHERAL_CLKSRC"] = "IO PLL"
+    ps7_xml = "".join(f'<PARAMETER NAME="{k}" VALUE="{v}"/>' for k, v in ps7.items())
     hwh = f"""<?xml version="1.0" encoding="UTF-8" standalone="no" ?>
 <EDKSYSTEM EDWVERSION="1.2" VIVADOVERSION="stand-in">
   <SYSTEMINFO ARCH="zynq" DEVICE="7z020" NAME="kcnn_bd" PACKAGE="clg400" SPEEDGRADE="-1"/>
+  <EXTERNALPORTS/>
+  <EXTERNALINTERFACES/>
   <MODULES>
     <MODULE FULLNAME="/ps7" INSTANCE="ps7" MODTYPE="processing_system7"
         VLNV="xilinx.com:ip:processing_system7:5.5">
+      <PARAMETERS>{ps7_xml}</PARAMETERS>
       <MEMORYMAP>
-        <MEMRANGE BASEVALUE="0x{DMA_BASE:08X}" HIGHVALUE="0x{DMA_BASE + RANGE - 1:08X}"
-            INSTANCE="dma" MEMTYPE="REGISTER" SLAVEBUSINTERFACE="S_AXI_LITE"/>
-        <MEMRANGE BASEVALUE="0x{IP_BASE:08X}" HIGHVALUE="0x{IP_BASE + RANGE - 1:08X}"
-            INSTANCE="kcnn" MEMTYPE="REGISTER" SLAVEBUSINTERFACE="s_axi_CTRL"/>
+        <MEMRANGE ADDRESSBLOCK="Reg" BASEVALUE="0x{DMA_BASE:08X}"
+            HIGHVALUE="0x{DMA_BASE + RANGE - 1:08X}" INSTANCE="dma" MASTERBUSINTERFACE="M_AXI_GP0"
+            MEMTYPE="REGISTER" SLAVEBUSINTERFACE="S_AXI_LITE"/>
+        <MEMRANGE ADDRESSBLOCK="Reg" BASEVALUE="0x{IP_BASE:08X}"
+            HIGHVALUE="0x{IP_BASE + RANGE - 1:08X}" INSTANCE="kcnn" MASTERBUSINTERFACE="M_AXI_GP0"
+            MEMTYPE="REGISTER" SLAVEBUSINTERFACE="s_axi_CTRL"/>
       </MEMORYMAP>
+      <BUSINTERFACES><BUSINTERFACE BUSNAME="gp0" NAME="M_AXI_GP0" TYPE="MASTER"
+          VLNV="xilinx.com:interface:aximm:1.0"/></BUSINTERFACES>
     </MODULE>
     <MODULE FULLNAME="/dma" INSTANCE="dma" MODTYPE="axi_dma" VLNV="xilinx.com:ip:axi_dma:7.1">
-      <ADDRESSBLOCKS><ADDRESSBLOCK NAME="Reg"><REGISTERS>{_registers_xml(DMA_REGISTERS)}
+      <ADDRESSBLOCKS><ADDRESSBLOCK INTERFACE="S_AXI_LITE" NAME="Reg" RANGE="{RANGE}"
+          USAGE="register"><REGISTERS>{_registers_xml(DMA_REGISTERS)}
       </REGISTERS></ADDRESSBLOCK></ADDRESSBLOCKS>
       <PARAMETERS>{params_xml}</PARAMETERS>
+      <BUSINTERFACES><BUSINTERFACE BUSNAME="gp0" NAME="S_AXI_LITE" TYPE="SLAVE"
+          VLNV="xilinx.com:interface:aximm:1.0"/></BUSINTERFACES>
     </MODULE>
     <MODULE FULLNAME="/kcnn" INSTANCE="kcnn" MODTYPE="kcnn_top"
         VLNV="xilinx.com:hls:kcnn_top:1.0">
-      <ADDRESSBLOCKS><ADDRESSBLOCK NAME="Reg"><REGISTERS>{_registers_xml(IP_REGISTERS)}
+      <ADDRESSBLOCKS><ADDRESSBLOCK INTERFACE="s_axi_CTRL" NAME="Reg" RANGE="{RANGE}"
+          USAGE="register"><REGISTERS>{_registers_xml(IP_REGISTERS)}
       </REGISTERS></ADDRESSBLOCK></ADDRESSBLOCKS>
+      <BUSINTERFACES><BUSINTERFACE BUSNAME="gp0" NAME="s_axi_CTRL" TYPE="SLAVE"
+          VLNV="xilinx.com:interface:aximm:1.0"/></BUSINTERFACES>
     </MODULE>
   </MODULES>
 </EDKSYSTEM>
@@ -127,13 +154,20 @@ def write_overlay(
 
 
 class FakeZynq(Device):
-    """A fake PYNQ-Z2: registers, DDR buffers, the AXI DMA and the kernel (C-sim)."""
+    """A fake PYNQ-Z2: registers, DDR buffers, the AXI DMA and the kernel (C-sim).
+
+    ``pynq.Overlay(..., device=FakeZynq())`` works on it: the metadata comes from pynq's own
+    ``.hwh`` parser, ``download`` resets the design's registers, and the PS clock registers
+    hold what the boot loader leaves there (IO PLL 1000 MHz from the 50 MHz crystal).
+    """
+
+    arch = "armv7l"  # pynq.ps.ZYNQ_ARCH: selects the Zynq-7000 clock driver
 
     def __init__(self, kernel_params: dict | None = None):
         super().__init__("fake-pynq-z2")
         self.capabilities = {"REGISTER_RW": True}
         self.kernel = kernel(kernel_params)
-        self.registers: dict[int, int] = {}
+        self.registers: dict[int, int] = dict(SLCR_PLLS)
         self.memory: list[tuple[int, np.ndarray]] = []
         self.next_address = 0x1600_0000
         self.freed: list[int] = []
@@ -178,10 +212,25 @@ class FakeZynq(Device):
         self.started = False
         self.recv: dict | None = None
 
+    def get_bitfile_metadata(self, bitfile_name):
+        """The parser pynq uses on the board for a ``.bit`` with its ``.hwh``."""
+        from pynqmetadata.frontends import Metadata
+
+        try:
+            from pynq.metadata.runtime_metadata_parser import RuntimeMetadataParser
+        except ImportError:  # pynq 4
+            from pynqmetadata.views.runtime import RuntimeMetadataParser
+        return RuntimeMetadataParser(Metadata(input=str(Path(bitfile_name).with_suffix(".hwh"))))
+
+    def download(self, bitstream, parser=None) -> None:
+        self.reload()
+
     def reload(self) -> None:
-        """What downloading the bitstream again does: every register back to 0."""
+        """What downloading the bitstream again does: the design's registers back to 0."""
         self.reloads += 1
-        self.registers.clear()
+        for address in list(self.registers):
+            if DMA_BASE <= address < DMA_BASE + RANGE or IP_BASE <= address < IP_BASE + RANGE:
+                del self.registers[address]
         self._reset_state()
 
     def _bytes(self, address: int, nbytes: int) -> bytes:
@@ -268,7 +317,7 @@ class FakeZynq(Device):
     def _step(self) -> None:
         """Run the kernel once it has been started and the stream holds a whole job."""
         words, last = self.stream
-        if not self.started or self.hang or not words.size:
+        if not self.started or self.hang or not self._job_complete(words, last):
             return
         out, result, _ = self.kernel.run_words(words, last, 1 << 16)
         if result["reads"] > words.size:
@@ -295,6 +344,20 @@ class FakeZynq(Device):
         self.started = False
         self._set(base, "CTRL", r, AP_DONE | AP_IDLE)
         self._deliver()
+
+    @staticmethod
+    def _job_complete(words: np.ndarray, last: np.ndarray) -> bool:
+        """Whether the kernel would finish reading its job from these words. Its C-sim cannot
+        block on an empty stream, so it runs only then: after two transfers, or after one
+        that ends the job (no inputs, or a descriptor the kernel stops reading at)."""
+        ends = np.flatnonzero(last)
+        if ends.size >= 2:
+            return True
+        if ends.size == 0 or words.size < DESCRIPTOR_WORDS:
+            return ends.size == 1
+        fields = decode_descriptor(words[:DESCRIPTOR_WORDS])
+        well_formed = fields["magic"] == MAGIC and fields["const_words"] == ends[0] + 1
+        return not well_formed or fields["input_words"] == 0
 
     def _deliver(self) -> None:
         """Move kernel output into the armed receive buffer; TLAST or a full buffer ends it."""

@@ -59,7 +59,7 @@ fi
 "$board_venv/bin/python" -m pip install --quiet ".[board,csim,test]" "numpy==1.21.5"
 stage "board environment (Python 3.10, numpy 1.21.5, pynq 3)"
 # Both environments compile the C-sim against the same headers, so they share its cache.
-ap_types=$("$venv/bin/python" -c "import kcnn.sim.csim as c; print(c.ap_types_dir())")
+ap_types=$("$venv/bin/python" -I -c "import kcnn.sim.csim as c; print(c.ap_types_dir())")
 KCNN_BOARD_ENV=1 KCNN_GOLDEN_DIR="$golden" KCNN_AP_TYPES="$ap_types" \
     "$board_venv/bin/pytest" -p no:cacheprovider tests/test_golden.py tests/test_board.py \
     tests/test_hwh.py tests/test_overlay_files.py tests/test_runtime_imports.py \
