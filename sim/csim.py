@@ -137,12 +137,16 @@ def compile_command(
 
 
 def _compile_cached(what: str, stem: str, suffix: str, sources, params, **flags) -> Path:
-    """Compile ``sources`` into the cache under a name keyed by the command and the hls/
-    sources, unless it is there already; the file appears atomically."""
+    """Compile ``sources`` into the cache under a name keyed by the command and the contents
+    of the hls/ sources and ap_types headers, unless it is there already; the file appears
+    atomically. The key leaves out where those folders are, so environments that install
+    the same sources and headers (the main and the board test environments) share it."""
     folder = hls_dir()
+    headers = ap_types_dir()
     probe = compile_command(Path("OUT"), params, sources, **flags)
+    probe = [arg.replace(str(folder), "<hls>").replace(str(headers), "<ap_types>") for arg in probe]
     digest = hashlib.sha256("\0".join(probe).encode())
-    for path in source_files(folder):
+    for path in source_files(folder) + sorted(headers.rglob("*.h")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     target = cache_dir() / f"{stem}_{digest.hexdigest()[:20]}{suffix}"
     if target.is_file():
