@@ -171,7 +171,8 @@ class BoardEngine(StreamingEngine):
                 self._fault = f"{', '.join(errors)} on {name}"
                 raise BoardFault(
                     f"{where}: {' and '.join(errors)} on the {name} channel "
-                    f"(DMASR 0x{status:08X}); the DMA is reset before the next run"
+                    f"(DMASR 0x{status:08X}); the DMA is reset and the overlay reloaded "
+                    "before the next run"
                 )
 
     def _poll(self, ready, where: str, what: str, sent: int, expected: int) -> None:
@@ -182,11 +183,16 @@ class BoardEngine(StreamingEngine):
             if ready():
                 return
             if time.monotonic() > deadline:
-                got = self._received_bytes()
+                # LENGTH holds the received count only once the channel is idle again.
+                received = (
+                    f"received {self._received_bytes()} of {expected} expected bytes"
+                    if self._idle("recv")
+                    else f"receive channel still busy with {expected} bytes armed"
+                )
                 self._fault = f"timeout while waiting for {what}"
                 raise TimeoutError(
                     f"{where}: {what} did not happen within {self.timeout_s:g} s "
-                    f"(sent {sent} bytes, received {got} of {expected} expected bytes); "
+                    f"(sent {sent} bytes, {received}); "
                     "the DMA is reset and the overlay reloaded before the next run"
                 )
             spins += 1
