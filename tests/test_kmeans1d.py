@@ -90,6 +90,112 @@ def test_large_offset_loses_no_precision():
     np.testing.assert_allclose(c_shift - 1e6, c_plain, rtol=0, atol=1e-8)
 
 
+# -- the fast DP and Lloyd steps against plain versions ---------------------------------
+
+
+def bin_prefix_sums(s, bounds):
+    """Prefix sums of the bin counts and centred bin sums, as `_cluster_dp` makes them."""
+    sums = np.add.reduceat(s, bounds[:-1], dtype=np.float64)
+    mu = math.fsum(sums.tolist()) / s.size
+    cw = bounds.astype(np.float64)
+    cp = np.concatenate(([0.0], np.cumsum(sums - np.diff(cw) * mu)))
+    return cw, cp, mu
+
+
+def plain_dp_term(cw, cp, k):
+    """Largest ``sum(S^2 / W)`` over splits of the bins into k runs: every split, every layer."""
+    m = cw.size - 1
+    j, i = np.arange(m + 1)[:, None], np.arange(m + 1)[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain = np.where(i < j, (cp[j] - cp[i]) ** 2 / (cw[j] - cw[i]), -np.inf)
+        best = np.where(cw > 0, cp * cp / cw, -np.inf)
+    for _ in range(k - 1):
+        best = np.max(best[None, :] + gain, axis=1)
+    return best[m]
+
+
+def segments_term(cw, cp, cuts):
+    a, b = cuts[:-1], cuts[1:]
+    return math.fsum(((cp[b] - cp[a]) ** 2 / (cw[b] - cw[a])).tolist())
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_layered_dp_finds_the_plain_dp_optimum(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 600)) if seed % 2 else int(rng.integers(3, 40))
+    kind = seed % 4
+    if kind == 0:
+        x = rng.standard_normal(n)
+    elif kind == 1:
+        x = pruned_laplace(rng, n)
+    elif kind == 2:
+        # Evenly spaced integers: many splits tie exactly.
+        x = np.arange(n, dtype=np.float64) // int(rng.integers(1, 4))
+    else:
+        x = np.exp(rng.standard_normal(n) * 2)
+    s = np.sort(x)
+    bounds = km._run_starts(s) if seed % 3 else km._histogram_bounds(s, int(rng.integers(8, 600)))
+    cw, cp, _ = bin_prefix_sums(s, bounds)
+    m = cw.size - 1
+    for k in sorted({2, 3, 4, 7, 8, 15, m - 1, m} & set(range(2, min(m, 40) + 1))):
+        cuts = km._optimal_cuts(cw, cp, k)
+        assert cuts[0] == 0 and cuts[-1] == m and cuts.size == k + 1
+        assert np.all(np.diff(cuts) > 0)
+        best = plain_dp_term(cw, cp, k)
+        assert segments_term(cw, cp, cuts) == pytest.approx(best, rel=1e-12, abs=1e-9)
+
+
+def plain_lloyd(s, splits):
+    """Lloyd's algorithm as usually written: segment means, then every value to the nearest."""
+    x = s.astype(np.float64)
+    for _ in range(km._MAX_LLOYD):
+        means = np.array([x[a:b].mean() for a, b in itertools.pairwise(splits)])
+        labels = np.searchsorted(0.5 * (means[:-1] + means[1:]), x, side="left")
+        new = np.concatenate(([0], np.cumsum(np.bincount(labels, minlength=means.size))))
+        if np.array_equal(new, splits) or np.any(np.diff(new) <= 0):
+            break
+        splits = new
+    return np.asarray(splits)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("widen", [True, False])
+def test_prefix_sum_lloyd_equals_plain_lloyd(monkeypatch, dtype, widen):
+    if not widen:
+        # float32 values are then searched with midpoints rounded down to float32.
+        monkeypatch.setattr(km, "_WIDEN_LIMIT", 0)
+    calls = []
+    lloyd = km._lloyd
+
+    def spy(*args):
+        calls.append(args)
+        return lloyd(*args)
+
+    monkeypatch.setattr(km, "_lloyd", spy)
+    rng = np.random.default_rng(21)
+    for x in (pruned_laplace(rng, 35_000), np.exp(rng.standard_normal(20_000))):
+        x = x.astype(dtype)
+        for k in (3, 7, 15):
+            calls.clear()
+            cluster_1d(x, k)
+            s, s64, bounds, cp, mu, start = calls[0]
+            assert (s64 is None) == (dtype == np.float32 and not widen)
+            np.testing.assert_array_equal(lloyd(*calls[0]), plain_lloyd(s, start))
+            # From a poor start (equal counts) Lloyd takes many more steps.
+            start = np.arange(k + 1) * s.size // k
+            np.testing.assert_array_equal(
+                lloyd(s, s64, bounds, cp, mu, start), plain_lloyd(s, start)
+            )
+
+
+def test_float32_result_does_not_depend_on_widening(monkeypatch):
+    x = pruned_laplace(np.random.default_rng(22), 40_000)
+    wide = [cluster_1d(x, k) for k in (3, 7, 15)]
+    monkeypatch.setattr(km, "_WIDEN_LIMIT", 0)
+    for k, c in zip((3, 7, 15), wide, strict=True):
+        assert cluster_1d(x, k).tobytes() == c.tobytes()
+
+
 # -- against scikit-learn ----------------------------------------------------------------
 
 
