@@ -235,14 +235,24 @@ class BoardEngine(StreamingEngine):
         self.ip.write(self._ctrl, AP_START)
         self._transfer("send", self._constant, constant_at, constant_words, where)
         self._poll(lambda: self._idle("send"), where, "the constant part's send", sent, expected)
+
         # A bad job is answered after its constant part: one status word, then the kernel
-        # ends; the inputs are then never sent.
-        early = self._idle("recv") and self._received_bytes() < expected
-        if inputs is not None and inputs.size and not early:
+        # ends and reads no more, so the inputs are not sent; if the answer comes after
+        # they were, their send never completes and the short answer ends the wait.
+        def answered_short() -> bool:
+            return self._idle("recv") and self._received_bytes() < expected
+
+        if inputs is not None and inputs.size and not answered_short():
             self._inputs[: inputs.size] = inputs
             self._transfer("send", self._inputs, 0, int(inputs.size), where)
             sent += inputs.size * WORD_BYTES
-            self._poll(lambda: self._idle("send"), where, "the inputs' send", sent, expected)
+            self._poll(
+                lambda: self._idle("send") or answered_short(),
+                where,
+                "the inputs' send",
+                sent,
+                expected,
+            )
         self._poll(lambda: self._idle("recv"), where, "the receive channel's end", sent, expected)
         got = self._received_bytes()
         if got != expected:

@@ -175,6 +175,7 @@ class FakeZynq(Device):
         self.hang = False  # the kernel never finishes
         self.short_output = 0  # drop this many output words (TLAST moves to the new last)
         self.dma_error = 0  # DMASR error bits raised on the next receive
+        self.answer_late = False  # a bad job is answered only after the inputs arrived
         self._reset_state()
 
     # ---- pynq.Device ---------------------------------------------------------------
@@ -297,9 +298,11 @@ class FakeZynq(Device):
             np.concatenate([self.stream[0], words]),
             np.concatenate([self.stream[1], last]),
         )
-        # The stream FIFO takes the whole transfer (no back-pressure is modelled).
-        self._set(DMA_BASE, "MM2S_DMASR", d, self._reg(DMA_BASE, "MM2S_DMASR", d) | IDLE)
         self._step()
+        # Words the kernel will still read drain; words left after the kernel has ended
+        # back-pressure the stream, and the send never completes.
+        if self.started or not self.stream[0].size:
+            self._set(DMA_BASE, "MM2S_DMASR", d, self._reg(DMA_BASE, "MM2S_DMASR", d) | IDLE)
 
     def _arm_receive(self, nbytes: int) -> None:
         d = DMA_REGISTERS
@@ -318,6 +321,8 @@ class FakeZynq(Device):
         """Run the kernel once it has been started and the stream holds a whole job."""
         words, last = self.stream
         if not self.started or self.hang or not self._job_complete(words, last):
+            return
+        if self.answer_late and np.count_nonzero(last) < 2:
             return
         out, result, _ = self.kernel.run_words(words, last, 1 << 16)
         if result["reads"] > words.size:

@@ -136,17 +136,23 @@ def test_dma_error_bits_give_a_clear_message(lenet):
         engine.run(digits(1))
 
 
-def test_bad_job_reports_the_kernel_status_and_never_sends_inputs(lenet):
+@pytest.mark.parametrize("late", [False, True], ids=["answered-at-once", "answered-late"])
+def test_bad_job_reports_the_kernel_status(lenet, late):
+    """Answered before the inputs are sent, they never are; answered after, the short
+    answer still names the status."""
     engine, device = lenet
+    device.answer_late = late
     packed = engine.packed["conv1"].jobs[0]
     at = engine._offsets[id(packed)]
     engine._constant[at] ^= np.uint64(1)  # break the magic word
     sends = []
     original = device._send
     device._send = lambda nbytes: (sends.append(nbytes), original(nbytes))
-    with pytest.raises(BoardFault, match="kernel status BAD_MAGIC"):
+    with pytest.raises(BoardFault, match="layer 'conv1' job 0: .* kernel status BAD_MAGIC"):
         engine.run(digits(1))
-    assert sends == [packed.constant.size * 8]
+    inputs = packed.input_words * 8
+    assert sends == [packed.constant.size * 8] + ([inputs] if late else [])
+    device.answer_late = False
     engine._constant[at] ^= np.uint64(1)
     with pytest.warns(RuntimeWarning):
         engine.run(digits(1))
