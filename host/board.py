@@ -71,9 +71,10 @@ class BoardEngine(StreamingEngine):
     dma
         The overlay's ``pynq.lib.dma.DMA`` (simple mode).
     ip
-        The KCNN IP (a ``pynq.DefaultIP``) whose ``registers`` came from the ``.hwh``.
+        The KCNN IP (a ``pynq.DefaultIP``): its ``read``/``write`` reach the registers.
     overlay_config
-        ``kcnn.json`` of the overlay: its ``contract`` and ``build`` parameters.
+        ``kcnn.json`` of the overlay as :func:`kcnn.overlay.read_overlay_config` returns it:
+        its ``contract`` and ``build`` parameters.
     hwh_ips
         The overlay's ``.hwh`` as :func:`kcnn.host.hwh.read_hwh` reads it: register offsets
         and DMA parameters come from here.
@@ -101,10 +102,7 @@ class BoardEngine(StreamingEngine):
         self.reload = reload
         self.timeout_s = float(timeout_s)
         self.overlay_config = overlay_config
-        build = overlay_config.get("build", {})
-        missing = [key for key in BUILD_KEYS if key not in build]
-        if missing:
-            raise KcnnError(f"build parameters missing: {', '.join(missing)}", file=source)
+        build = overlay_config["build"]
         params = {**BUILD_DEFAULTS, **{key: int(build[key]) for key in BUILD_KEYS}}
         _, dma_hwh = find_ip(hwh_ips, DMA_VLNV_PREFIX, source)
         _, ip_hwh = find_ip(hwh_ips, IP_VLNV, source)
@@ -123,7 +121,11 @@ class BoardEngine(StreamingEngine):
         self._buffers: list = []
         super().__init__(model, params)
         self._allocate_buffers()
-        self.info = self.probe()
+        try:
+            self.info = self.probe()
+        except BaseException:
+            self.close()  # a refused overlay must not keep contiguous memory
+            raise
 
     # ---- buffers ---------------------------------------------------------------------
     def _allocate_buffers(self) -> None:
@@ -289,7 +291,7 @@ class BoardEngine(StreamingEngine):
         wrong = [
             f"{key}: kernel {got}, kcnn.json {declared}, expected {want}"
             for key, got, declared, want in checks
-            if not (got == declared == want or (key == "magic" and got == want))
+            if not got == declared == want
         ]
         if wrong:
             raise KcnnError(

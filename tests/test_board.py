@@ -91,9 +91,13 @@ def test_probe_answer_and_buffers(lenet):
     [({"params": {"P": 8}}, "P: kernel 16, kcnn.json 8"), ({"contract": {"K_MAX": 8}}, "K_MAX")],
 )
 def test_configuration_mismatch_is_refused(tmp_path, overlay, field):
+    write_overlay(tmp_path, **overlay)
+    device = FakeZynq()
+    ol = KCNNOverlay(tmp_path, device=device)
     with pytest.raises(KcnnError, match="refused") as err:
-        connect(tmp_path / "overlay", **overlay)
+        ol.engine(load(models.table_path("lenet5")))
     assert field in str(err.value)
+    assert len(device.freed) == 3  # the refused engine's buffers are freed
 
 
 def test_kernel_that_never_finishes_times_out_and_the_next_run_recovers(tmp_path):
