@@ -7,7 +7,8 @@ from the buffers. The device declares ``REGISTER_RW``, so pynq's ``MMIO`` routes
 register access through :meth:`FakeZynq.read_registers` / :meth:`FakeZynq.write_registers`:
 writing a DMA LENGTH register starts a transfer, writing ``ap_start`` starts the kernel. All
 registers start at 0; the kernel's info words reach the driver only through the probe's
-answer. Faults can be injected one at a time (``hang``, ``short_output``, ``dma_error``).
+answer. Faults can be injected one at a time (``hang``, ``short_output``, ``dma_error``,
+``answer_late``).
 
 Also writes a ``.hwh`` for this design (a stand-in: the real one comes from Vivado). Its
 register offsets follow the Vitis HLS layout for ``kcnn_top``'s arguments: 64-bit scalar
