@@ -22,17 +22,17 @@ import warnings
 
 import numpy as np
 
-from kcnn.config import ARITHMETIC_CONTRACT, BUILD_DEFAULTS
+from kcnn.config import ARITHMETIC_CONTRACT, BUILD_DEFAULTS, BUILD_PARAMETERS
 from kcnn.errors import KcnnError
 from kcnn.host.hwh import find_ip, register_offset
 from kcnn.jobs import (
     INFO_WORDS,
     MAGIC,
-    STATUS,
     PackedJob,
     decode_info,
     decode_status,
     probe_job,
+    status_word,
 )
 from kcnn.kfile import KcnnModel
 from kcnn.overlay import DMA_VLNV_PREFIX, IP_VLNV
@@ -48,7 +48,6 @@ DMACR_RESET = 0x4
 AP_START = 0x1
 AP_IDLE = 0x4
 WORD_BYTES = 8
-BUILD_KEYS = ("P", "IN_DEPTH", "W_DEPTH", "OUT_DEPTH")
 
 
 class BoardFault(KcnnError):
@@ -103,7 +102,7 @@ class BoardEngine(StreamingEngine):
         self.timeout_s = float(timeout_s)
         self.overlay_config = overlay_config
         build = overlay_config["build"]
-        params = {**BUILD_DEFAULTS, **{key: int(build[key]) for key in BUILD_KEYS}}
+        params = {**BUILD_DEFAULTS, **{key: int(build[key]) for key in BUILD_PARAMETERS}}
         _, dma_hwh = find_ip(hwh_ips, DMA_VLNV_PREFIX, source)
         _, ip_hwh = find_ip(hwh_ips, IP_VLNV, source)
         self._dma_regs = {
@@ -260,10 +259,10 @@ class BoardEngine(StreamingEngine):
         if got != expected:
             self._fault = f"short output ({got} of {expected} bytes)"
             self._outputs.invalidate()
-            status = self.ip.read(self._status)
-            name = next((k for k, v in STATUS.items() if v == status), f"UNKNOWN({status})")
-            if got == WORD_BYTES and decode_status(int(self._outputs[0])):
-                name = decode_status(int(self._outputs[0]))
+            # The answer word names the status; else the status register (same encoding).
+            word = int(self._outputs[0]) if got == WORD_BYTES else None
+            name = decode_status(word) if word is not None else None
+            name = name or decode_status(status_word(self.ip.read(self._status)))
             raise BoardFault(
                 f"{where}: received {got} bytes, expected {expected}; kernel status {name}"
             )
@@ -286,7 +285,7 @@ class BoardEngine(StreamingEngine):
         checks = [("magic", info["magic"], MAGIC, MAGIC)]
         for key in ("K_MAX", "J_MAX", "ACC_BITS", "bw", "ba", "protocol"):
             checks.append((key, info[key], contract.get(key), ARITHMETIC_CONTRACT[key]))
-        for key in BUILD_KEYS:
+        for key in BUILD_PARAMETERS:
             checks.append((key, info[key], build.get(key), self.params[key]))
         wrong = [
             f"{key}: kernel {got}, kcnn.json {declared}, expected {want}"

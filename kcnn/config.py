@@ -29,6 +29,9 @@ BUILD_DEFAULTS = {
     "CLOCK_MHZ": 100,  # FCLK_CLK0
 }
 
+#: The build parameters an overlay fixes (kcnn.json "build", the kernel's info words).
+BUILD_PARAMETERS = ("P", "IN_DEPTH", "W_DEPTH", "OUT_DEPTH")
+
 #: 64-bit stream words of a job's fixed header (the descriptor); see docs/job-format.md.
 DESCRIPTOR_WORDS = 8
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kcnn.config import ARITHMETIC_CONTRACT, BUILD_DEFAULTS, DESCRIPTOR_WORDS
+from kcnn.config import ARITHMETIC_CONTRACT, BUILD_DEFAULTS, BUILD_PARAMETERS, DESCRIPTOR_WORDS
 from kcnn.errors import KcnnError
 from kcnn.kfile import QLayer, encode_sparse, sparse_bits
-from kcnn.tiler import Job, plan_jobs
+from kcnn.tiler import Job, plan_jobs, row_blocks
 
 #: Descriptor word 0, low 32 bits: the bytes "KCNN" in stream order.
 MAGIC = 0x4E4E434B
@@ -331,24 +331,20 @@ def pool_jobs(layer: QLayer, params: dict | None = None) -> list[Job]:
     jobs = []
     for ch in range(0, c, block):
         channels = min(block, c - ch)
-        for row in range(0, oh, rows):
-            n = min(rows, oh - row)
-            jobs.append(
-                Job(
-                    layer.name,
-                    ch,
-                    channels,
-                    row,
-                    n,
-                    ch,
-                    channels,
-                    row * sh,
-                    rows_needed(n),
-                    wp,
-                    layer.attrs["kernel"][0] * layer.attrs["kernel"][1],
-                    channels * n * ow,
-                )
-            )
+        jobs += row_blocks(
+            layer.name,
+            ch,
+            channels,
+            ch,
+            channels,
+            rows=rows,
+            oh=oh,
+            ow=ow,
+            sh=sh,
+            span=kh,
+            wp=wp,
+            window=layer.attrs["kernel"][0] * layer.attrs["kernel"][1],
+        )
     return jobs
 
 
@@ -518,7 +514,7 @@ def config_header() -> str:
         "",
         "// Build parameters: defaults; build.tcl or -D overrides them per overlay.",
     ]
-    for key in ("P", "IN_DEPTH", "W_DEPTH", "OUT_DEPTH"):
+    for key in BUILD_PARAMETERS:
         lines += [f"#ifndef KCNN_{key}", f"#define KCNN_{key} {b[key]}", "#endif"]
     lines += ["", "// Job format (docs/job-format.md).", f"#define KCNN_MAGIC 0x{MAGIC:08X}u"]
     lines.append(f"#define KCNN_STATUS_TAG 0x{STATUS_TAG:08X}u")

@@ -73,6 +73,45 @@ def _geometry(layer: QLayer):
     )
 
 
+def row_blocks(
+    name: str,
+    ch0: int,
+    channels: int,
+    in_ch0: int,
+    in_channels: int,
+    *,
+    rows: int,
+    oh: int,
+    ow: int,
+    sh: int,
+    span: int,
+    wp: int,
+    window: int,
+) -> list[Job]:
+    """One channel block's jobs: blocks of at most ``rows`` output rows, each reading the
+    ``(n - 1) * sh + span`` padded input rows its outputs need."""
+    jobs = []
+    for row in range(0, oh, rows):
+        n = min(rows, oh - row)
+        jobs.append(
+            Job(
+                name,
+                ch0,
+                channels,
+                row,
+                n,
+                in_ch0,
+                in_channels,
+                row * sh,
+                (n - 1) * sh + span,
+                wp,
+                window,
+                channels * n * ow,
+            )
+        )
+    return jobs
+
+
 def plan_jobs(layer: QLayer, params: dict | None = None) -> list[Job]:
     """The jobs of a conv or fc layer, in stream order (channel blocks outer, rows inner)."""
     params = {**BUILD_DEFAULTS, **(params or {})}
@@ -122,24 +161,20 @@ def plan_jobs(layer: QLayer, params: dict | None = None) -> list[Job]:
     for g in range(groups):
         for ch in range(g * per_group, (g + 1) * per_group, block):
             channels = min(block, (g + 1) * per_group - ch)
-            for row in range(0, oh, rows):
-                n_rows = min(rows, oh - row)
-                jobs.append(
-                    Job(
-                        layer.name,
-                        ch,
-                        channels,
-                        row,
-                        n_rows,
-                        g * c_in_g,
-                        c_in_g,
-                        row * sh,
-                        rows_needed(n_rows),
-                        wp,
-                        window,
-                        channels * n_rows * ow,
-                    )
-                )
+            jobs += row_blocks(
+                layer.name,
+                ch,
+                channels,
+                g * c_in_g,
+                c_in_g,
+                rows=rows,
+                oh=oh,
+                ow=ow,
+                sh=sh,
+                span=span,
+                wp=wp,
+                window=window,
+            )
     return jobs
 
 

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from kcnn.config import ARITHMETIC_CONTRACT
+from kcnn.config import ARITHMETIC_CONTRACT, BUILD_PARAMETERS
 from kcnn.errors import KcnnError
 
 OVERLAY_ENV = "KCNN_OVERLAY"
@@ -85,7 +85,7 @@ def read_overlay_config(path) -> dict:
         raise KcnnError(f"cannot read the overlay configuration: {err}", file=path) from err
     for section, keys in (
         ("contract", tuple(ARITHMETIC_CONTRACT)),
-        ("build", ("P", "IN_DEPTH", "W_DEPTH", "OUT_DEPTH")),
+        ("build", BUILD_PARAMETERS),
     ):
         values = config.get(section)
         if not isinstance(values, dict):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kcnn.config import BUILD_DEFAULTS
+from kcnn.config import BUILD_DEFAULTS, BUILD_PARAMETERS
 from kcnn.errors import KcnnError
 from kcnn.jobs import STATUS, TRIP_COUNTERS, PackedJob, decode_status, job_transfers
 from kcnn.kfile import KcnnModel
@@ -55,7 +55,6 @@ RESULT_FIELDS = (
     "info2",
     "info3",
 )
-_PARAM_KEYS = ("P", "IN_DEPTH", "W_DEPTH", "OUT_DEPTH")
 
 
 def hls_dir() -> Path:
@@ -121,7 +120,7 @@ def source_files(folder: Path | None = None) -> list[Path]:
 
 def build_params(params: dict | None) -> dict:
     merged = {**BUILD_DEFAULTS, **(params or {})}
-    return {k: int(merged[k]) for k in _PARAM_KEYS}
+    return {k: int(merged[k]) for k in BUILD_PARAMETERS}
 
 
 def compile_command(

@@ -383,8 +383,3 @@ class FakeZynq(Device):
             status = self._reg(DMA_BASE, "S2MM_DMASR", d)
             self._set(DMA_BASE, "S2MM_DMASR", d, status | IDLE)
             self.recv = None
-
-
-def description(ips: dict, name: str, device: FakeZynq) -> dict:
-    """An ``ip_dict`` entry as pynq's overlay would hand it to a driver."""
-    return {**ips[name], "device": device}
