@@ -22,6 +22,14 @@ def _check_backend(backend: str) -> None:
         )
 
 
+def _build_params(params):
+    from kcnn.config import BuildParams
+
+    if params is None or isinstance(params, BuildParams):
+        return params
+    return BuildParams.from_mapping(params)
+
+
 def board_present() -> bool:
     return os.path.exists(FPGA_MANAGER)
 
@@ -46,7 +54,8 @@ class Accelerator:
         ``"sim"``, ``"csim"`` or ``"board"``. ``.backend`` and ``.reason`` say which runs
         and why; a fall-back from a present board to the simulator also warns.
     params
-        Build parameters for ``csim`` (the overlay's; ``BUILD_DEFAULTS`` when None).
+        Build parameters for ``csim`` (a :class:`~kcnn.config.BuildParams` or a mapping of
+        its fields; the defaults when None).
     overlay
         The overlay for ``board``: a ``.bit`` or a folder with ``kcnn.bit``; None looks in
         ``$KCNN_OVERLAY``, then the installed package (see :mod:`kcnn.overlay`).
@@ -58,7 +67,7 @@ class Accelerator:
         self,
         path,
         backend: str = "auto",
-        params: dict | None = None,
+        params=None,
         overlay=None,
         timeout_s: float = 5.0,
     ):
@@ -93,12 +102,11 @@ class Accelerator:
         if self._engine is not None:
             return
         if backend == "csim":
-            # The HLS top compiled with g++ (cached per source hash and build parameters);
-            # ``params`` are the overlay's build parameters (BUILD_DEFAULTS when None).
+            # The HLS top compiled with g++ (cached per source hash and build parameters).
             from kcnn.sim.csim import CsimEngine
 
             self.backend, self.reason = "csim", "requested"
-            self._engine = CsimEngine(self.model, params)
+            self._engine = CsimEngine(self.model, _build_params(params))
         else:
             from kcnn.sim.engine import Simulator
 
@@ -143,10 +151,14 @@ class Accelerator:
         return self._run(x, trace=True)[2]
 
     def estimate(self) -> dict:
-        """The analytic board-performance model's table (an estimate, not a measurement)."""
+        """The analytic board-performance model's table (an estimate, not a measurement),
+        for the build parameters of the running engine (the overlay's on a board)."""
         from kcnn.estimate import estimate
 
-        return estimate(self.model)
+        params = getattr(self._engine, "params", None)
+        if params is None:
+            return estimate(self.model)
+        return estimate(self.model, params, source=f"the {self.backend} back-end's build")
 
     def close(self) -> None:
         """Frees the board's buffers (other back-ends hold none); idempotent."""

@@ -71,7 +71,14 @@ def cmd_report(args) -> None:
     if args.estimate:
         from kcnn.estimate import estimate, format_estimate
 
-        report["estimate"] = estimate(model)
+        params, source = None, ""
+        if args.overlay:
+            from kcnn.overlay import find_overlay, read_overlay_config
+
+            files = find_overlay(args.overlay)
+            params = read_overlay_config(files.json)["params"]
+            source = f"the overlay's {files.json}"
+        report["estimate"] = estimate(model, params, source=source)
         print(format_estimate(report["estimate"]), file=sys.stderr)
     _emit(args, report)
 
@@ -256,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("kcnn", help="a .kcnn file")
     r.add_argument("--input", metavar="X.npy", help="count exactly on these inputs (simulator)")
     r.add_argument("--estimate", action="store_true", help="add the estimated board performance")
+    r.add_argument(
+        "--overlay",
+        metavar="DIR",
+        help="take the estimate's build parameters from this overlay's kcnn.json",
+    )
     _json_flags(r)
     r.set_defaults(run=cmd_report)
 

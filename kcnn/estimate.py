@@ -1,179 +1,407 @@
 """Estimated board performance (DESIGN section 6): an analytic model, never a measurement.
 
-Computed from the `.kcnn` and the job tiler alone. The phases are the kernel's loops
-(hls/README.md), each one trip per cycle at II=1, run one after another:
+Computed from the `.kcnn`, the overlay's build parameters and the step planner alone:
 
-- ``stream_in``: one 64-bit word per cycle (descriptor, constant part, inputs), decoded as
-  it arrives into the caches;
-- ``wclear``: sparse jobs zero their weight banks first, ceil(channels/P) x window trips;
-- ``table``: the product-table builder walks all K_MAX x J_MAX entries;
-- ``gather``: per output pixel, one trip per window tap to list the non-zero activations;
-- ``compute``: per output pixel and pass of P channels, one trip per non-zero activation
-  tap (the P PEs in parallel): the only data-dependent phase, estimated from the
-  calibration's activation density (a C-sim job gives the exact count);
-- ``emit``: one output per cycle through the threshold bank;
-- ``pool``: code pooling, one window tap per cycle;
-- ``stream_out``: one output word per cycle.
+- **fabric**: every step runs the kernel's loops in order (:func:`kcnn.plan.loop_log`
+  gives the loop entries and their trips, which the C-sim reproduces entry by entry);
+  a loop costs ``II x trips + depth`` per entry, from :data:`LOOP_TABLE` (the same table
+  ``hls/README.md`` prints). Where the hardware overlaps work (the next job's weights with
+  the current job's compute, the next channel's plane with the current channel's pool or
+  LRN), the planner's trips are already the maximum of the two. A step also needs its
+  DDR traffic: it takes ``max(loop cycles / clock, bytes / DDR bandwidth)``, plus a set-up
+  cost per DMA transfer.
+- **host**: per step the register accesses of the transfers (pynq's MMIO path from
+  Python on the Cortex-A9), per frame the input copy into the DMA buffer and its cache
+  flush, and the trailing host ops; each a named constant with its source.
+- **resources**: per module, formulas in the build parameters; utilization of the
+  xc7z020 against the budget of DESIGN section 4.
+- **baselines**: the dense 8-bit design a user would build instead, and the physical
+  limits, with the same host work.
 
-The host pays a fixed overhead per job and runs the host ops. Every figure comes with
-these assumptions.
+``fps = 1 / (fabric + host)``. Every figure is an estimate and says so.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from kcnn.config import ARITHMETIC_CONTRACT, BUILD_DEFAULTS
-from kcnn.jobs import fabric_pools, pool_fields, pool_jobs, section_words
-from kcnn.kfile import KcnnModel, QLayer
-from kcnn.tiler import Job, plan_jobs, stream_words
+from kcnn.config import BuildParams
+from kcnn.kfile import KcnnModel
+from kcnn.plan import JOB_CHANNELS, Plan, Step, plan_model
+from kcnn.protocol import format_words
+from kcnn.report import build_report
 
-PHASES = ("stream_in", "wclear", "table", "gather", "compute", "emit", "pool", "stream_out")
+# ---- the kernel's loops ---------------------------------------------------------------------
 
-#: Host-side costs on the PYNQ-Z2's Cortex-A9 (650 MHz), assumed, not measured.
-HOST_ASSUMPTIONS = {
-    "host_job_overhead_s": 30e-6,  # descriptor bookkeeping, DMA start and completion poll
-    "host_op_s_per_element": 60e-9,  # numpy element-wise LRN on the ARM, decode + re-encode
-    "host_encode_s_per_element": 20e-9,  # input encoder
+
+@dataclass(frozen=True)
+class Loop:
+    ii: int
+    depth: int  # pipeline stages: cycles from the first issue to the last result
+    why: str  # why the structure allows this II
+
+
+#: One row per pipelined loop of the kernel. ``hls/README.md`` prints this table.
+LOOP_TABLE = {
+    "DESCRIPTOR": Loop(1, 3, "one stream word per iteration into a word register"),
+    "CONST": Loop(1, 3, "one stream word per iteration; each table has its own write port"),
+    "TABLE": Loop(
+        1,
+        4,
+        "one product per iteration from the single multiplier, written once into each "
+        "partition's LUTRAM (one write port each)",
+    ),
+    "MAP": Loop(
+        1,
+        5,
+        "one map word per iteration; its 4 rows go to the 4 banks (one write each) of "
+        "the partitions in the channel's mask",
+    ),
+    "LOAD": Loop(
+        1,
+        5,
+        "one weight step per iteration: each partition decodes its own byte or nibble "
+        "and writes at most one entry into its own bank",
+    ),
+    "JOB": Loop(
+        1,
+        14,
+        "per partition: 1 read of its weight bank (the loader writes the other buffer), "
+        "2 reads of each of its 4 tile banks (true dual port), one row read of its own "
+        "LUTRAM table; accumulators are registers; the next vector's length comes from "
+        "channel starts read a vector ahead",
+    ),
+    "EMIT": Loop(1, 3, "one output word read per iteration from the output memory"),
+    "PLANE": Loop(1, 4, "as MAP: one word per iteration, one write per bank"),
+    "POOL": Loop(
+        1,
+        8,
+        "the region schedule reads at most 2 words per bank per iteration (true dual "
+        "port); the next plane writes another partition",
+    ),
+    "LRN": Loop(
+        1,
+        8,
+        "one word per bank of each window channel's partition per iteration; the next "
+        "plane writes a partition outside the window",
+    ),
 }
 
+# ---- constants with their sources -------------------------------------------------------------
 
-def job_phases(layer: QLayer, job: Job, words: dict, p: int, nonzero_taps: float) -> dict:
-    """Cycles of each phase of one conv / fc job: the kernel's loop trips.
+#: PYNQ-Z2 DDR3: 16-bit at 1,050 MT/s = 2.1 GB/s peak, about 75% efficiency (UG585 22.3.2).
+DDR_BYTES_PER_S = 1.6e9
+#: Set-up of one simple-mode AXI DMA transfer before data flows (register write to the
+#: first beat): assumed 2 us, not measured.
+DMA_SETUP_S = 2e-6
+#: One pynq MMIO register access from Python on the board: 5,600 MMIO.write calls took
+#: 150-200 ms on a PYNQ-Z1 (discuss.pynq.io, "MMIO write is too slow"; PYNQ_FACTS.md).
+REGISTER_ACCESS_S = 30e-6
+#: Register accesses per step: S2MM address + length, MM2S address + length (and the same
+#: on the weight DMA when the step has a stream-B share), then the S2MM status read that
+#: sees the end and the S2MM length read that checks it (host/board.py).
+STEP_ACCESSES = 6
+STREAM_B_ACCESSES = 2
+#: The CPU's copy of the input into the DMA buffer: assumed 0.5 GB/s on the Cortex-A9
+#: (read + write through the 16-bit DDR3, a quarter of its peak); this machine copies the
+#: same array at about 15 GB/s.
+HOST_COPY_BYTES_PER_S = 0.5e9
+#: Cache clean of the input buffer before the DMA reads it: assumed 1 ns per byte (one
+#: clean per 32-byte line at about 30 ns).
+HOST_FLUSH_S_PER_BYTE = 1e-9
+#: Python work per step in the driver besides register accesses (bookkeeping, numpy views):
+#: about 5 us measured on this machine, times 10 for the Cortex-A9 at 650 MHz (CoreMark
+#: per MHz and clock ratio).
+HOST_STEP_S = 50e-6
+#: Trailing host ops (softmax) per element: 27 us for 1,000 logits measured here, times 10.
+HOST_OP_S_PER_ELEMENT = 2.7e-7
+CPU_SCALE = 10
 
-    ``words`` are the job's section sizes (:func:`kcnn.tiler.stream_words`);
-    ``nonzero_taps`` is the number of non-zero activation codes summed over the windows of
-    the job's output pixels (exact from codes, or density x window x pixels).
-    """
-    passes = -(-job.channels // p)
-    pixels = job.outputs // job.channels
-    phase = dict.fromkeys(PHASES, 0)
-    phase["stream_in"] = sum(v for k, v in words.items() if k != "outputs")
-    if layer.weight_form == "sparse":
-        phase["wclear"] = passes * job.window
-    phase["table"] = ARITHMETIC_CONTRACT["K_MAX"] * ARITHMETIC_CONTRACT["J_MAX"]
-    phase["gather"] = pixels * job.window
-    phase["compute"] = passes * nonzero_taps
-    phase["emit"] = job.outputs
-    phase["stream_out"] = words["outputs"]
-    return phase
+# ---- resources ----------------------------------------------------------------------------
+
+#: xc7z020 (PYNQ_FACTS.md) and the planning budget of DESIGN section 4.
+DEVICE = {"lut": 53200, "ff": 106400, "bram36": 140, "dsp48": 220}
+BUDGET = {"lut": 0.70, "ff": 0.50, "bram36": 0.80, "dsp48": 0.80}
+#: LUTs of one 16:1 multiplexer bit (4 LUT6 + MUXF7/MUXF8 in one slice) and of one adder
+#: bit (LUT + carry chain); a 16-deep LUTRAM bit is one LUT (RAM32X1S).
+MUX16_LUT, ADD_LUT, LUTRAM16_LUT = 4, 1, 1
+#: One pixel lane: a 16:1 multiplexer of the 16-bit products and a 24-bit accumulator.
+LANE_MUX_LUT = 16 * MUX16_LUT
+LANE_ADD_LUT = 24 * ADD_LUT
+LANE_LUT = LANE_MUX_LUT + LANE_ADD_LUT
 
 
-def pool_phases(job: Job, words: dict) -> dict:
-    """Cycles of each phase of a code-pooling job (``job.window`` = kernel taps)."""
-    phase = dict.fromkeys(PHASES, 0)
-    phase["stream_in"] = words["descriptor"] + words["inputs"]
-    phase["pool"] = job.outputs * job.window
-    phase["stream_out"] = words["outputs"]
-    return phase
+#: BRAM18 aspect ratios (width, depth); a BRAM36 is two BRAM18.
+BRAM18_SHAPES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
 
 
-def nonzero_taps(layer: QLayer, job: Job, padded: np.ndarray) -> int:
-    """Exact non-zero activation taps over a job's windows, from one image's padded input
-    codes ``(C, H_padded, W_padded)`` (``(taps, 1, 1)`` for fc)."""
-    if layer.op == "fc":
-        return int(np.count_nonzero(padded))
-    a = layer.attrs
-    (kh, kw), (sh, sw), (dh, dw) = a["kernel"], a["strides"], a["dilations"]
-    tile = padded[
-        job.in_ch0 : job.in_ch0 + job.in_channels, job.in_row0 : job.in_row0 + job.in_rows
-    ]
-    ow = layer.out_shape[2]
-    total = 0
-    for i in range(kh):
-        for j in range(kw):
-            view = tile[:, i * dh : i * dh + sh * (job.rows - 1) + 1 : sh]
-            view = view[:, :, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
-            total += int(np.count_nonzero(view))
+def _bram36(depth: int, width: int) -> float:
+    """BRAM36 of a ``depth`` x ``width`` memory, in the cheapest BRAM18 arrangement."""
+    n18 = min(-(-width // w) * -(-depth // d) for w, d in BRAM18_SHAPES)
+    return n18 / 2
+
+
+def resources(params: BuildParams) -> dict:
+    """Per module LUT / FF / BRAM36 / DSP48, from the build parameters (an estimate)."""
+    p = params.P
+    lanes = 16 * p
+    bank_words = params.IN_DEPTH // (16 * p)
+    modules = {
+        # 16 lanes per partition; 16 LUTRAMs of 16 x 16 bits (the product rows); the 4:1
+        # shift of the two 4-code words of each bank; address arithmetic of 4 banks x 2
+        # ports, the entry decode and the vector counters.
+        "partition array": {
+            # lanes: the product multiplexer in LUTs; half of the 24-bit accumulators in
+            # LUTs, half in DSP48 slices (BIND_OP add impl=dsp, one lane per DSP48);
+            # per partition 16 LUTRAMs of 16 x 16 bits (the product rows), the 4:1 shift
+            # of each bank's two words, and the address arithmetic of 4 banks x 2 ports,
+            # the entry decode and the vector counters.
+            "lut": lanes * LANE_MUX_LUT
+            + (lanes // 2) * LANE_ADD_LUT
+            + p * (16 * 16 * LUTRAM16_LUT + 4 * 16 + 150),
+            # accumulators (fabric half), shadow copies, products and codes in flight
+            "ff": (lanes // 2) * 24 + lanes * (24 + 16 + 4 + 8) + p * 200,
+            "bram36": p * (4 * _bram36(bank_words, 16) + 2 * _bram36(params.W_DEPTH, 16)),
+            # slot x plane and block row x width products of the tile addresses, and the
+            # DSP half of the lane accumulators
+            "dsp48": 2 * p + lanes // 2,
+        },
+        "channel starts": {
+            # both buffers of a partition's table (2 x 257 pointers of 12 bits) in one BRAM18
+            "lut": 20 * p,
+            "ff": 24 * p,
+            "bram36": p * _bram36(2 * (JOB_CHANNELS + 1), 12),
+            "dsp48": 0,
+        },
+        "reducer and threshold bank": {
+            # 16-input adder tree of 24-bit partials, bias add, 15 comparators, packer
+            "lut": 15 * 28 + 32 + 15 * 16 + 120,
+            "ff": 16 * 32 + 600,
+            "bram36": _bram36(2 * 256, 32),
+            "dsp48": 0,
+        },
+        "weight loader": {"lut": p * 60 + 250, "ff": p * 48 + 300, "bram36": 0, "dsp48": 0},
+        "map loader and input encoder": {
+            "lut": 2 * 15 * 16 + 300,
+            "ff": 600,
+            "bram36": _bram36(params.CH_MAX, 48),
+            "dsp48": 0,
+        },
+        "product-table builder": {"lut": 60, "ff": 60, "bram36": 0, "dsp48": 1},
+        "pool unit": {
+            # 16 lanes, each the max of a window of up to 3 x 3 codes (8 comparators of
+            # 4-bit codes with their multiplexers), and the region registers
+            "lut": 16 * 8 * 4 + 300,
+            "ff": 15 * 16 * 4 + 200,
+            "bram36": 0,
+            "dsp48": 0,
+        },
+        "LRN unit": {
+            # per lane: 5 square LUTRAMs (16 x 17 bits), the window sum, and a 4-stage
+            # binary search of the centre code's cut row, each stage with its own copy of
+            # the 16 x 16 cut table (20 bits) in a BRAM18 and one comparator
+            "lut": params.LRN_LANES * (5 * 17 * LUTRAM16_LUT + 4 * 20 + 4 * 10 + 50) + 100,
+            "ff": params.LRN_LANES * 160 + 100,
+            "bram36": params.LRN_LANES * 4 * _bram36(256, 20),
+            "dsp48": 0,
+        },
+        "output memory": {
+            "lut": 80,
+            "ff": 100,
+            "bram36": _bram36(params.OUT_DEPTH // 16, 64),
+            "dsp48": 0,
+        },
+        "control, AXI-Lite and streams": {"lut": 1000, "ff": 1500, "bram36": 0, "dsp48": 0},
+        # Platform IP beside the kernel, assumed from typical simple-mode AXI DMA builds:
+        "AXI DMA (jobs and answers)": {"lut": 1700, "ff": 2600, "bram36": 2, "dsp48": 0},
+        "AXI DMA (weights)": (
+            {"lut": 900, "ff": 1400, "bram36": 1, "dsp48": 0}
+            if params.STREAMS == 2
+            else {"lut": 0, "ff": 0, "bram36": 0, "dsp48": 0}
+        ),
+        "AXI interconnect and resets": {"lut": 1200, "ff": 1600, "bram36": 0, "dsp48": 0},
+    }
+    total = {k: sum(m[k] for m in modules.values()) for k in DEVICE}
+    utilization = {k: total[k] / DEVICE[k] for k in DEVICE}
+    return {
+        "modules": modules,
+        "total": total,
+        "utilization": utilization,
+        "budget": dict(BUDGET),
+        "within_budget": all(utilization[k] <= BUDGET[k] for k in DEVICE),
+        "lane_lut": LANE_LUT,
+    }
+
+
+# ---- steps --------------------------------------------------------------------------------
+
+
+def step_cycles(step: Step) -> tuple[int, dict]:
+    """Fabric cycles of one step and their split by loop."""
+    by_loop: dict[str, int] = {}
+    for loop, trips in step.loop_log():
+        row = LOOP_TABLE[loop]
+        by_loop[loop] = by_loop.get(loop, 0) + row.ii * trips + row.depth
+    return sum(by_loop.values()), by_loop
+
+
+def step_words(step: Step) -> dict:
+    return {
+        "a": int(step.head.size + step.map_words + 1 + step.jobs_a.size),
+        "b": int(step.jobs_b.size),
+        "out": int(step.out_words + 1),
+    }
+
+
+def _host(plan: Plan) -> dict:
+    first = plan.first
+    if first.in_format == "F32":
+        c, h, w = first.layer.in_shape
+        t, left, b, r = first.input_padding
+        input_bytes = 8 * format_words("F32", c, h + t + b, w + left + r)
+    else:
+        input_bytes = 8 * first.map_words
+    accesses = sum(
+        STEP_ACCESSES + (STREAM_B_ACCESSES if step.jobs_b.size else 0) for step in plan.steps
+    )
+    tail = sum(int(np.prod(layer.out_shape)) for layer in plan.host_tail)
+    parts = {
+        "register_accesses": accesses * REGISTER_ACCESS_S,
+        "input_copy": input_bytes / HOST_COPY_BYTES_PER_S,
+        "input_flush": input_bytes * HOST_FLUSH_S_PER_BYTE,
+        "driver_python": len(plan.steps) * HOST_STEP_S,
+        "host_ops": tail * HOST_OP_S_PER_ELEMENT,
+    }
+    return {
+        "s": sum(parts.values()),
+        "parts": parts,
+        "accesses": accesses,
+        "input_bytes": input_bytes,
+    }
+
+
+def _dense_baseline(model: KcnnModel, plan: Plan, rows: list[dict], clock: float) -> float:
+    """Fabric seconds of the dense 8-bit design: per conv / fc layer its weight bytes over
+    the DDR bandwidth or its MACs over the DSP budget x 2 int8 MACs per DSP48 per cycle,
+    whichever is longer; the pool and LRN steps as ours."""
+    from kcnn.report import layer_dense_macs
+
+    macs_per_s = int(DEVICE["dsp48"] * BUDGET["dsp48"]) * 2 * clock
+    total = 0.0
+    for step, row in zip(plan.steps, rows, strict=True):
+        layer = step.layer
+        if layer.op in ("conv", "fc"):
+            weight_bytes = int(layer.codes.size) + 4 * int(layer.bias.size)
+            total += max(weight_bytes / DDR_BYTES_PER_S, layer_dense_macs(layer) / macs_per_s)
+        else:
+            total += row["seconds"]
     return total
 
 
-def estimate(model: KcnnModel, params: dict | None = None) -> dict:
+def estimate(model: KcnnModel, params: BuildParams | None = None, *, source: str = "") -> dict:
     """The performance table of ``kcnn report --estimate`` (labelled an estimate)."""
-    params = {**BUILD_DEFAULTS, **(params or {})}
-    p, clock = params["P"], params["CLOCK_MHZ"] * 1e6
-    density = {
-        name: entry["act_density"]
-        for name, entry in model.meta.get("calibration", {}).get("layers", {}).items()
-    }
-    pools = fabric_pools(model)
-    rows, fabric_cycles, jobs_total = [], 0, 0
-    host_s = float(np.prod(model.input_shape)) * HOST_ASSUMPTIONS["host_encode_s_per_element"]
-    for layer in model.layers:
-        if layer.op in ("lrn", "softmax"):
-            host_s += float(np.prod(layer.out_shape)) * HOST_ASSUMPTIONS["host_op_s_per_element"]
-        if not layer.is_fabric and layer.name not in pools:
-            continue
-        phase = dict.fromkeys(PHASES, 0)
-        bits = 0
-        if layer.is_fabric:
-            jobs = plan_jobs(layer, params)
-            j_in = model.maps[layer.in_map].J
-            emits = layer.out_map is not None
-            share = density.get(layer.name, 1.0)
-            for job in jobs:
-                words = stream_words(layer, job, j_in, emits)
-                pixels = job.outputs // job.channels
-                taps = share * job.window * pixels
-                for k, v in job_phases(layer, job, words, p, taps).items():
-                    phase[k] += v
-                bits += 64 * sum(words.values())
-        else:
-            jobs = pool_jobs(layer, params)
-            for job in jobs:
-                words = section_words(pool_fields(layer, job))
-                for k, v in pool_phases(job, words).items():
-                    phase[k] += v
-                bits += 64 * (words["descriptor"] + words["inputs"] + words["outputs"])
-        cycles = sum(phase.values())
-        fabric_cycles += cycles
-        jobs_total += len(jobs)
+    params = params or BuildParams()
+    source = source or "the default build parameters (no overlay given)"
+    clock = float(params.CLOCK_MHZ) * 1e6
+    plan = plan_model(model, params)
+    rows, fabric_s = [], 0.0
+    for step in plan.steps:
+        cycles, by_loop = step_cycles(step)
+        words = step_words(step)
+        transfers = 2 + (1 if words["b"] else 0)
+        ddr_s = 8 * (words["a"] + words["b"] + words["out"]) / DDR_BYTES_PER_S
+        seconds = max(cycles / clock, ddr_s) + transfers * DMA_SETUP_S
+        fabric_s += seconds
         rows.append(
             {
-                "name": layer.name,
-                "jobs": len(jobs),
-                "cycles": int(round(cycles)),
-                "stream_bits": int(bits),
-                "bottleneck": max(phase, key=phase.get),
-                "phases": {k: int(round(v)) for k, v in phase.items()},
+                "step": step.index,
+                "name": step.layer.name,
+                "op": step.op,
+                "jobs": len(step.jobs),
+                "cycles": int(cycles),
+                "loops": by_loop,
+                "words": words,
+                "stream_bits": 64 * (words["a"] + words["b"]),
+                "seconds": seconds,
+                "bound": "DDR" if ddr_s > cycles / clock else "fabric",
             }
         )
-    host_s += jobs_total * HOST_ASSUMPTIONS["host_job_overhead_s"]
-    fabric_s = fabric_cycles / clock
-    assumptions = {
-        "kind": "estimate (analytic model, not measured)",
-        "P": p,
-        "clock_MHz": params["CLOCK_MHZ"],
-        "stream_bits_per_cycle": 64,
-        "pe": "one non-zero activation tap per pass of P PEs per cycle (II=1), "
-        "act_density from the .kcnn's counts; loops as in hls/README.md",
-        "phases": "stream in, weight clear (sparse), table build, gather, compute, emit, "
-        "pool and stream out run one after another",
-        "buffers": {k: params[k] for k in ("IN_DEPTH", "W_DEPTH", "OUT_DEPTH")},
-        **HOST_ASSUMPTIONS,
-    }
+    host = _host(plan)
+    report = build_report(model)
+    pairs = float(report["totals"]["effective_pairs"])
+    storage_bytes = report["totals"]["storage_bits"] / 8
+    lanes_in_budget = int(DEVICE["lut"] * BUDGET["lut"] // LANE_LUT)
+    limit_fabric = max(storage_bytes / DDR_BYTES_PER_S, pairs / (lanes_in_budget * clock))
+    dense_fabric = _dense_baseline(model, plan, rows, clock)
+    fps = 1.0 / (fabric_s + host["s"])
+    limit_fps = 1.0 / (limit_fabric + host["s"])
     return {
-        "assumptions": assumptions,
-        "layers": rows,
+        "kind": "estimate (analytic model, not measured)",
+        "params": params.as_dict(),
+        "params_from": source,
+        "assumptions": {
+            "loops": {k: {"ii": v.ii, "depth": v.depth} for k, v in LOOP_TABLE.items()},
+            "ddr_bytes_per_s": DDR_BYTES_PER_S,
+            "dma_setup_s": DMA_SETUP_S,
+            "register_access_s": REGISTER_ACCESS_S,
+            "host_copy_bytes_per_s": HOST_COPY_BYTES_PER_S,
+            "host_flush_s_per_byte": HOST_FLUSH_S_PER_BYTE,
+            "host_step_s": HOST_STEP_S,
+            "host_op_s_per_element": HOST_OP_S_PER_ELEMENT,
+            "cpu_scale": CPU_SCALE,
+            "overlap": "job k+1's weights load during job k's compute; the next plane loads "
+            "during a pool or LRN channel; steps run one after another",
+        },
+        "steps": rows,
         "fabric_s": fabric_s,
-        "host_s": host_s,
-        "fps": 1.0 / (fabric_s + host_s),
+        "host_s": host["s"],
+        "host": host,
+        "fps": fps,
+        "resources": resources(params),
+        "baselines": {
+            "dense_8bit": {
+                "fabric_s": dense_fabric,
+                "host_s": host["s"],
+                "fps": 1.0 / (dense_fabric + host["s"]),
+            },
+            "limit": {
+                "fabric_s": limit_fabric,
+                "host_s": host["s"],
+                "fps": limit_fps,
+                "lanes_in_lut_budget": lanes_in_budget,
+                "effective_pairs": pairs,
+                "stored_bytes": storage_bytes,
+            },
+        },
+        "share_of_limit": fps / limit_fps,
     }
 
 
 def format_estimate(est: dict) -> str:
+    p = est["params"]
     lines = [
-        f"ESTIMATED PYNQ-Z2 performance ({est['assumptions']['kind']}; P="
-        f"{est['assumptions']['P']} at {est['assumptions']['clock_MHz']} MHz)",
-        f"{'layer':<12}{'jobs':>6}{'cycles':>12}{'stream KiB':>12}  bottleneck",
+        f"ESTIMATED PYNQ-Z2 performance ({est['kind']}; P={p['P']} ({16 * p['P']} lanes), "
+        f"STREAMS={p['STREAMS']}, {p['CLOCK_MHZ']:g} MHz; parameters from {est['params_from']})",
+        f"{'step':<5}{'layer':<12}{'op':<6}{'jobs':>5}{'cycles':>12}{'ms':>8}  bound",
     ]
-    for r in est["layers"]:
+    for r in est["steps"]:
         lines.append(
-            f"{r['name'][:11]:<12}{r['jobs']:>6}{r['cycles']:>12,}"
-            f"{r['stream_bits'] / 8192:>12,.1f}  {r['bottleneck']}"
+            f"{r['step']:<5}{r['name'][:11]:<12}{r['op']:<6}{r['jobs']:>5}{r['cycles']:>12,}"
+            f"{1e3 * r['seconds']:>8.3f}  {r['bound']}"
         )
+    res = est["resources"]["utilization"]
+    base = est["baselines"]
     lines.append(
-        f"fabric {1e3 * est['fabric_s']:.2f} ms + host {1e3 * est['host_s']:.2f} ms"
-        f" -> estimated {est['fps']:.1f} frames/s"
+        f"fabric {1e3 * est['fabric_s']:.2f} ms + host {1e3 * est['host_s']:.2f} ms -> "
+        f"estimated {est['fps']:.1f} frames/s (dense 8-bit design: "
+        f"{base['dense_8bit']['fps']:.1f}; physical limit: {base['limit']['fps']:.1f}; "
+        f"{100 * est['share_of_limit']:.0f}% of the limit)"
+    )
+    lines.append(
+        "resources (estimated): "
+        + ", ".join(f"{k.upper()} {100 * v:.0f}%" for k, v in res.items())
+        + ("" if est["resources"]["within_budget"] else "  ABOVE the planning budget")
     )
     return "\n".join(lines)

@@ -7,7 +7,7 @@ import numpy as np
 from kcnn.config import ARITHMETIC_CONTRACT
 from kcnn.errors import KcnnError
 from kcnn.kfile import KcnnModel, QLayer, encode_sparse, sparse_bits
-from kcnn.tiler import plan_jobs
+from kcnn.plan import FABRIC_STEP_OPS
 
 TOTAL_KEYS = (
     "dense_macs",
@@ -54,7 +54,7 @@ def build_report(model: KcnnModel) -> dict:
     layers, host_ops = [], []
     last_fabric = None
     for index, layer in enumerate(model.layers):
-        if layer.op in ("lrn", "softmax"):
+        if layer.op not in FABRIC_STEP_OPS and layer.op != "flatten":
             host_ops.append(
                 {
                     "name": layer.name,
@@ -76,8 +76,8 @@ def build_report(model: KcnnModel) -> dict:
             )
         outputs = int(np.prod(layer.out_shape))
         pairs = float(counts["effective_pairs"])
-        # One product-table build per job, at the default build parameters.
-        table_builds = len(plan_jobs(layer))
+        # The kernel builds a layer's product table once per step (docs/job-format.md).
+        table_builds = 1
         j_in = model.maps[layer.in_map].J
         j_out = model.maps[layer.out_map].J if layer.out_map else None
         params = int(layer.codes.size + layer.bias.size)

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from kcnn.config import ARITHMETIC_CONTRACT, BUILD_PARAMETERS
+from kcnn.config import ARITHMETIC_CONTRACT, BUILD_PARAMETERS, BuildParams
 from kcnn.errors import KcnnError
 
 OVERLAY_ENV = "KCNN_OVERLAY"
@@ -93,7 +93,18 @@ def read_overlay_config(path) -> dict:
         for key in keys:
             if not isinstance(values.get(key), int):
                 raise KcnnError(f"{section}.{key} missing or not an integer", file=path, field=key)
+    config["params"] = build_params(config, source=path)
     return config
+
+
+def build_params(config: dict, source=None) -> BuildParams:
+    """The overlay's :class:`~kcnn.config.BuildParams` from its ``kcnn.json`` (the PL clock
+    is ``build.CLOCK_MHZ``; a file without it was built at the 100 MHz default)."""
+    build = config["build"]
+    values = {key: build[key] for key in BUILD_PARAMETERS}
+    if "CLOCK_MHZ" in build:
+        values["CLOCK_MHZ"] = build["CLOCK_MHZ"]
+    return BuildParams.from_mapping(values, source=source)
 
 
 def __getattr__(name):

@@ -1,11 +1,14 @@
 """The ``csim`` back-end: the HLS top compiled with g++ and called through ctypes.
 
-The kernel gets exactly the words the DMA would carry (the constant part and the inputs of
-each job, from the same packer as the board) and their TLAST flags. The library is built
+The kernel gets exactly the words the DMA would carry (each step's stream A and stream B
+transfers, from the same planner as the board) and their TLAST flags. The library is built
 into the user cache folder under a name keyed by the sources, build parameters and flags,
-so a changed source never reuses a stale library. The open-source ``hls_stream`` returns a
-zero word when read empty and never blocks, so the wrapper checks every job's word counts
-and TLAST position itself.
+so a changed source never reuses a stale library. Its memories are static (they are the
+on-chip RAMs), so every :class:`CsimKernel` loads its own copy of the library
+(``-fno-gnu-unique`` keeps the copies apart) and serialises its calls with a lock: two
+engines in two threads never share state. The open-source ``hls_stream`` returns a zero
+word when read empty and never blocks, so the wrapper checks every step's word counts and
+TLAST positions itself.
 """
 
 from __future__ import annotations
@@ -17,21 +20,25 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
 
-from kcnn.config import BUILD_DEFAULTS, BUILD_PARAMETERS
+from kcnn.config import BUILD_PARAMETERS, BuildParams
 from kcnn.errors import KcnnError
-from kcnn.jobs import STATUS, TRIP_COUNTERS, PackedJob, decode_status, job_transfers
 from kcnn.kfile import KcnnModel
-from kcnn.sim.streaming import StreamingEngine
+from kcnn.plan import Step
+from kcnn.protocol import LOOPS
+from kcnn.runner import StepEngine, StepFault, check_answer, first_map_words
 
 CXXFLAGS = (
     "-O2",
     "-std=c++14",
     "-fPIC",
     "-shared",
+    # Each engine loads its own copy of the library; unique symbols would tie them together.
+    "-fno-gnu-unique",
     "-Wall",
     "-Wextra",
     # HLS pragmas and loop labels are for Vitis; ap_private.h's constructors trip the
@@ -43,8 +50,10 @@ CXXFLAGS = (
 )
 SANITIZE = ("-fsanitize=address,undefined", "-fno-sanitize=shift", "-g", "-fno-omit-frame-pointer")
 RESULT_FIELDS = (
-    "consumed",
-    "reads",
+    "consumed_a",
+    "consumed_b",
+    "reads_a",
+    "reads_b",
     "out_words",
     "first_last",
     "lasts",
@@ -54,6 +63,21 @@ RESULT_FIELDS = (
     "info1",
     "info2",
     "info3",
+    "log_len",
+)
+CONFIG_FIELDS = (
+    "P",
+    "K_MAX",
+    "J_MAX",
+    "ACC_BITS",
+    "IN_DEPTH",
+    "W_DEPTH",
+    "OUT_DEPTH",
+    "STREAMS",
+    "LRN_LANES",
+    "CH_MAX",
+    "loops",
+    "max_step_words",
 )
 
 
@@ -118,18 +142,18 @@ def source_files(folder: Path | None = None) -> list[Path]:
     return files + sorted((folder / "csim_include").glob("*.h"))
 
 
-def build_params(params: dict | None) -> dict:
-    merged = {**BUILD_DEFAULTS, **(params or {})}
-    return {k: int(merged[k]) for k in BUILD_PARAMETERS}
+def build_defines(params: BuildParams) -> dict:
+    """The ``-D`` values of a build (the clock is not a kernel parameter)."""
+    return {k: int(getattr(params, k)) for k in BUILD_PARAMETERS}
 
 
 def compile_command(
-    out: Path, params: dict, sources: list[str], sanitize: bool = False, shared: bool = True
+    out: Path, params: BuildParams, sources: list[str], sanitize: bool = False, shared: bool = True
 ) -> list[str]:
     folder = hls_dir()
     flags = [f for f in CXXFLAGS if shared or f not in ("-fPIC", "-shared")]
     cmd = [compiler(), *flags, *(SANITIZE if sanitize else ())]
-    cmd += [f"-DKCNN_{k}={v}" for k, v in build_params(params).items()]
+    cmd += [f"-DKCNN_{k}={v}" for k, v in build_defines(params).items()]
     cmd += ["-isystem", str(ap_types_dir()), "-isystem", str(folder / "csim_include")]
     cmd += ["-I", str(folder), *sources, "-o", str(out)]
     return cmd
@@ -166,107 +190,140 @@ def _compile_cached(what: str, stem: str, suffix: str, sources, params, **flags)
     return target
 
 
-def build(params: dict | None = None) -> Path:
+def build(params: BuildParams | None = None) -> Path:
     """The C-sim shared library for ``params``, compiled unless the cache holds it."""
-    return _compile_cached("C-sim", "kcnn_csim", ".so", [str(hls_dir() / "kcnn_top.cpp")], params)
+    return _compile_cached(
+        "C-sim", "kcnn_csim", ".so", [str(hls_dir() / "kcnn_top.cpp")], params or BuildParams()
+    )
 
 
-def build_testbench(params: dict | None = None, sanitize: bool = False) -> Path:
+def build_testbench(params: BuildParams | None = None, sanitize: bool = False) -> Path:
     """The standalone C++ testbench (``hls/tb_kcnn.cpp``) as an executable in the cache,
     optionally under AddressSanitizer and UBSan."""
     folder = hls_dir()
     sources = [str(folder / "tb_kcnn.cpp"), str(folder / "kcnn_top.cpp")]
     return _compile_cached(
-        "testbench", "tb_kcnn", "", sources, params, sanitize=sanitize, shared=False
+        "testbench",
+        "tb_kcnn",
+        "",
+        sources,
+        params or BuildParams(),
+        sanitize=sanitize,
+        shared=False,
     )
 
 
-def _u64(ndim=1):
-    return np.ctypeslib.ndpointer(np.uint64, ndim=ndim, flags="C_CONTIGUOUS")
+def _array(dtype):
+    return np.ctypeslib.ndpointer(dtype, ndim=1, flags="C_CONTIGUOUS")
 
 
 class CsimKernel:
-    """One loaded C-sim library (one build-parameter set)."""
+    """One private instance of the C-sim library for one build-parameter set."""
 
-    def __init__(self, params: dict | None = None):
-        self.params = build_params(params)
+    def __init__(self, params: BuildParams | None = None):
+        self.params = params or BuildParams()
         self.path = build(self.params)
-        self._lib = ctypes.CDLL(str(self.path))
+        # dlopen returns the already-loaded handle for a path it has seen: a private copy
+        # gives this kernel its own static memories.
+        fd, copy = tempfile.mkstemp(prefix="kcnn_csim_", suffix=".so", dir=cache_dir())
+        os.close(fd)
+        shutil.copyfile(self.path, copy)
+        try:
+            self._lib = ctypes.CDLL(copy)
+        finally:
+            os.unlink(copy)  # the mapping stays valid; nothing is left behind
+        self._lock = threading.Lock()
         lib = self._lib
-        i64 = np.ctypeslib.ndpointer(np.int64, ndim=1, flags="C_CONTIGUOUS")
-        u8 = np.ctypeslib.ndpointer(np.uint8, ndim=1, flags="C_CONTIGUOUS")
-        lib.kcnn_csim_job.argtypes = [
-            _u64(),
+        u64, u8, i64 = _array(np.uint64), _array(np.uint8), _array(np.int64)
+        lib.kcnn_csim_step.argtypes = [
+            u64,
             u8,
             ctypes.c_int64,
-            _u64(),
+            u64,
+            u8,
+            ctypes.c_int64,
+            u64,
             ctypes.c_int64,
             i64,
-            _u64(),
+            i64,
+            ctypes.c_int64,
         ]
-        lib.kcnn_csim_job.restype = ctypes.c_int
-        lib.kcnn_csim_descriptor.argtypes = [_u64(), i64]
-        lib.kcnn_csim_descriptor.restype = ctypes.c_int
+        lib.kcnn_csim_step.restype = ctypes.c_int
         lib.kcnn_csim_config.argtypes = [i64]
         lib.kcnn_csim_config.restype = ctypes.c_int
-        values = np.zeros(9, np.int64)
+        lib.kcnn_csim_reset.argtypes = []
+        lib.kcnn_csim_reset.restype = None
+        values = np.zeros(len(CONFIG_FIELDS), np.int64)
         lib.kcnn_csim_config(values)
-        self.config = dict(
-            zip(
-                ("P", "K_MAX", "J_MAX", "ACC_BITS", "IN_DEPTH", "W_DEPTH", "OUT_DEPTH"),
-                (int(v) for v in values[:7]),
-                strict=True,
-            )
-        )
-        self.max_job_words = int(values[7])
-        if int(values[8]) != len(TRIP_COUNTERS):
-            raise KcnnError("the C-sim library's trip counters do not match kcnn.jobs")
+        self.config = dict(zip(CONFIG_FIELDS, (int(v) for v in values), strict=True))
+        if self.config["loops"] != len(LOOPS):
+            raise KcnnError("the C-sim library's loop ids do not match kcnn.protocol.LOOPS")
 
-    def run_words(self, words, last, out_cap: int | None = None):
-        """One job as raw words and TLAST flags -> ``(output words, result, trips)``."""
+    def run_words(self, a, a_last, b=None, b_last=None, out_cap: int = 16):
+        """One invocation on raw words -> ``(output words, result, loop log)``."""
         if self._lib is None:
             raise KcnnError("the C-sim library is closed", field="backend")
-        words = np.ascontiguousarray(words, np.uint64)
-        last = np.ascontiguousarray(last, np.uint8)
-        cap = max(16, out_cap or 0)
+        a = np.ascontiguousarray(a, np.uint64)
+        a_last = np.ascontiguousarray(a_last, np.uint8)
+        b = np.ascontiguousarray(np.zeros(0, np.uint64) if b is None else b, np.uint64)
+        b_last = np.ascontiguousarray(np.zeros(0, np.uint8) if b_last is None else b_last, np.uint8)
+        cap = max(16, out_cap)
         out = np.zeros(cap, np.uint64)
         result = np.zeros(len(RESULT_FIELDS), np.int64)
-        trips = np.zeros(len(TRIP_COUNTERS), np.uint64)
-        self._lib.kcnn_csim_job(words, last, words.size, out, cap, result, trips)
+        log_cap = 1 << 16
+        log = np.zeros(2 * log_cap, np.int64)
+        with self._lock:
+            self._lib.kcnn_csim_step(
+                a, a_last, a.size, b, b_last, b.size, out, cap, result, log, log_cap
+            )
         res = dict(zip(RESULT_FIELDS, (int(v) for v in result), strict=True))
         res["info"] = [int(np.int64(res.pop(f"info{i}")).view(np.uint64)) for i in range(4)]
-        n = min(res["out_words"], cap)
-        return out[:n].copy(), res, dict(zip(TRIP_COUNTERS, (int(v) for v in trips), strict=True))
+        entries = min(res["log_len"], log_cap)
+        loop_log = [(LOOPS[int(log[2 * k])], int(log[2 * k + 1])) for k in range(entries)]
+        return out[: min(res["out_words"], cap)].copy(), res, loop_log
 
-    def decode_descriptor(self, words) -> list[int]:
-        fields = np.zeros(32, np.int64)
-        count = self._lib.kcnn_csim_descriptor(np.ascontiguousarray(words[:8], np.uint64), fields)
-        return [int(v) for v in fields[:count]]
+    def reset(self) -> None:
+        """Clear every static memory (a fresh kernel)."""
+        with self._lock:
+            self._lib.kcnn_csim_reset()
 
-    def run_job(self, pj, inputs: np.ndarray, where: str = ""):
-        """One packed job, checked like the board driver checks a DMA transfer."""
-        words, last = job_transfers(pj, inputs)
-        out, res, trips = self.run_words(words, last, pj.output_words + 1)
-        job = f"{where}job {pj.fields['job_index']}"
-        if res["reads"] != words.size or res["consumed"] != words.size:
-            raise KcnnError(
-                f"{job}: the kernel read {res['reads']} words ({res['consumed']} present), "
-                f"the job holds {words.size}",
-                field="job",
-            )
-        if res["status"] != STATUS["OK"]:
-            name = decode_status(out[0]) if out.size else None
-            raise KcnnError(f"{job}: the kernel answered status {name or res['status']}")
-        expected = pj.output_words
-        if res["out_words"] != expected or res["first_last"] != expected - 1 or res["lasts"] != 1:
-            raise KcnnError(
-                f"{job}: expected {expected} output words with TLAST on the last, got "
-                f"{res['out_words']} with TLAST at {res['first_last']} ({res['lasts']} TLASTs)",
-                field="job",
+    def run_step(self, step: Step, map_words: np.ndarray):
+        """One step, checked like the board driver checks its transfers: every word sent
+        is read, nothing past a TLAST, one TLAST on the trailer. Returns the output words
+        and the loop log."""
+        a = step.stream_a(map_words)
+        b = step.jobs_b
+        a_last = np.zeros(a.size, np.uint8)
+        a_last[-1] = 1
+        b_last = np.zeros(b.size, np.uint8)
+        if b.size:
+            b_last[-1] = 1
+        out, res, log = self.run_words(a, a_last, b, b_last, step.out_words + 1)
+        where = f"step {step.index} (layer {step.layer.name!r})"
+        for stream, sent in (("a", a.size), ("b", b.size)):
+            if res[f"reads_{stream}"] != sent or res[f"consumed_{stream}"] != sent:
+                raise StepFault(
+                    f"{where}: the kernel read {res[f'reads_{stream}']} words of stream "
+                    f"{stream.upper()} ({res[f'consumed_{stream}']} present), the step sends "
+                    f"{sent}",
+                    layer=step.layer.name,
+                    field="stream",
+                )
+        words = check_answer(step, out, res["out_words"])
+        if res["first_last"] != res["out_words"] - 1 or res["lasts"] != 1:
+            raise StepFault(
+                f"{where}: TLAST at word {res['first_last']} ({res['lasts']} TLASTs) of "
+                f"{res['out_words']}",
+                layer=step.layer.name,
+                field="answer",
             )
         if not res["keep_strb_ones"]:
-            raise KcnnError(f"{job}: output words without keep/strb all ones", field="job")
-        return out, trips
+            raise StepFault(
+                f"{where}: output words without keep/strb all ones",
+                layer=step.layer.name,
+                field="answer",
+            )
+        return words, log
 
     def close(self) -> None:
         if self._lib is not None:
@@ -276,41 +333,23 @@ class CsimKernel:
             self._lib = None
 
 
-_KERNELS: dict[tuple, CsimKernel] = {}
+class CsimEngine(StepEngine):
+    """Runs a model's steps on a private C-sim instance. Same interface as ``Simulator``."""
 
-
-def kernel(params: dict | None = None) -> CsimKernel:
-    """The loaded C-sim for ``params`` (built or loaded once per process; a rebuilt library
-    replaces the previous handle, which is closed)."""
-    key = tuple(build_params(params).items())
-    current = _KERNELS.get(key)
-    if current is not None and current._lib is not None and current.path == build(params):
-        return current
-    if current is not None:
-        current.close()
-    _KERNELS[key] = CsimKernel(params)
-    return _KERNELS[key]
-
-
-class CsimEngine(StreamingEngine):
-    """Runs a model with every fabric layer (and every max-pool after a conv) on the C-sim,
-    everything else with the simulator's own host code. Same interface as ``Simulator``."""
-
-    def __init__(self, model: KcnnModel, params: dict | None = None):
-        self.kernel = kernel(params)
+    def __init__(self, model: KcnnModel, params: BuildParams | None = None):
+        self.kernel = CsimKernel(params)
         super().__init__(model, self.kernel.params)
-        self.trips = dict.fromkeys(TRIP_COUNTERS, 0)
-        self.job_trips: dict[str, list[dict]] = {}
+        self.loop_logs: list[list] = []  # per step of the last frame: the kernel's loop log
 
-    def execute(self, pj: PackedJob, inputs: np.ndarray, layer: str, image: int) -> np.ndarray:
-        words, trips = self.kernel.run_job(pj, inputs, where=f"layer {layer!r} ")
-        for key, value in trips.items():
-            self.trips[key] += value
-        if image == 0:
-            self.job_trips.setdefault(layer, []).append(trips)
-        return words
+    def run_frame(self, x: np.ndarray, trace: bool = False) -> list[np.ndarray]:
+        book = self.model.maps["input"]
+        words = first_map_words(self.plan.first, x, book.boundaries)
+        answers, self.loop_logs = [], []
+        for step in self.plan.steps:
+            words, log = self.kernel.run_step(step, words)
+            answers.append(words)
+            self.loop_logs.append(log)
+        return answers
 
-    def run(self, x: np.ndarray, trace: bool = False):
-        """Same contract as :meth:`kcnn.sim.engine.Simulator.run`."""
-        self.job_trips = {}
-        return super().run(x, trace=trace)
+    def close(self) -> None:
+        self.kernel.close()

@@ -124,12 +124,22 @@ class Simulator:
                 out = hostops.apply(layer.op, layer.attrs, out)
                 continue
             else:
-                values = model.maps[layer.in_map].decode(codes)
-                y = hostops.apply(layer.op, layer.attrs, values)
-                codes = encode_thresholds(y, model.maps[layer.out_map].boundaries)
+                codes = host_op_codes(model, layer, codes)
             if trace:
                 maps[layer.name] = codes
         return out, logits, maps
+
+
+def host_op_codes(model: KcnnModel, layer: QLayer, codes: np.ndarray) -> np.ndarray:
+    """A host op between two coded maps: decode, apply in float64, re-encode. LRN is
+    evaluated from the integer window sums of squares (kcnn.hostops.lrn_codes), the form
+    the fabric reproduces exactly."""
+    book = model.maps[layer.in_map]
+    if layer.op == "lrn":
+        y = hostops.lrn_codes(codes, book.aq, book.scale, layer.attrs)
+    else:
+        y = hostops.apply(layer.op, layer.attrs, book.decode(codes))
+    return encode_thresholds(y, model.maps[layer.out_map].boundaries)
 
 
 def maxpool_codes(layer: QLayer, codes: np.ndarray) -> np.ndarray:

@@ -1,0 +1,927 @@
+"""The step planner: a model and an overlay's build parameters -> the steps of a frame.
+
+One home for tiling and packing (docs/job-format.md): every fabric layer becomes one
+step (conv, fc, max-pool, LRN); a conv or fc step is split into jobs of consecutive
+output channels whose weight entries fit the weight cache; every job's weights are laid
+out as one sequence per partition, interleaved so that entry ``k`` of every partition
+travels in step ``k``. The planner also knows the kernel's loop trips for each step
+(:func:`Step.loop_log`): the performance model and the C-sim test use the same numbers.
+numpy only: the board, the C-sim back-end and the estimate share it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kcnn.config import ARITHMETIC_CONTRACT, DESCRIPTOR_WORDS, BuildParams
+from kcnn.errors import KcnnError
+from kcnn.hostops import lrn_cut_points
+from kcnn.kfile import KcnnModel, QLayer, encode_sparse
+from kcnn.protocol import (
+    FLAGS,
+    FORMATS,
+    JOB_HEADER_WORDS,
+    MAGIC,
+    OPCODES,
+    ceil_div,
+    encoder_keys,
+    format_words,
+    pack_bytes,
+    pack_codes,
+    pack_descriptor,
+    pack_int32,
+    pack_job_header,
+)
+
+#: Layer ops that run as fabric steps (LRN through exact cut points on its window sums).
+FABRIC_STEP_OPS = ("conv", "fc", "maxpool", "lrn")
+#: A vector's minimum length: the reducer emits a conv vector's 16 lanes one per cycle.
+CONV_FLOOR = 16
+#: An fc vector lasts at least 3 cycles: the next vector's channel starts are read from
+#: BRAM while the current one runs.
+FC_FLOOR = 3
+#: Channels of one job (the per-partition channel-start tables).
+JOB_CHANNELS = 256
+#: Partial sums of one partition for one vector are held in 24-bit accumulators.
+PARTIAL_LIMIT = 1 << 23
+#: Pool windows up to 3 x 3 (the lanes' max trees), strides up to 4 (the region buffer).
+POOL_WINDOW_MAX = 3
+POOL_STRIDE_MAX = 4
+#: Bits of a weight position in the cache.
+POSITION_BITS = 12
+#: The planner's placement search: swaps tried per input channel (deterministic).
+PLACEMENT_SWAPS_PER_CHANNEL = 40
+
+
+@dataclass
+class Job:
+    """One job of a conv / fc step: output channels ``[ch0, ch0 + channels)``."""
+
+    index: int
+    ch0: int
+    channels: int
+    sparse: bool
+    steps: int  # weight steps (entry k of every partition per step)
+    slot0: int
+    span: int  # dense positions per channel (0 for sparse)
+    words_a: np.ndarray  # header, biases, weight words on stream A
+    words_b: np.ndarray  # weight words on stream B
+    weight_words: int
+    vector_length: np.ndarray  # per channel: max(floor, max over partitions of entries)
+    entries: np.ndarray  # (channels, P) weight entries per partition and channel
+    out_words: int
+    buffered: bool
+
+
+@dataclass
+class Step:
+    """One kernel invocation: a fabric layer on one frame (docs/job-format.md)."""
+
+    index: int
+    op: str  # CONV, FC, POOL, LRN
+    layer: QLayer
+    fields: dict
+    constants: np.ndarray
+    jobs: list[Job] = field(default_factory=list)
+    in_format: str = "BLOCKED"
+    out_format: str = "BLOCKED"
+    in_shape: tuple = ()  # the map as stored (after space-to-depth)
+    out_shape: tuple = ()
+    input_padding: tuple = (0, 0, 0, 0)  # F32: rows/columns the host adds (t, l, b, r)
+    params: BuildParams = field(default_factory=BuildParams)
+
+    @property
+    def head(self) -> np.ndarray:
+        """Descriptor and constants: the words before the map section."""
+        return np.concatenate([pack_descriptor(self.fields), self.constants]).astype(np.uint64)
+
+    @property
+    def map_words(self) -> int:
+        return self.fields["map_words"]
+
+    @property
+    def out_words(self) -> int:
+        return self.fields["out_words"]
+
+    @property
+    def jobs_a(self) -> np.ndarray:
+        parts = [job.words_a for job in self.jobs]
+        return np.concatenate(parts).astype(np.uint64) if parts else np.zeros(0, np.uint64)
+
+    @property
+    def jobs_b(self) -> np.ndarray:
+        parts = [job.words_b for job in self.jobs]
+        return np.concatenate(parts).astype(np.uint64) if parts else np.zeros(0, np.uint64)
+
+    def stream_a(self, map_words: np.ndarray) -> np.ndarray:
+        """The whole transfer on stream A for one frame's input map."""
+        if map_words.size != self.map_words:
+            raise KcnnError(
+                f"step {self.index}: {map_words.size} map words, expected {self.map_words}",
+                layer=self.layer.name,
+                field="map",
+            )
+        reserved = np.zeros(1, np.uint64)
+        return np.concatenate([self.head, map_words, reserved, self.jobs_a]).astype(np.uint64)
+
+    def loop_log(self) -> list[tuple[str, int]]:
+        """The kernel's loop entries for this step, in order: ``(loop, trips)``."""
+        return loop_log(self)
+
+
+@dataclass
+class Plan:
+    """A model's frame: the steps in order and what the host does around them."""
+
+    model: KcnnModel
+    params: BuildParams
+    steps: list[Step]
+    host_tail: list[QLayer]  # trailing host ops on the logits (softmax)
+
+    @property
+    def first(self) -> Step:
+        return self.steps[0]
+
+    @property
+    def last(self) -> Step:
+        return self.steps[-1]
+
+
+# ---- the model as a sequence of fabric layers ----------------------------------------------
+
+
+def _fabric_sequence(model: KcnnModel) -> tuple[list[QLayer], list[QLayer]]:
+    """The layers that become steps, in order, and the trailing host ops."""
+    steps, tail = [], []
+    for layer in model.layers:
+        if layer.op in FABRIC_STEP_OPS:
+            if tail:
+                raise KcnnError(
+                    "a fabric layer follows a host op on the logits", layer=layer.name, field="op"
+                )
+            steps.append(layer)
+        elif layer.op == "flatten":
+            continue
+        elif layer.out_map is None:
+            tail.append(layer)
+        else:
+            raise KcnnError(
+                f"the fabric cannot run {layer.op!r} between two maps and it has no exact "
+                "host step in this kernel",
+                layer=layer.name,
+                field="op",
+            )
+    if not steps:
+        raise KcnnError("the model has no fabric layer", field="layers")
+    return steps, tail
+
+
+def plan_model(model: KcnnModel, params: BuildParams | None = None) -> Plan:
+    """Every step of one frame of ``model`` on an overlay built with ``params``."""
+    params = params or BuildParams()
+    layers, tail = _fabric_sequence(model)
+    formats = []
+    for n, layer in enumerate(layers):
+        nxt = layers[n + 1] if n + 1 < len(layers) else None
+        if layer.op in ("conv", "fc") and layer.thresholds is None:
+            if nxt is not None:
+                raise KcnnError(
+                    "a layer that emits acc must be the last fabric layer",
+                    layer=layer.name,
+                    field="thresholds",
+                )
+            formats.append("ACC")
+        elif nxt is None:
+            # A model may end in a coded map (a feature extractor): its last step emits the
+            # format a following layer would read.
+            formats.append("FLAT" if layer.op == "fc" else "BLOCKED")
+        else:
+            formats.append("FLAT" if nxt.op == "fc" else "BLOCKED")
+    steps = []
+    for n, layer in enumerate(layers):
+        in_format = "BLOCKED"
+        if layer.op == "fc":
+            in_format = "FLAT"
+        if n == 0:
+            if layer.op != "conv":
+                in_format = "FLAT" if layer.op == "fc" else "BLOCKED"
+            else:
+                in_format = "F32"
+        builder = {"conv": _conv_step, "fc": _fc_step, "maxpool": _pool_step, "lrn": _lrn_step}
+        step = builder[layer.op](model, layer, n, in_format, formats[n], params)
+        steps.append(step)
+    return Plan(model, params, steps, tail)
+
+
+# ---- descriptors ----------------------------------------------------------------------------
+
+
+def _base_fields(op: str, index: int) -> dict:
+    return {
+        "magic": MAGIC,
+        "version": ARITHMETIC_CONTRACT["protocol"],
+        "opcode": OPCODES[op],
+        "step_index": index,
+        "dh": 1,
+        "dw": 1,
+        "sh": 1,
+        "sw": 1,
+        "s2d": 1,
+        "sub": 1,
+        "groups": 1,
+        "kh": 1,
+        "kw": 1,
+        "out_h": 1,
+        "out_w": 1,
+        "in_h": 1,
+        "in_w": 1,
+        "const_words": 0,
+    }
+
+
+def _codebook_words(wq, aq) -> np.ndarray:
+    books = np.concatenate([np.asarray(wq, np.int64), np.asarray(aq, np.int64)])
+    if books.size and (books.min() < -128 or books.max() > 255):
+        raise KcnnError("a codebook entry does not fit 8 bits", field="codebook")
+    return pack_bytes((books & 0xFF).astype(np.uint8))
+
+
+def _out_words(fmt: str, shape: tuple) -> int:
+    c, h, w = (shape + (1, 1))[:3] if len(shape) == 1 else shape
+    return format_words(fmt, c, h, w)
+
+
+# ---- weights: per-partition sequences ------------------------------------------------------
+
+
+def _sparse_sequence(rows: np.ndarray) -> np.ndarray:
+    """A partition's sparse sequence for ``rows`` (channels x positions): each channel's
+    entries (docs/job-format.md) then the end-of-channel byte 0x00."""
+    entries, per_row = encode_sparse(rows)
+    ends = np.cumsum(per_row.astype(np.int64))
+    return np.insert(entries, ends, np.zeros(len(ends), np.uint8))
+
+
+def _partial_bound(rows: np.ndarray, wq: np.ndarray, aq_max: int) -> np.ndarray:
+    """Per channel: the largest |partial sum| a partition's entries can reach."""
+    worst = np.concatenate([[0], np.abs(np.asarray(wq, np.int64)) * aq_max])
+    return worst[rows].sum(axis=1)
+
+
+def _interleave(sequences: list[np.ndarray], dense: bool, params: BuildParams):
+    """Steps of the job's weight section as words, split over the streams."""
+    p = params.P
+    steps = max(len(s) for s in sequences)
+    matrix = np.zeros((steps, p), np.uint8)
+    for part, seq in enumerate(sequences):
+        matrix[: len(seq), part] = seq
+    words = pack_codes(matrix) if dense else pack_bytes(matrix)
+    if params.STREAMS == 2:
+        return steps, words[0::2], words[1::2], words.size
+    return steps, words, np.zeros(0, np.uint64), words.size
+
+
+def _make_job(
+    index, ch0, rows_per_part, sparse, slot0, span, bias, params, floor, out_words, buffered
+) -> Job:
+    """Pack one job from its per-partition weight matrices (channels x positions)."""
+    channels = rows_per_part[0].shape[0]
+    entries = np.stack([np.count_nonzero(r, axis=1) for r in rows_per_part], axis=1)
+    if sparse:
+        sequences = [_sparse_sequence(r) for r in rows_per_part]
+    else:
+        sequences = [r.reshape(-1) for r in rows_per_part]
+    steps, wa, wb, weight_words = _interleave(sequences, not sparse, params)
+    header = pack_job_header(
+        job_index=index,
+        ch0=ch0,
+        channels=channels,
+        sparse=int(sparse),
+        steps=steps,
+        slot0=slot0,
+        span=0 if sparse else span,
+    )
+    words_a = np.concatenate([header, pack_int32(bias), wa]).astype(np.uint64)
+    length = np.maximum(floor, entries.max(axis=1))
+    return Job(
+        index,
+        ch0,
+        channels,
+        sparse,
+        steps,
+        slot0,
+        span,
+        words_a,
+        wb.astype(np.uint64),
+        weight_words,
+        length,
+        entries,
+        out_words,
+        buffered,
+    )
+
+
+def _split_jobs(
+    entries: np.ndarray,
+    params: BuildParams,
+    align: int,
+    limit_outputs: int,
+    outputs_per_channel: int,
+) -> list[tuple[int, int]]:
+    """Channel blocks ``(start, stop)``: each within the weight cache (entries per
+    partition), the channel tables and the buffered-output memory, and a multiple of
+    ``align`` channels except the last."""
+    blocks, start, n = [], 0, entries.shape[0]
+    per_part = entries.astype(np.int64)
+    if per_part.max(initial=0) > params.W_DEPTH:
+        raise KcnnError(
+            f"one output channel has {int(per_part.max())} weight entries in one partition, "
+            f"more than the weight cache holds (W_DEPTH={params.W_DEPTH})",
+            field="W_DEPTH",
+        )
+    cum = np.vstack([np.zeros((1, per_part.shape[1]), np.int64), np.cumsum(per_part, axis=0)])
+    while start < n:
+        fits = np.all(cum[start + 1 :] - cum[start] <= params.W_DEPTH, axis=1)
+        stop = start + int(np.argmin(fits)) if not fits.all() else n
+        stop = min(stop, start + JOB_CHANNELS)
+        if limit_outputs:
+            stop = min(stop, start + max(1, limit_outputs // max(1, outputs_per_channel)))
+        if stop < n and align > 1:
+            stop = start + ((stop - start) // align) * align
+            if stop == start:
+                raise KcnnError(f"{align} output channels do not fit one job", field="W_DEPTH")
+        blocks.append((start, stop))
+        start = stop
+    return blocks
+
+
+# ---- placement of a conv's input channels ---------------------------------------------------
+
+
+def _balance(
+    nz: np.ndarray, assign: np.ndarray, p: int, floor: int, distinct: np.ndarray, seed: int
+) -> np.ndarray:
+    """Swap input channels between partitions while the vectors get shorter.
+
+    ``nz`` is (output channels, input channels) non-zero counts; ``distinct`` gives each
+    input channel a class whose members must stay in different partitions (the channels
+    one row segment of an F32 input feeds); swaps keep every partition's channel count.
+    """
+    assign = assign.copy()
+    ci = nz.shape[1]
+    if ci < 2:
+        return assign
+    parts = np.zeros((nz.shape[0], p))
+    for s in range(p):
+        parts[:, s] = nz[:, assign == s].sum(axis=1)
+    best = np.maximum(floor, parts.max(axis=1)).sum()
+    rng = np.random.default_rng(seed)
+    for a, b in rng.integers(0, ci, size=(PLACEMENT_SWAPS_PER_CHANNEL * ci, 2)):
+        sa, sb = assign[a], assign[b]
+        if sa == sb:
+            continue
+        others_a = distinct == distinct[b]
+        others_a[b] = False
+        others_b = distinct == distinct[a]
+        others_b[a] = False
+        if np.any(assign[others_a] == sa) or np.any(assign[others_b] == sb):
+            continue
+        d = nz[:, a] - nz[:, b]
+        parts[:, sa] -= d
+        parts[:, sb] += d
+        cost = np.maximum(floor, parts.max(axis=1)).sum()
+        if cost <= best:
+            best = cost
+            assign[a], assign[b] = sb, sa
+        else:
+            parts[:, sa] += d
+            parts[:, sb] -= d
+    return assign
+
+
+@dataclass
+class _Placement:
+    masks: np.ndarray  # per input channel: partition mask
+    slots: np.ndarray  # per input channel: slot
+    copies: list  # per group: None, or R (channels copied R times, one slot per group)
+    part_of: np.ndarray  # per input channel: its partition when not copied (-1 otherwise)
+    slots_per_group: int
+
+
+def _place(codes: np.ndarray, groups: int, p: int, distinct: np.ndarray, seed: int) -> _Placement:
+    """Input channels of a conv -> partitions and slots (docs/job-format.md "the tile")."""
+    co, cg = codes.shape[0], codes.shape[1]
+    cin = cg * groups
+    masks = np.zeros(cin, np.int64)
+    slots = np.zeros(cin, np.int64)
+    part_of = np.full(cin, -1, np.int64)
+    per_group = co // groups
+    if cg < p:
+        copies = p // cg
+        for g in range(groups):
+            for rel in range(cg):
+                mask = 0
+                for r in range(copies):
+                    mask |= 1 << (rel + cg * r)
+                masks[g * cg + rel] = mask
+                slots[g * cg + rel] = g
+        return _Placement(masks, slots, [copies] * groups, part_of, 1)
+    lc = ceil_div(cg, p)
+    for g in range(groups):
+        nz = (codes[g * per_group : (g + 1) * per_group] != 0).sum(axis=(2, 3)).astype(np.float64)
+        assign = np.arange(cg) % p
+        assign = _balance(nz, assign, p, CONV_FLOOR, distinct[g * cg : (g + 1) * cg], seed + g)
+        for s in range(p):
+            members = np.flatnonzero(assign == s)
+            part_of[g * cg + members] = s
+            masks[g * cg + members] = 1 << s
+            slots[g * cg + members] = g * lc + np.arange(members.size)
+    return _Placement(masks, slots, [None] * groups, part_of, lc)
+
+
+def _conv_rows(
+    codes_g: np.ndarray, placement: _Placement, g: int, cg: int, p: int, khb: int, kwb: int
+) -> list[np.ndarray]:
+    """Per partition: (channels x positions) codes of the job's channels ``codes_g``
+    (channels, cg, kh, kw) of group ``g``."""
+    n, _, kh, kw = codes_g.shape
+    cell = 1 << (khb + kwb)
+    slot0 = g * placement.slots_per_group if placement.copies[g] is None else g
+    pad = np.zeros((n, cg, 1 << khb, 1 << kwb), np.uint8)
+    pad[:, :, :kh, :kw] = codes_g
+    taps = pad.reshape(n, cg, cell)
+    copies = placement.copies[g]
+    if copies is None:
+        span = placement.slots_per_group * cell
+        rows = [np.zeros((n, span), np.uint8) for _ in range(p)]
+        for rel in range(cg):
+            c = g * cg + rel
+            s, slot = placement.part_of[c], placement.slots[c] - slot0
+            rows[s][:, slot * cell : (slot + 1) * cell] = taps[:, rel]
+        return rows
+    rows = [np.zeros((n, cell), np.uint8) for _ in range(p)]
+    for rel in range(cg):
+        # Each output channel deals its non-zero taps of this input channel round-robin to
+        # the channel's copies: every copy holds the whole channel, so any split is exact.
+        nonzero = taps[:, rel] != 0
+        rank = np.cumsum(nonzero, axis=1) - 1
+        for r in range(copies):
+            mine = nonzero & (rank % copies == r)
+            rows[rel + cg * r][mine] = taps[:, rel][mine]
+    return rows
+
+
+# ---- conv -----------------------------------------------------------------------------------
+
+
+def space_to_depth(codes: np.ndarray, s: int) -> np.ndarray:
+    """Weights ``(Co, Ci, kh, kw)`` of a stride-``s`` conv as the stride-1 conv on the
+    space-to-depth input: channel ``ci*s*s + (i mod s)*s + (j mod s)``, tap
+    ``(i div s, j div s)``."""
+    co, ci, kh, kw = codes.shape
+    kh2, kw2 = ceil_div(kh, s), ceil_div(kw, s)
+    pad = np.zeros((co, ci, kh2 * s, kw2 * s), codes.dtype)
+    pad[:, :, :kh, :kw] = codes
+    out = pad.reshape(co, ci, kh2, s, kw2, s).transpose(0, 1, 3, 5, 2, 4)
+    return out.reshape(co, ci * s * s, kh2, kw2)
+
+
+def _log2_ceil(n: int) -> int:
+    return max(0, int(n - 1).bit_length())
+
+
+def _conv_step(
+    model, layer: QLayer, index: int, in_format: str, out_format: str, params: BuildParams
+) -> Step:
+    a = layer.attrs
+    c_in, h, w = layer.in_shape
+    c_out, oh, ow = layer.out_shape
+    (kh, kw), (sh, sw), (dh, dw) = a["kernel"], a["strides"], a["dilations"]
+    pt, pl, pb, pr = a["pads"]
+    groups = a["groups"]
+    codes = layer.codes
+    s2d, sub, padding = 1, 1, (0, 0, 0, 0)
+    if sh != sw and (sh > 1 or sw > 1):
+        raise KcnnError(
+            f"strides {sh}x{sw} differ; the kernel takes square strides",
+            layer=layer.name,
+            field="strides",
+        )
+    if in_format == "F32" and sh in (2, 4) and dh == dw == 1 and groups == 1:
+        s2d = sh
+        hp = ceil_div(h + pt + pb, s2d) * s2d
+        wp = ceil_div(w + pl + pr, s2d) * s2d
+        padding = (pt, pl, hp - h - pt, wp - w - pl)
+        codes = space_to_depth(codes, s2d)
+        c_in, h, w = c_in * s2d * s2d, hp // s2d, wp // s2d
+        kh, kw = codes.shape[2], codes.shape[3]
+        pt = pl = 0
+    elif sh > 1:
+        if sh not in (2, 4):
+            raise KcnnError(
+                f"stride {sh}: the kernel subsamples strides 2 and 4 only",
+                layer=layer.name,
+                field="strides",
+            )
+        sub = sh
+    if not (pt <= 255 and pl <= 255 and dh <= 255 and dw <= 255):
+        raise KcnnError("padding or dilation above 255", layer=layer.name, field="pads")
+    khb, kwb = _log2_ceil(kh), _log2_ceil(kw)
+    cg = c_in // groups
+    book = model.maps[layer.in_map]
+    distinct = np.arange(c_in)
+    if s2d > 1:
+        distinct = np.arange(c_in) // s2d  # the s2d channels of one (channel, row phase)
+    placement = _place(codes, groups, params.P, distinct, seed=index)
+    lc = placement.slots_per_group if placement.copies[0] is None else 1
+    slots_total = int(placement.slots.max()) + 1
+    by, bx = ceil_div(h, 4), ceil_div(w, 4)
+    if slots_total * by * bx * 16 > params.IN_DEPTH // params.P:
+        raise KcnnError(
+            f"the input map needs {slots_total * by * bx * 16} codes in a partition, more than "
+            f"IN_DEPTH/P={params.IN_DEPTH // params.P}; a larger IN_DEPTH or row bands "
+            "(not supported by this kernel) would be needed",
+            layer=layer.name,
+            field="IN_DEPTH",
+        )
+    if (lc << (khb + kwb)) > (1 << POSITION_BITS):
+        raise KcnnError(
+            f"a partition's window of {lc << (khb + kwb)} positions exceeds {1 << POSITION_BITS}",
+            layer=layer.name,
+            field="kernel",
+        )
+    buffered = out_format == "FLAT" or sub > 1
+    per_group = c_out // groups
+    aq_max = int(np.abs(book.aq).max()) if book.aq.size else 0
+    jobs, index_job = [], 0
+    for g in range(groups):
+        codes_g = codes[g * per_group : (g + 1) * per_group]
+        rows = _conv_rows(codes_g, placement, g, cg, params.P, khb, kwb)
+        bound = np.stack([_partial_bound(r, layer.wq, aq_max) for r in rows], axis=1)
+        if bound.max(initial=0) >= PARTIAL_LIMIT:
+            raise KcnnError(
+                "a partition's partial sum of one output may exceed the 24-bit lane accumulators",
+                layer=layer.name,
+                field="W_DEPTH",
+            )
+        entries = np.stack([np.count_nonzero(r, axis=1) for r in rows], axis=1)
+        align = 1
+        if out_format == "FLAT":
+            align = 16 // np.gcd(oh * ow, 16)
+        elif out_format == "ACC":
+            align = 2 // np.gcd(oh * ow, 2)
+        limit = params.OUT_DEPTH if buffered else 0
+        for start, stop in _split_jobs(entries, params, align, limit, oh * ow):
+            ch0 = g * per_group + start
+            n = stop - start
+            out_words = (
+                _out_words(out_format, (n, oh, ow))
+                if out_format != "ACC"
+                else ceil_div(n * oh * ow, 2)
+            )
+            slot0 = g * lc if placement.copies[g] is None else g
+            job = _make_job(
+                index_job,
+                ch0,
+                [r[start:stop] for r in rows],
+                layer.weight_form == "sparse",
+                slot0,
+                rows[0].shape[1],
+                layer.bias[ch0 : ch0 + n],
+                params,
+                CONV_FLOOR,
+                out_words,
+                buffered,
+            )
+            jobs.append(job)
+            index_job += 1
+    consts = [_codebook_words(layer.wq, book.aq)]
+    jo1 = 0 if layer.thresholds is None else len(layer.thresholds)
+    if jo1:
+        consts.append(pack_int32(layer.thresholds))
+    placement_words = (placement.masks & 0xFFFFFFFF) | (placement.slots << 32)
+    consts.append(placement_words.astype(np.uint64))
+    if in_format == "F32":
+        keys = np.full(16, 0x7FFFFFFF, np.int64)
+        boundaries = book.boundaries
+        keys[: len(boundaries)] = encoder_keys(boundaries)
+        consts.append(pack_int32(keys))
+    constants = np.concatenate(consts).astype(np.uint64)
+    out_words = sum(job.out_words for job in jobs)
+    fields = {
+        **_base_fields("CONV", index),
+        "flags": FLAGS["ACT_SIGNED"] if book.signed else 0,
+        "n_jobs": len(jobs),
+        "k1": layer.K - 1,
+        "j1": book.J - 1,
+        "jo1": jo1,
+        "in_c": c_in,
+        "in_h": h,
+        "in_w": w,
+        "out_c": c_out,
+        "out_h": oh,
+        "out_w": ow,
+        "kh": kh,
+        "kw": kw,
+        "dh": dh,
+        "dw": dw,
+        "pad_t": pt,
+        "pad_l": pl,
+        "khb": khb,
+        "kwb": kwb,
+        "in_format": FORMATS[in_format],
+        "out_format": FORMATS[out_format],
+        "s2d": s2d,
+        "sub": sub,
+        "groups": groups,
+        "const_words": constants.size,
+        "map_words": _map_words(in_format, layer.in_shape, padding, (c_in, h, w)),
+        "job_words_a": sum(j.words_a.size for j in jobs),
+        "job_words_b": sum(j.words_b.size for j in jobs),
+        "out_words": out_words,
+    }
+    return Step(
+        index,
+        "CONV",
+        layer,
+        fields,
+        constants,
+        jobs,
+        in_format,
+        out_format,
+        (c_in, h, w),
+        tuple(layer.out_shape),
+        padding,
+        params,
+    )
+
+
+def _map_words(in_format: str, raw_shape, padding, stored) -> int:
+    if in_format == "F32":
+        c, h, w = raw_shape
+        t, left, b, r = padding
+        return format_words("F32", c, h + t + b, w + left + r)
+    c, h, w = stored
+    return format_words(in_format, c, h, w)
+
+
+# ---- fc ---------------------------------------------------------------------------------------
+
+
+def _fc_step(
+    model, layer: QLayer, index: int, in_format: str, out_format: str, params: BuildParams
+) -> Step:
+    book = model.maps[layer.in_map]
+    weights = layer.codes.reshape(layer.codes.shape[0], -1)
+    rows_out, n_in = weights.shape
+    p = params.P
+    span = ceil_div(n_in, p)
+    if span > (1 << POSITION_BITS):
+        raise KcnnError(
+            f"{n_in} inputs need {span} positions per partition, more than {1 << POSITION_BITS}",
+            layer=layer.name,
+            field="in_shape",
+        )
+    padded = np.zeros((rows_out, span * p), np.uint8)
+    padded[:, :n_in] = weights
+    rows = [padded[:, s::p] for s in range(p)]
+    aq_max = int(np.abs(book.aq).max()) if book.aq.size else 0
+    bound = np.stack([_partial_bound(r, layer.wq, aq_max) for r in rows], axis=1)
+    if bound.max(initial=0) >= PARTIAL_LIMIT:
+        raise KcnnError(
+            "a partition's partial sum of one output may exceed the 24-bit lane accumulators",
+            layer=layer.name,
+            field="W_DEPTH",
+        )
+    entries = np.stack([np.count_nonzero(r, axis=1) for r in rows], axis=1)
+    align = {"FLAT": 16, "ACC": 2}.get(out_format, 1)
+    jobs = []
+    for n, (start, stop) in enumerate(_split_jobs(entries, params, align, 0, 1)):
+        count = stop - start
+        out_words = ceil_div(count, 16) if out_format == "FLAT" else ceil_div(count, 2)
+        jobs.append(
+            _make_job(
+                n,
+                start,
+                [r[start:stop] for r in rows],
+                layer.weight_form == "sparse",
+                0,
+                span,
+                layer.bias[start:stop],
+                params,
+                FC_FLOOR,
+                out_words,
+                False,
+            )
+        )
+    consts = [_codebook_words(layer.wq, book.aq)]
+    jo1 = 0 if layer.thresholds is None else len(layer.thresholds)
+    if jo1:
+        consts.append(pack_int32(layer.thresholds))
+    constants = np.concatenate(consts).astype(np.uint64)
+    fields = {
+        **_base_fields("FC", index),
+        "flags": FLAGS["ACT_SIGNED"] if book.signed else 0,
+        "n_jobs": len(jobs),
+        "k1": layer.K - 1,
+        "j1": book.J - 1,
+        "jo1": jo1,
+        "in_c": n_in,
+        "out_c": rows_out,
+        "in_format": FORMATS[in_format],
+        "out_format": FORMATS[out_format],
+        "const_words": constants.size,
+        "map_words": format_words("FLAT", n_in, 1, 1),
+        "job_words_a": sum(j.words_a.size for j in jobs),
+        "job_words_b": sum(j.words_b.size for j in jobs),
+        "out_words": sum(j.out_words for j in jobs),
+    }
+    return Step(
+        index,
+        "FC",
+        layer,
+        fields,
+        constants,
+        jobs,
+        in_format,
+        out_format,
+        (n_in,),
+        (rows_out,),
+        params=params,
+    )
+
+
+# ---- pool and LRN ---------------------------------------------------------------------------
+
+
+def _pool_step(
+    model, layer: QLayer, index: int, in_format: str, out_format: str, params: BuildParams
+) -> Step:
+    a = layer.attrs
+    c, h, w = layer.in_shape
+    _, oh, ow = layer.out_shape
+    (kh, kw), (sh, sw) = a["kernel"], a["strides"]
+    pt, pl, _, _ = a["pads"]
+    if max(kh, kw) > POOL_WINDOW_MAX or max(sh, sw) > POOL_STRIDE_MAX:
+        raise KcnnError(
+            f"max-pool {kh}x{kw} stride {sh}x{sw}: the kernel pools windows up to "
+            f"{POOL_WINDOW_MAX}x{POOL_WINDOW_MAX} with strides up to {POOL_STRIDE_MAX}",
+            layer=layer.name,
+            field="kernel",
+        )
+    fields = {
+        **_base_fields("POOL", index),
+        "in_c": c,
+        "in_h": h,
+        "in_w": w,
+        "out_c": c,
+        "out_h": oh,
+        "out_w": ow,
+        "kh": kh,
+        "kw": kw,
+        "sh": sh,
+        "sw": sw,
+        "pad_t": pt,
+        "pad_l": pl,
+        "in_format": FORMATS[in_format],
+        "out_format": FORMATS[out_format],
+        "map_words": format_words(in_format, c, h, w),
+        "out_words": format_words(out_format, c, oh, ow),
+    }
+    return Step(
+        index,
+        "POOL",
+        layer,
+        fields,
+        np.zeros(0, np.uint64),
+        [],
+        in_format,
+        out_format,
+        (c, h, w),
+        (c, oh, ow),
+        params=params,
+    )
+
+
+def _lrn_step(
+    model, layer: QLayer, index: int, in_format: str, out_format: str, params: BuildParams
+) -> Step:
+    c, h, w = layer.in_shape
+    size = int(layer.attrs["size"])
+    if params.P < size + 1:
+        raise KcnnError(
+            f"LRN size {size} needs P >= {size + 1} partitions", layer=layer.name, field="P"
+        )
+    book = model.maps[layer.in_map]
+    thresholds = model.maps[layer.out_map].boundaries
+    if np.any(thresholds <= 0):
+        raise KcnnError(
+            "LRN output thresholds must be positive", layer=layer.name, field="boundaries"
+        )
+    try:
+        cuts = lrn_cut_points(book.aq, book.scale, layer.attrs, thresholds)
+    except ValueError as exc:
+        raise KcnnError(str(exc), layer=layer.name, field="attrs") from None
+    squares = np.zeros(16, np.int64)
+    squares[1 : len(book.aq) + 1] = np.asarray(book.aq, np.int64) ** 2
+    full = np.full((15, len(thresholds)), -1, np.int64)
+    full[: len(book.aq)] = cuts
+    rows = [pack_int32(row) for row in full]
+    constants = np.concatenate([pack_int32(squares), *rows]).astype(np.uint64)
+    fields = {
+        **_base_fields("LRN", index),
+        "j1": book.J - 1,
+        "jo1": len(thresholds),
+        "in_c": c,
+        "in_h": h,
+        "in_w": w,
+        "out_c": c,
+        "out_h": h,
+        "out_w": w,
+        "kh": size,
+        "in_format": FORMATS[in_format],
+        "out_format": FORMATS[out_format],
+        "const_words": constants.size,
+        "map_words": format_words(in_format, c, h, w),
+        "out_words": format_words(out_format, c, h, w),
+    }
+    return Step(
+        index,
+        "LRN",
+        layer,
+        fields,
+        constants,
+        [],
+        in_format,
+        out_format,
+        (c, h, w),
+        (c, h, w),
+        params=params,
+    )
+
+
+# ---- the kernel's loop trips ------------------------------------------------------------------
+
+
+def loader_trips(job: Job, params: BuildParams) -> int:
+    """Cycles the loader spends on a job: header, biases, weight steps."""
+    bits = 4 if not job.sparse else 8
+    words_per_step = params.P * bits / 64
+    per_step = max(1, ceil_div(int(np.ceil(words_per_step)), params.STREAMS))
+    return JOB_HEADER_WORDS + ceil_div(job.channels, 2) + job.steps * per_step
+
+
+def compute_trips(step: Step, job: Job) -> int:
+    """Cycles of a job's vectors: channel lengths times the output blocks."""
+    if step.op == "FC":
+        return int(job.vector_length.sum())
+    f = step.fields
+    h1 = (f["out_h"] - 1) * f["sub"] + 1
+    w1 = (f["out_w"] - 1) * f["sub"] + 1
+    return int(job.vector_length.sum()) * ceil_div(h1, 4) * ceil_div(w1, 4)
+
+
+def pool_cycles_per_block(f: dict) -> int:
+    rows = 3 * f["sh"] + f["kh"]
+    cols = 3 * f["sw"] + f["kw"]
+    words = ceil_div(cols + 3, 4)
+    return ceil_div(ceil_div(rows, 4) * words, 2)
+
+
+def loop_log(step: Step) -> list[tuple[str, int]]:
+    """The kernel's loop entries of ``step`` in order, as ``(loop, trips)``; loops with no
+    iterations are not entered (hls/README.md)."""
+    f, params = step.fields, step.params
+    log = [("DESCRIPTOR", DESCRIPTOR_WORDS)]
+    if f["const_words"]:
+        log.append(("CONST", f["const_words"]))
+    if step.op in ("CONV", "FC"):
+        tail = CONV_FLOOR if step.op == "CONV" else FC_FLOOR
+        log.append(("TABLE", 256))
+        log.append(("MAP", f["map_words"] + 1 + (4 if step.in_format == "F32" else 0)))
+        log.append(("LOAD", loader_trips(step.jobs[0], params)))
+        for k, job in enumerate(step.jobs):
+            nxt = loader_trips(step.jobs[k + 1], params) if k + 1 < len(step.jobs) else 0
+            log.append(("JOB", max(compute_trips(step, job) + tail, nxt)))
+            if job.buffered:
+                log.append(("EMIT", job.out_words))
+        return log
+    c, h, w = step.in_shape
+    plane = ceil_div(h, 4) * ceil_div(w, 4)
+    if step.op == "POOL":
+        out_blocks = ceil_div(f["out_h"], 4) * ceil_div(f["out_w"], 4)
+        work = out_blocks * pool_cycles_per_block(f)
+        log.append(("PLANE", plane))
+        for ch in range(c):
+            log.append(("POOL", max(work, plane if ch + 1 < c else 0)))
+        if step.out_format == "FLAT":
+            log.append(("EMIT", f["out_words"]))
+        return log
+    ahead = f["kh"] - 1 - (f["kh"] - 1) // 2
+    log.append(("PLANE", plane * min(c, ahead + 1)))
+    work = plane * 16 // params.LRN_LANES
+    for ch in range(c):
+        log.append(("LRN", max(work, plane if ch + ahead + 1 < c else 0)))
+    return log

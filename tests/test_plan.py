@@ -1,0 +1,171 @@
+"""The step planner against the format, decoded independently.
+
+The decoder below is written from docs/job-format.md alone (it imports nothing of
+kcnn.plan's packing code): it reads a step's words back into the layer's weight codes,
+placement and biases. The planner must round-trip every bundled model's weights exactly,
+dense and sparse, with channel copies, groups and space-to-depth.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kcnn.config import BuildParams
+from kcnn.kfile import load
+from kcnn.models import table_path
+from kcnn.plan import plan_model
+from kcnn.protocol import (
+    decode_descriptor,
+    encoder_keys,
+    float_key,
+    pack_map,
+    unpack_map,
+)
+from kcnn.codes import encode_input
+
+
+def _bytes(words) -> np.ndarray:
+    return np.ascontiguousarray(words, "<u8").view(np.uint8)
+
+
+def _weight_words(a: np.ndarray, b: np.ndarray, count: int, streams: int) -> np.ndarray:
+    """Word ``w`` of a weight section travels on stream ``w mod STREAMS``."""
+    if streams == 1:
+        return a[:count]
+    out = np.zeros(count, np.uint64)
+    out[0::2] = a[: (count + 1) // 2]
+    out[1::2] = b[: count // 2]
+    return out
+
+
+def decode_conv_weights(step) -> tuple[np.ndarray, np.ndarray]:
+    """(weight codes (C_out, C_in/groups, kh, kw) of the stored map, biases) from words."""
+    f = decode_descriptor(step.head)
+    params = step.params
+    p, streams = params.P, params.STREAMS
+    consts = step.head[8:]
+    book_words = -(-(f["k1"] + f["j1"]) // 8)
+    thr_words = -(-f["jo1"] // 2)
+    placement = consts[book_words + thr_words : book_words + thr_words + f["in_c"]]
+    masks = (placement & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    slots = (placement >> np.uint64(32)).astype(np.int64) & 0xFFFF
+    cg = f["in_c"] // f["groups"]
+    where = {}
+    for c in range(f["in_c"]):
+        for part in range(p):
+            if masks[c] >> part & 1:
+                where[(part, int(slots[c]))] = c
+    weights = np.zeros((f["out_c"], cg, f["kh"], f["kw"]), np.int64)
+    seen = np.zeros_like(weights)
+    biases = np.zeros(f["out_c"], np.int64)
+    a, b = step.jobs_a, step.jobs_b
+    at = bt = 0
+    cell_bits = f["khb"] + f["kwb"]
+    for _ in range(f["n_jobs"]):
+        h0, h1 = int(a[at]), int(a[at + 1])
+        assert h0 & 0xFFFF == 0x4A42
+        ch0, channels = (h0 >> 32) & 0xFFFF, (h0 >> 48) & 0xFFFF
+        sparse, steps = h1 & 1, (h1 >> 8) & 0xFFFFFF
+        slot0, span = (h1 >> 32) & 0xFFFF, (h1 >> 48) & 0xFFFF
+        at += 2
+        nb = -(-channels // 2)
+        biases[ch0 : ch0 + channels] = np.ascontiguousarray(a[at : at + nb]).view("<i4")[:channels]
+        at += nb
+        count = steps * p // (8 if sparse else 16)
+        na = (count + 1) // 2 if streams == 2 else count
+        nb_words = count // 2 if streams == 2 else 0
+        words = _weight_words(a[at : at + na], b[bt : bt + nb_words], count, streams)
+        at += na
+        bt += nb_words
+        raw = _bytes(words)
+        if sparse:
+            matrix = raw.reshape(steps, p)
+        else:
+            nib = np.empty(raw.size * 2, np.uint8)
+            nib[0::2], nib[1::2] = raw & 15, raw >> 4
+            matrix = nib.reshape(steps, p)
+        for part in range(p):
+            seq = matrix[:, part]
+            entries = []  # per channel: list of (pos, code)
+            if sparse:
+                current, pos = [], -1
+                for byte in seq:
+                    if len(entries) == channels:
+                        assert byte == 0, "padding after the last channel must be 0x00"
+                        continue
+                    if byte == 0:
+                        entries.append(current)
+                        current, pos = [], -1
+                        continue
+                    pos += (byte >> 4) + 1
+                    if byte & 15:
+                        current.append((pos, byte & 15))
+                assert len(entries) == channels
+            else:
+                for ch in range(channels):
+                    row = seq[ch * span : (ch + 1) * span]
+                    entries.append([(q, int(v)) for q, v in enumerate(row) if v])
+            for ch, items in enumerate(entries):
+                for pos, code in items:
+                    slot = slot0 + (pos >> cell_bits)
+                    i = (pos >> f["kwb"]) & ((1 << f["khb"]) - 1)
+                    j = pos & ((1 << f["kwb"]) - 1)
+                    c = where[(part, slot)]
+                    co = ch0 + ch
+                    weights[co, c % cg, i, j] = code
+                    seen[co, c % cg, i, j] += 1
+    assert seen.max(initial=0) <= 1, "a weight sent twice"
+    assert at == a.size and bt == b.size
+    return weights, biases
+
+
+def stride_to_depth(codes: np.ndarray, s: int) -> np.ndarray:
+    """The docs' space-to-depth rule, written out with loops."""
+    co, ci, kh, kw = codes.shape
+    kh2, kw2 = -(-kh // s), -(-kw // s)
+    out = np.zeros((co, ci * s * s, kh2, kw2), codes.dtype)
+    for c in range(ci):
+        for i in range(kh):
+            for j in range(kw):
+                out[:, c * s * s + (i % s) * s + (j % s), i // s, j // s] = codes[:, c, i, j]
+    return out
+
+
+@pytest.mark.parametrize("name", ["lenet5", "alexnet_mnist"])
+@pytest.mark.parametrize("streams", [1, 2])
+def test_conv_steps_carry_the_weights_exactly(name, streams):
+    model = load(table_path(name))
+    plan = plan_model(model, BuildParams(STREAMS=streams))
+    convs = [s for s in plan.steps if s.op == "CONV"]
+    assert convs
+    for step in convs:
+        weights, biases = decode_conv_weights(step)
+        expected = step.layer.codes
+        if step.fields["s2d"] > 1:
+            expected = stride_to_depth(expected, step.fields["s2d"])
+        np.testing.assert_array_equal(weights, expected)
+        np.testing.assert_array_equal(biases, step.layer.bias)
+
+
+def test_blocked_map_round_trip_and_layout():
+    rng = np.random.default_rng(7)
+    codes = rng.integers(0, 16, (3, 6, 9), dtype=np.uint8)
+    words = pack_map(codes, "BLOCKED")
+    assert words.size == 3 * 2 * 3
+    # Word 0 is block (0, 0) of channel 0: code 4*dy+dx is row dy, column dx.
+    first = np.array([(int(words[0]) >> (4 * k)) & 15 for k in range(16)]).reshape(4, 4)
+    np.testing.assert_array_equal(first, codes[0, :4, :4])
+    np.testing.assert_array_equal(unpack_map(words, "BLOCKED", codes.shape), codes)
+
+
+def test_input_encoder_keys_reproduce_the_host_encoder_at_every_boundary():
+    rng = np.random.default_rng(3)
+    boundaries = np.sort(rng.normal(size=14) * 50)
+    keys = encoder_keys(boundaries)
+    b32 = boundaries.astype(np.float32)
+    near = [np.nextafter(b32, np.float32(-np.inf)), b32, np.nextafter(b32, np.float32(np.inf))]
+    x = np.concatenate([*near, rng.normal(size=2000).astype(np.float32) * 80]).astype(np.float32)
+    x = x[x != 0]
+    fabric = 1 + (float_key(x)[:, None] >= keys[None, :]).sum(axis=1)
+    np.testing.assert_array_equal(fabric, encode_input(x, boundaries))

@@ -1,0 +1,196 @@
+"""Protocol 2, pinned by numbers worked out by hand (docs/job-format.md).
+
+Nothing here is computed by the packer under test: the word counts and the worked step
+are derived in the comments from the format's rules. A change of the format re-derives
+them by hand.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kcnn.config import BuildParams
+from kcnn.kfile import Codebook, KcnnModel, QLayer
+from kcnn.plan import plan_model
+from kcnn.protocol import (
+    DESCRIPTOR_FIELDS,
+    config_header,
+    decode_descriptor,
+    decode_info,
+    decode_trailer,
+    info_words,
+    pack_descriptor,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_config_header_is_current():
+    assert (ROOT / "hls" / "kcnn_config.h").read_text() == config_header(), (
+        "hls/kcnn_config.h is stale: run python -m kcnn.protocol > hls/kcnn_config.h"
+    )
+
+
+def test_descriptor_round_trip_and_limits():
+    from kcnn.errors import KcnnError
+
+    fields = {name: (1 << width) - 1 for name, (_, _, width) in DESCRIPTOR_FIELDS.items()}
+    assert decode_descriptor(pack_descriptor(fields)) == fields
+    with pytest.raises(KcnnError) as info:
+        pack_descriptor({"out_c": 1 << 16})
+    assert info.value.field == "out_c"
+
+
+def test_info_words_and_trailer():
+    from kcnn.config import ARITHMETIC_CONTRACT
+
+    params = BuildParams(P=8, STREAMS=1, LRN_LANES=2, W_DEPTH=1024)
+    info = decode_info(info_words(ARITHMETIC_CONTRACT, params))
+    assert info["P"] == 8 and info["STREAMS"] == 1 and info["LRN_LANES"] == 2
+    assert info["W_DEPTH"] == 1024 and info["IN_DEPTH"] == params.IN_DEPTH
+    # "KEND" in the low half, status 8 (BAD_SPARSE), job 3
+    assert decode_trailer(0x0003_0008_444E454B) == ("BAD_SPARSE", 3)
+    assert decode_trailer(0x0003_0008_444E4540) is None
+
+
+def _layer(name, op, in_shape, out_shape, codes, wq, bias, thresholds=None, attrs=None,
+           in_map="input", form="dense"):
+    return QLayer(
+        name, op, in_shape, out_shape, attrs=attrs or {}, in_map=in_map,
+        out_map=None if thresholds is None else name, codes=np.asarray(codes, np.uint8),
+        wq=np.asarray(wq, np.int64), w_scale=0.5, bias=np.asarray(bias, np.int64),
+        thresholds=None if thresholds is None else np.asarray(thresholds, np.int64),
+        weight_form=form,
+    )
+
+
+def worked_fc_model() -> KcnnModel:
+    """The worked example of docs/job-format.md: one fc layer, 4 inputs, 2 outputs."""
+    layer = _layer("fc", "fc", (4,), (2,), [[1, 2, 0, 2], [2, 0, 1, 1]], [-2, 3], [1, -1])
+    book = Codebook("input", np.array([1, 2]), 0.25, False, boundaries=np.array([1.5]))
+    return KcnnModel("worked", (4,), [layer], {"input": book})
+
+
+#: The words of the worked step, derived by hand in docs/job-format.md ("A step worked by hand").
+WORKED_A = [
+    0x0002_0002_4E4E_434B,  # magic, version 2, opcode FC, flags 0
+    0x0000_0202_0001_0000,  # step 0, 1 job, k1 = 2, j1 = 2, jo1 = 0
+    0x0002_0001_0001_0004,  # in_c 4, in_h 1, in_w 1, out_c 2
+    0x0101_0101_0001_0001,  # out 1 x 1, kernel 1 x 1, strides 1 x 1
+    0x0101_2100_0000_0101,  # dilations 1, pads 0, khb = kwb = 0, FLAT in, ACC out, s2d 1, sub 1
+    0x0000_0001_0000_0001,  # 1 constant word, 1 map word
+    0x0000_0001_0000_0004,  # jobs: 4 words on A, 1 on B
+    0x0000_0001_0000_0001,  # 1 output word, 1 group
+    0x0000_0000_0201_03FE,  # codebooks: Wq -2, 3 then Aq 1, 2 (bytes FE 03 01 02)
+    0x0000_0000_0000_1201,  # map: input codes 1, 0, 2, 1
+    0x0000_0000_0000_0000,  # reserved (the previous step's trailer)
+    0x0002_0000_0000_4A42,  # job 0: tag "BJ", index 0, ch0 0, 2 channels
+    0x0001_0000_0000_0200,  # dense, 2 steps, slot0 0, span 1
+    0xFFFF_FFFF_0000_0001,  # biases 1, -1
+    0x0000_0000_0000_2021,  # weight step 0 (row 0) on A: partitions 0..3 hold codes 1, 2, 0, 2
+]
+WORKED_B = [0x0000_0000_0000_1102]  # weight step 1 (row 1) on B: codes 2, 0, 1, 1
+#: acc0 = 1 + (-2)(1) + 3(0) + 0 + 3(1) = 2; acc1 = -1 + 3(1) + 0 + (-2)(2) + (-2)(1) = -4.
+WORKED_ANSWER = [0xFFFF_FFFC_0000_0002, 0x0000_0000_444E_454B]
+
+
+def test_the_worked_step_is_what_the_planner_sends():
+    step = plan_model(worked_fc_model(), BuildParams(STREAMS=2)).first
+    map_words = np.array([0x1201], np.uint64)
+    assert [int(w) for w in step.stream_a(map_words)] == WORKED_A
+    assert [int(w) for w in step.jobs_b] == WORKED_B
+
+
+def test_the_worked_step_is_in_the_docs():
+    text = (ROOT / "docs" / "job-format.md").read_text()
+    block = text.split("<!-- worked -->")[1].split("<!-- /worked -->")[0]
+    hexes = [int(w.replace("_", ""), 16) for w in block.split() if len(w) == 19 and "_" in w]
+    assert hexes == [*WORKED_A, *WORKED_B, *WORKED_ANSWER]
+
+
+def test_word_counts_of_a_small_conv():
+    """2 -> 3 channels, 5x5 input, 3x3 kernel, pad 1, dense, K = 4, J = 3, J' = 3, P = 16
+    (the second step of a model, so its input is a BLOCKED map)."""
+    rng = np.random.default_rng(1)
+    one = {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "groups": 1}
+    three = {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1], "groups": 1}
+    first = _layer("c0", "conv", (2, 5, 5), (2, 5, 5), np.ones((2, 2, 1, 1)), [1], [0, 0], [1],
+                   attrs={"kernel": [1, 1], **one})
+    conv = _layer("c1", "conv", (2, 5, 5), (3, 5, 5), rng.integers(0, 4, (3, 2, 3, 3)),
+                  [-3, 1, 2], [0, 1, 2], [5, 9], attrs={"kernel": [3, 3], **three},
+                  in_map="c0")
+    books = {"input": Codebook("input", np.array([1, 2]), 1.0, False, np.array([1.5])),
+             "c0": Codebook("c0", np.array([1, 2]), 1.0, False),
+             "c1": Codebook("c1", np.array([3, 7]), 1.0, False)}
+    model = KcnnModel("c", (2, 5, 5), [first, conv], books)
+    step = plan_model(model, BuildParams(P=16, STREAMS=2)).steps[1]
+    f = step.fields
+    # 2 input channels < 16 partitions: each channel is copied into 16 // 2 = 8 partitions,
+    # one slot; 3x3 pads to 4x4 (khb = kwb = 2): span 1 slot x 16 positions; dense steps =
+    # 3 channels x 16 = 48, one 64-bit word each (16 nibbles), alternating A and B: 24 + 24.
+    assert (f["khb"], f["kwb"]) == (2, 2)
+    assert step.jobs[0].steps == 48 and step.jobs[0].span == 16
+    # constants: codebooks ceil((3 + 2) / 8) = 1, thresholds ceil(2 / 2) = 1, placement 2
+    assert f["const_words"] == 4
+    # map: 2 channels x ceil(5/4) x ceil(5/4) blocks = 8; answer: 3 x 2 x 2 = 12
+    assert f["map_words"] == 8 and f["out_words"] == 12
+    # jobs on A: header 2 + biases ceil(3/2) = 2 + 24 weight words; on B: 24
+    assert f["job_words_a"] == 28 and f["job_words_b"] == 24
+    # the whole A transfer: 8 + 4 + 8 + 1 reserved + 28
+    assert step.stream_a(np.zeros(8, np.uint64)).size == 49
+
+
+def test_word_counts_of_a_sparse_fc():
+    """20 inputs -> 3 outputs, K = 3, J = 4, J' = 2, sparse, P = 16."""
+    codes = np.zeros((3, 20), np.uint8)
+    codes[0, 0], codes[0, 17], codes[2, 5] = 1, 2, 1
+    layer = _layer("fc", "fc", (20,), (3,), codes, [-5, 4], [0, 1, 2], [3], form="sparse")
+    books = {"input": Codebook("input", np.array([1, 2, 3]), 1.0, False, np.array([1.5, 2.5])),
+             "fc": Codebook("fc", np.array([6]), 1.0, False)}
+    step = plan_model(KcnnModel("s", (20,), [layer], books), BuildParams(P=16)).first
+    f = step.fields
+    # input t is in partition t mod 16 at position t div 16. Sequences (entry = skip << 4 |
+    # code, 0x00 ends a channel): partition 0: row 0 (t = 0, position 0): 0x01, end; rows
+    # 1, 2: end, end -> 4 bytes. Partition 1: row 0 (t = 17, position 1, one skipped):
+    # 0x12, end; end; end -> 4. Partition 5: end; end; row 2 (t = 5): 0x01, end -> 4.
+    # Every other partition: 3 ends. So 4 steps of 16 bytes = 2 words each: 8 words,
+    # 4 on A and 4 on B.
+    assert step.jobs[0].steps == 4 and step.jobs[0].sparse
+    raw = np.concatenate([step.jobs_a[4:], step.jobs_b])  # after header and biases
+    assert f["job_words_a"] == 2 + 2 + 4 and f["job_words_b"] == 4
+    steps = np.zeros((4, 16), np.uint8)
+    steps[0::1, :8] = raw[:4].view(np.uint8).reshape(4, 8)
+    steps[0::1, 8:] = raw[4:].view(np.uint8).reshape(4, 8)
+    assert list(steps[:, 0]) == [0x01, 0, 0, 0]
+    assert list(steps[:, 1]) == [0x12, 0, 0, 0]
+    assert list(steps[:, 5]) == [0, 0, 0x01, 0]
+    assert list(steps[:, 9]) == [0, 0, 0, 0]
+    # constants: codebooks ceil((2 + 3) / 8) = 1, thresholds ceil(1 / 2) = 1
+    assert f["const_words"] == 2
+    # map: ceil(20 / 16) = 2 words; answer: ceil(3 / 16) = 1 word (FLAT: the model ends in
+    # a coded fc map)
+    assert f["map_words"] == 2 and f["out_words"] == 1
+
+
+def test_word_counts_and_trips_of_a_pool():
+    """3 channels 6x6 after a conv, max-pool 2x2 stride 2."""
+    codes = np.ones((3, 1, 1, 1), np.uint8)
+    attrs = {"kernel": [1, 1], "strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1],
+             "groups": 1}
+    conv = _layer("c", "conv", (1, 6, 6), (3, 6, 6), codes, [1], [0, 0, 0], [1], attrs=attrs)
+    pool = QLayer("p", "maxpool", (3, 6, 6), (3, 3, 3),
+                  attrs={"kernel": [2, 2], "strides": [2, 2], "pads": [0, 0, 0, 0]})
+    books = {"input": Codebook("input", np.array([1]), 1.0, False, np.zeros(0)),
+             "c": Codebook("c", np.array([1]), 1.0, False)}
+    step = plan_model(KcnnModel("p", (1, 6, 6), [conv, pool], books)).steps[1]
+    # map: 3 channels x 2 x 2 blocks = 12 words; answer: 3 x 1 x 1 = 3; no constants
+    assert step.map_words == 12 and step.out_words == 3 and step.fields["const_words"] == 0
+    assert step.stream_a(np.zeros(12, np.uint64)).size == 8 + 12 + 1
+    # per output block: region rows 3*2 + 2 = 8, at most ceil(8/4) = 2 per bank; columns
+    # 8 -> ceil((8 + 3) / 4) = 3 words; ceil(2 * 3 / 2) = 3 cycles. A channel costs
+    # max(1 block x 3, the next plane's 4 words) = 4; the last one 3.
+    assert step.loop_log() == [("DESCRIPTOR", 8), ("PLANE", 4), ("POOL", 4), ("POOL", 4),
+                               ("POOL", 3)]
