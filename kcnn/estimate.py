@@ -379,6 +379,14 @@ def estimate(model: KcnnModel, params: BuildParams | None = None, *, source: str
     }
 
 
+def loop_table_markdown() -> str:
+    """The loop table as ``hls/README.md`` prints it (a test keeps the two equal)."""
+    lines = ["| loop | II | depth | why the structure allows this II |", "|---|---|---|---|"]
+    for name, row in LOOP_TABLE.items():
+        lines.append(f"| `{name}` | {row.ii} | {row.depth} | {row.why} |")
+    return "\n".join(lines)
+
+
 def format_estimate(est: dict) -> str:
     p = est["params"]
     lines = [

@@ -361,116 +361,143 @@ def _split_jobs(
 
 
 def _balance(
-    nz: np.ndarray, assign: np.ndarray, p: int, floor: int, distinct: np.ndarray, seed: int
+    nz: np.ndarray, assign: np.ndarray, sets: int, share: int, distinct: np.ndarray, seed: int
 ) -> np.ndarray:
-    """Swap input channels between partitions while the vectors get shorter.
+    """Swap input channels between partition sets while the vectors get shorter.
 
-    ``nz`` is (output channels, input channels) non-zero counts; ``distinct`` gives each
-    input channel a class whose members must stay in different partitions (the channels
-    one row segment of an F32 input feeds); swaps keep every partition's channel count.
+    ``nz`` is (output channels, input channels) non-zero counts. A set of ``share``
+    partitions holds copies of its channels, so an output channel's taps in the set are
+    dealt evenly to its partitions: the set's load is ``ceil(taps / share)``. ``distinct``
+    gives each input channel a class whose members must stay in different sets (the
+    channels one row segment of an F32 input feeds); swaps keep every set's channel count.
     """
     assign = assign.copy()
     ci = nz.shape[1]
-    if ci < 2:
+    if ci < 2 or sets < 2:
         return assign
-    parts = np.zeros((nz.shape[0], p))
-    for s in range(p):
-        parts[:, s] = nz[:, assign == s].sum(axis=1)
-    best = np.maximum(floor, parts.max(axis=1)).sum()
+    loads = np.zeros((nz.shape[0], sets))
+    for q in range(sets):
+        loads[:, q] = nz[:, assign == q].sum(axis=1)
+
+    def cost(values):
+        return np.maximum(CONV_FLOOR, np.ceil(values / share).max(axis=1)).sum()
+
+    best = cost(loads)
     rng = np.random.default_rng(seed)
     for a, b in rng.integers(0, ci, size=(PLACEMENT_SWAPS_PER_CHANNEL * ci, 2)):
-        sa, sb = assign[a], assign[b]
-        if sa == sb:
+        qa, qb = assign[a], assign[b]
+        if qa == qb:
             continue
         others_a = distinct == distinct[b]
         others_a[b] = False
         others_b = distinct == distinct[a]
         others_b[a] = False
-        if np.any(assign[others_a] == sa) or np.any(assign[others_b] == sb):
+        if np.any(assign[others_a] == qa) or np.any(assign[others_b] == qb):
             continue
         d = nz[:, a] - nz[:, b]
-        parts[:, sa] -= d
-        parts[:, sb] += d
-        cost = np.maximum(floor, parts.max(axis=1)).sum()
-        if cost <= best:
-            best = cost
-            assign[a], assign[b] = sb, sa
+        loads[:, qa] -= d
+        loads[:, qb] += d
+        value = cost(loads)
+        if value <= best:
+            best = value
+            assign[a], assign[b] = qb, qa
         else:
-            parts[:, sa] += d
-            parts[:, sb] -= d
+            loads[:, qa] += d
+            loads[:, qb] -= d
     return assign
 
 
 @dataclass
 class _Placement:
-    masks: np.ndarray  # per input channel: partition mask
-    slots: np.ndarray  # per input channel: slot
-    copies: list  # per group: None, or R (channels copied R times, one slot per group)
-    part_of: np.ndarray  # per input channel: its partition when not copied (-1 otherwise)
+    """Where a conv's input channels live: per channel a partition mask and a slot; per
+    group the partition sets, each a tuple of partitions holding copies of the same
+    channels (an output channel's taps of those channels may go to any of them)."""
+
+    masks: np.ndarray
+    slots: np.ndarray
+    sets: list  # per group: [(partitions, input channels relative to the group), ...]
     slots_per_group: int
 
 
-def _place(codes: np.ndarray, groups: int, p: int, distinct: np.ndarray, seed: int) -> _Placement:
-    """Input channels of a conv -> partitions and slots (docs/job-format.md "the tile")."""
+def _place(
+    codes: np.ndarray, groups: int, p: int, distinct: np.ndarray, seed: int, capacity_slots: int
+) -> _Placement:
+    """Input channels of a conv -> partitions and slots (docs/job-format.md "the tile").
+
+    Fewer channels than partitions: each channel is copied into ``p // cg`` partitions.
+    Otherwise the partitions form ``p / R`` sets of ``R`` copies, ``R`` the largest of 8,
+    4, 2, 1 whose copies still fit the tile, and the channels are spread over the sets to
+    balance the vectors (the longest partition sets a vector's length).
+    """
     co, cg = codes.shape[0], codes.shape[1]
     cin = cg * groups
     masks = np.zeros(cin, np.int64)
     slots = np.zeros(cin, np.int64)
-    part_of = np.full(cin, -1, np.int64)
     per_group = co // groups
+    sets = []
     if cg < p:
         copies = p // cg
         for g in range(groups):
+            group_sets = []
             for rel in range(cg):
-                mask = 0
-                for r in range(copies):
-                    mask |= 1 << (rel + cg * r)
-                masks[g * cg + rel] = mask
+                parts = tuple(rel + cg * r for r in range(copies))
+                masks[g * cg + rel] = sum(1 << part for part in parts)
                 slots[g * cg + rel] = g
-        return _Placement(masks, slots, [copies] * groups, part_of, 1)
-    lc = ceil_div(cg, p)
+                group_sets.append((parts, [rel]))
+            sets.append(group_sets)
+        return _Placement(masks, slots, sets, 1)
+    share = 1
+    for r in (8, 4, 2):
+        if r <= p and groups * ceil_div(cg, p // r) <= capacity_slots:
+            share = r
+            break
+    n_sets = p // share
+    lc = ceil_div(cg, n_sets)
     for g in range(groups):
         nz = (codes[g * per_group : (g + 1) * per_group] != 0).sum(axis=(2, 3)).astype(np.float64)
-        assign = np.arange(cg) % p
-        assign = _balance(nz, assign, p, CONV_FLOOR, distinct[g * cg : (g + 1) * cg], seed + g)
-        for s in range(p):
-            members = np.flatnonzero(assign == s)
-            part_of[g * cg + members] = s
-            masks[g * cg + members] = 1 << s
+        assign = _balance(
+            nz, np.arange(cg) % n_sets, n_sets, share, distinct[g * cg : (g + 1) * cg], seed + g
+        )
+        group_sets = []
+        for q in range(n_sets):
+            members = np.flatnonzero(assign == q)
+            parts = tuple(q + n_sets * k for k in range(share))
+            masks[g * cg + members] = sum(1 << part for part in parts)
             slots[g * cg + members] = g * lc + np.arange(members.size)
-    return _Placement(masks, slots, [None] * groups, part_of, lc)
+            group_sets.append((parts, [int(m) for m in members]))
+        sets.append(group_sets)
+    return _Placement(masks, slots, sets, lc)
 
 
 def _conv_rows(
     codes_g: np.ndarray, placement: _Placement, g: int, cg: int, p: int, khb: int, kwb: int
-) -> list[np.ndarray]:
+) -> tuple[list[np.ndarray], int]:
     """Per partition: (channels x positions) codes of the job's channels ``codes_g``
-    (channels, cg, kh, kw) of group ``g``."""
+    (channels, cg, kh, kw) of group ``g``, and the group's first slot."""
     n, _, kh, kw = codes_g.shape
     cell = 1 << (khb + kwb)
-    slot0 = g * placement.slots_per_group if placement.copies[g] is None else g
+    slot0 = g * placement.slots_per_group
     pad = np.zeros((n, cg, 1 << khb, 1 << kwb), np.uint8)
     pad[:, :, :kh, :kw] = codes_g
     taps = pad.reshape(n, cg, cell)
-    copies = placement.copies[g]
-    if copies is None:
-        span = placement.slots_per_group * cell
-        rows = [np.zeros((n, span), np.uint8) for _ in range(p)]
-        for rel in range(cg):
-            c = g * cg + rel
-            s, slot = placement.part_of[c], placement.slots[c] - slot0
-            rows[s][:, slot * cell : (slot + 1) * cell] = taps[:, rel]
-        return rows
-    rows = [np.zeros((n, cell), np.uint8) for _ in range(p)]
-    for rel in range(cg):
-        # Each output channel deals its non-zero taps of this input channel round-robin to
-        # the channel's copies: every copy holds the whole channel, so any split is exact.
-        nonzero = taps[:, rel] != 0
+    span = placement.slots_per_group * cell
+    rows = [np.zeros((n, span), np.uint8) for _ in range(p)]
+    for parts, members in placement.sets[g]:
+        if not members:
+            continue
+        # The set's channels side by side at their slots; each output channel deals its
+        # non-zero taps round-robin to the set's copies: every copy holds every channel of
+        # the set, so any split is exact, and this one balances the copies to +-1.
+        local = np.zeros((n, span), np.uint8)
+        for rel in members:
+            slot = int(placement.slots[g * cg + rel]) - slot0
+            local[:, slot * cell : (slot + 1) * cell] = taps[:, rel]
+        nonzero = local != 0
         rank = np.cumsum(nonzero, axis=1) - 1
-        for r in range(copies):
-            mine = nonzero & (rank % copies == r)
-            rows[rel + cg * r][mine] = taps[:, rel][mine]
-    return rows
+        for r, part in enumerate(parts):
+            mine = nonzero & (rank % len(parts) == r)
+            rows[part][mine] = local[mine]
+    return rows, slot0
 
 
 # ---- conv -----------------------------------------------------------------------------------
@@ -519,12 +546,6 @@ def _conv_step(
         kh, kw = codes.shape[2], codes.shape[3]
         pt = pl = 0
     elif sh > 1:
-        if sh not in (2, 4):
-            raise KcnnError(
-                f"stride {sh}: the kernel subsamples strides 2 and 4 only",
-                layer=layer.name,
-                field="strides",
-            )
         sub = sh
     if not (pt <= 255 and pl <= 255 and dh <= 255 and dw <= 255):
         raise KcnnError("padding or dilation above 255", layer=layer.name, field="pads")
@@ -534,10 +555,11 @@ def _conv_step(
     distinct = np.arange(c_in)
     if s2d > 1:
         distinct = np.arange(c_in) // s2d  # the s2d channels of one (channel, row phase)
-    placement = _place(codes, groups, params.P, distinct, seed=index)
-    lc = placement.slots_per_group if placement.copies[0] is None else 1
-    slots_total = int(placement.slots.max()) + 1
     by, bx = ceil_div(h, 4), ceil_div(w, 4)
+    capacity_slots = params.IN_DEPTH // params.P // (by * bx * 16)
+    placement = _place(codes, groups, params.P, distinct, index, capacity_slots)
+    lc = placement.slots_per_group
+    slots_total = int(placement.slots.max()) + 1
     if slots_total * by * bx * 16 > params.IN_DEPTH // params.P:
         raise KcnnError(
             f"the input map needs {slots_total * by * bx * 16} codes in a partition, more than "
@@ -558,7 +580,7 @@ def _conv_step(
     jobs, index_job = [], 0
     for g in range(groups):
         codes_g = codes[g * per_group : (g + 1) * per_group]
-        rows = _conv_rows(codes_g, placement, g, cg, params.P, khb, kwb)
+        rows, slot0 = _conv_rows(codes_g, placement, g, cg, params.P, khb, kwb)
         bound = np.stack([_partial_bound(r, layer.wq, aq_max) for r in rows], axis=1)
         if bound.max(initial=0) >= PARTIAL_LIMIT:
             raise KcnnError(
@@ -581,7 +603,6 @@ def _conv_step(
                 if out_format != "ACC"
                 else ceil_div(n * oh * ow, 2)
             )
-            slot0 = g * lc if placement.copies[g] is None else g
             job = _make_job(
                 index_job,
                 ch0,

@@ -1,0 +1,129 @@
+"""The performance model: tied to the planner's loop log, its constants named, its JSON
+complete, its baselines computed as DESIGN section 6 defines them."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kcnn.config import BuildParams
+from kcnn.estimate import (
+    BUDGET,
+    DDR_BYTES_PER_S,
+    DEVICE,
+    LANE_LUT,
+    LOOP_TABLE,
+    REGISTER_ACCESS_S,
+    STEP_ACCESSES,
+    STREAM_B_ACCESSES,
+    estimate,
+    resources,
+    step_cycles,
+)
+from kcnn.kfile import load
+from kcnn.models import table_path
+from kcnn.plan import plan_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def alexnet():
+    return load(table_path("alexnet_mnist"))
+
+
+def test_step_cycles_are_the_loop_log_through_the_loop_table(alexnet):
+    plan = plan_model(alexnet)
+    for step in plan.steps:
+        cycles, by_loop = step_cycles(step)
+        log = step.loop_log()
+        assert cycles == sum(LOOP_TABLE[n].ii * t + LOOP_TABLE[n].depth for n, t in log)
+        assert set(by_loop) == {n for n, _ in log}
+
+
+def test_json_carries_what_the_issue_asks(alexnet):
+    est = json.loads(json.dumps(estimate(alexnet)))
+    assert est["kind"].startswith("estimate")
+    assert est["fps"] == pytest.approx(1 / (est["fabric_s"] + est["host_s"]))
+    assert set(est["resources"]["utilization"]) == {"lut", "ff", "bram36", "dsp48"}
+    assert est["resources"]["modules"]["partition array"]["lut"] > 0
+    for base in ("dense_8bit", "limit"):
+        b = est["baselines"][base]
+        assert b["fps"] == pytest.approx(1 / (b["fabric_s"] + b["host_s"]))
+        assert b["host_s"] == est["host_s"]  # the baselines pay the same host work
+    assert est["params"] == BuildParams().as_dict()
+    assert "default" in est["params_from"]
+
+
+def test_host_accesses_grow_with_steps_not_jobs(alexnet):
+    plan = plan_model(alexnet)
+    est = estimate(alexnet)
+    jobs = sum(len(s.jobs) for s in plan.steps)
+    with_b = sum(1 for s in plan.steps if s.jobs_b.size)
+    assert est["host"]["accesses"] == STEP_ACCESSES * len(plan.steps) + STREAM_B_ACCESSES * with_b
+    assert jobs > len(plan.steps)  # several jobs per step, still one set of accesses
+    assert est["host"]["parts"]["register_accesses"] == pytest.approx(
+        est["host"]["accesses"] * REGISTER_ACCESS_S
+    )
+
+
+def test_dense_baseline_by_hand_on_one_fc_layer():
+    """fc 400 -> 120 on 100 MHz: weights 48,000 B + 480 B biases over 1.6 GB/s = 30.3 us;
+    48,000 MACs over 176 DSP48 x 2 x 100 MHz = 1.36 us: the DDR bound holds."""
+    model = load(table_path("lenet5"))
+    est = estimate(model)
+    plan = plan_model(model)
+    fc1 = next(s for s in plan.steps if s.layer.name == "fc1")
+    assert fc1.layer.codes.size == 48_000
+    dense_fc1 = (48_000 + 4 * 120) / DDR_BYTES_PER_S
+    assert dense_fc1 == pytest.approx(30.3e-6, rel=1e-3)
+    macs = int(DEVICE["dsp48"] * BUDGET["dsp48"]) * 2 * 100e6
+    assert 48_000 / macs < dense_fc1
+    # the whole dense fabric is at least this layer
+    assert est["baselines"]["dense_8bit"]["fabric_s"] > dense_fc1
+
+
+def test_the_limit_uses_the_lanes_the_lut_budget_holds(alexnet):
+    est = estimate(alexnet)
+    lim = est["baselines"]["limit"]
+    assert lim["lanes_in_lut_budget"] == int(DEVICE["lut"] * BUDGET["lut"] // LANE_LUT)
+    assert lim["fabric_s"] == pytest.approx(
+        max(lim["stored_bytes"] / DDR_BYTES_PER_S,
+            lim["effective_pairs"] / (lim["lanes_in_lut_budget"] * 100e6))
+    )
+    assert est["fps"] <= lim["fps"]
+
+
+def test_default_build_within_the_planning_budget():
+    res = resources(BuildParams())
+    assert res["within_budget"], res["utilization"]
+    # more partitions than the LUT budget allows are reported, not hidden
+    assert not resources(BuildParams(P=32))["within_budget"]
+
+
+def test_clock_and_parameters_come_from_the_caller(alexnet):
+    fast = estimate(alexnet, BuildParams(CLOCK_MHZ=142.857), source="a test")
+    base = estimate(alexnet)
+    assert fast["params"]["CLOCK_MHZ"] == 142.857 and fast["params_from"] == "a test"
+    assert fast["fabric_s"] < base["fabric_s"]
+
+
+def test_hls_readme_prints_the_loop_table():
+    text = (ROOT / "hls" / "README.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \| (\d+) \| (\d+) \|", text, re.M)
+    table = {name: (int(ii), int(depth)) for name, ii, depth in rows}
+    assert table == {k: (v.ii, v.depth) for k, v in LOOP_TABLE.items()}
+
+
+def test_build_params_are_validated():
+    from kcnn.errors import KcnnError
+
+    for bad in ({"P": 12}, {"W_DEPTH": 3000}, {"STREAMS": 3}, {"CLOCK_MHZ": 1000}, {"Q": 1}):
+        with pytest.raises(KcnnError):
+            BuildParams.from_mapping(bad)
+    assert BuildParams.from_mapping({"P": "8"}).P == 8
+    assert np.isclose(BuildParams().lanes, 256)
