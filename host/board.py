@@ -1,294 +1,560 @@
-"""The ``board`` back-end: KCNN jobs through the AXI DMA of the PYNQ-Z2 overlay.
+"""The ``board`` back-end: protocol 2 steps through the two AXI DMAs of the PYNQ-Z2 overlay.
 
 NOT RUN ON HARDWARE. No board was available where this was written. CI runs this module
 with the real pynq classes (``pynq.lib.dma.DMA``, ``DefaultIP``, ``MMIO``, ``allocate``) on a
-fake ``pynq.Device`` whose kernel is the HLS top's C-simulation (``tests/fake_board.py``);
-see README "On the board" for what that does and does not prove.
+fake ``pynq.Device`` (``tests/fake_board.py``) whose kernel is the HLS top's C-simulation and
+whose DMAs, registers and caches behave as the board's do; see README "On the board" for
+what that does and does not prove.
 
-Per job (docs/job-format.md): arm the receive channel for the expected output bytes, start
-the kernel, send the job's constant part (packed once at load into one persistent buffer),
-then its inputs (a per-frame buffer reused for every job), and poll. ``DMA.wait()`` is never
-used: it has no timeout. Every wait polls status bits against a deadline; a job is
-complete when the receive channel is idle, its LENGTH register (read here: pynq sets
-``transferred`` only inside ``wait()``) equals the expected byte count and the kernel
-reports ``ap_idle`` (``ap_done`` is cleared on read). After a timeout or any failed job the
-next run first resets the DMA, reloads the overlay and probes again, and says so.
+Memory (docs/job-format.md). Each step has one persistent buffer laid out exactly as its
+stream A: descriptor and constants, the map slot, the reserved word, the jobs' A words.
+Step *n* answers ``out_words`` words and a trailer, which is exactly step *n+1*'s map slot
+and reserved word, so the answer is received straight into the next step's buffer and the
+host touches no data between steps; the last answer lands in an output buffer. The stream-B
+words of every step sit in one more buffer, sent by the second DMA. Everything but the map
+slots is written and flushed once, at load; per frame the host writes the network input
+into step 0's map slot and flushes that slot only.
+
+Per step the host makes exactly the register accesses ``kcnn.estimate`` counts
+(``STEP_ACCESSES`` + ``STREAM_B_ACCESSES``): it arms the answer channel (S2MM address and
+length), starts the weight DMA (address and length) when the step has stream-B words,
+starts stream A (address and length), reads the S2MM status until it sees the end, and
+reads the S2MM length once. It writes the DMA registers itself, because
+``channel.transfer()`` costs five accesses and ``wait()`` has no deadline; the channels are
+started once at load, and the kernel runs in auto-restart mode (``CTRL = 0x81`` once), so
+no step pays for ``ap_start``. Every wait has a deadline. A short answer is read back and
+its trailer names the job and the status; the intermediate trailers need no read when the
+length is right, because a refused step always answers fewer words (no job answers zero
+words, checked at load). After any fault the next run resets both DMAs, reloads the
+overlay, starts the channels, re-arms auto-restart and probes again, and says so.
 """
 
 from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
-from kcnn.config import ARITHMETIC_CONTRACT, BUILD_DEFAULTS, BUILD_PARAMETERS
+from kcnn.config import ARITHMETIC_CONTRACT, BUILD_PARAMETERS
 from kcnn.errors import KcnnError
-from kcnn.host.hwh import find_ip, register_offset
-from kcnn.jobs import (
+from kcnn.host.hwh import register_offset
+from kcnn.kfile import KcnnModel
+from kcnn.plan import Step
+from kcnn.protocol import (
     INFO_WORDS,
     MAGIC,
-    PackedJob,
     decode_info,
-    decode_status,
-    probe_job,
-    status_word,
+    decode_trailer,
+    probe_step,
+    status_name,
 )
-from kcnn.kfile import KcnnModel
-from kcnn.overlay import DMA_VLNV_PREFIX, IP_VLNV
-from kcnn.sim.streaming import StreamingEngine
+from kcnn.runner import StepEngine, StepFault, check_answer, first_map_words
 
-#: AXI DMA status register bits (PG021): halted, idle, and the three error kinds.
+WORD_BYTES = 8
+#: AXI DMA status register bits (PG021): halted, idle and the three error kinds.
 DMASR_HALTED = 0x1
 DMASR_IDLE = 0x2
 DMASR_ERRORS = {0x10: "DMA internal error", 0x20: "DMA slave error", 0x40: "DMA decode error"}
-#: MM2S_DMACR soft reset: resets the whole DMA, self-clearing.
+DMASR_ERROR_MASK = sum(DMASR_ERRORS)
+#: DMA control register: run/stop, and the soft reset (whole DMA, self-clearing).
+DMACR_RUN = 0x1
 DMACR_RESET = 0x4
-#: HLS ap_ctrl_hs control register bits.
-AP_START = 0x1
-AP_IDLE = 0x4
-WORD_BYTES = 8
+#: PG021's register offsets, used when a hand-off file omits the DMA's register list.
+PG021_OFFSETS = {
+    "MM2S_DMACR": 0x00,
+    "MM2S_DMASR": 0x04,
+    "MM2S_SA": 0x18,
+    "MM2S_SA_MSB": 0x1C,
+    "MM2S_LENGTH": 0x28,
+    "S2MM_DMACR": 0x30,
+    "S2MM_DMASR": 0x34,
+    "S2MM_DA": 0x48,
+    "S2MM_DA_MSB": 0x4C,
+    "S2MM_LENGTH": 0x58,
+}
+#: The probe's answer: the info words and a trailer.
+PROBE_ANSWER_WORDS = INFO_WORDS + 1
+#: A PL clock further than this from kcnn.json's CLOCK_MHZ is reported.
+CLOCK_TOLERANCE = 0.01
 
 
 class BoardFault(KcnnError):
-    """A job failed on the board (status, byte count or DMA error); the next run recovers."""
+    """The DMA reported an error or stopped; the next run recovers."""
 
 
-def _allocate(words: int, device):
-    import pynq
+def decode_dmasr(value: int) -> str:
+    """A DMA status register in words and any error bits: halted, idle (the last transfer
+    ended), or active (a transfer in flight, or none since the channel started: in simple
+    mode the idle bit rises only at the end of a transfer)."""
+    state = "halted" if value & DMASR_HALTED else ("idle" if value & DMASR_IDLE else "active")
+    errors = [text for bit, text in DMASR_ERRORS.items() if value & bit]
+    return f"{state}{''.join(', ' + e for e in errors)} (DMASR 0x{value:08X})"
 
-    return pynq.allocate(shape=(max(1, words),), dtype=np.uint64, target=device)
+
+class Channel:
+    """One direction of one AXI DMA, driven through its registers (simple mode)."""
+
+    def __init__(self, dma, direction: str, label: str, file=None):
+        self.dma, self.label = dma, label
+        self.mmio = dma.mmio
+        prefix = "MM2S" if direction == "send" else "S2MM"
+        params = dma.description.get("parameters") or {}
+        registers = dma.description.get("registers") or {}
+        where = f"the {label} ({dma.description.get('fullpath', '?')})"
+        if params.get(f"c_include_{prefix.lower()}", "1") != "1":
+            raise KcnnError(f"{where} has no {prefix} channel", file=file, field="dma")
+        if params.get("c_include_sg", "0") != "0":
+            raise KcnnError(
+                f"{where} is in scatter-gather mode; the overlay needs simple mode "
+                "(c_include_sg 0)",
+                file=file,
+                field="dma",
+            )
+        names = ("DMACR", "DMASR", "SA" if prefix == "MM2S" else "DA", "LENGTH")
+        offsets = []
+        for name in (f"{prefix}_{n}" for n in names):
+            if registers:
+                offsets.append(register_offset(dma.description, name, file))
+            else:
+                offsets.append(PG021_OFFSETS[name])
+        self.dmacr, self.dmasr, self.address, self.length = offsets
+        self.address_msb = self.address + 4
+        width = int(params.get(f"c_m_axi_{prefix.lower()}_data_width", "64")) // 8
+        dre = params.get(f"c_include_{prefix.lower()}_dre", "0") == "1"
+        # Without the realignment engine the address must be a multiple of the memory-map
+        # width (PG021); the buffers' words are 8 bytes, so a 64-bit DMA always fits.
+        self.align = 1 if dre else width
+        self.max_bytes = int(dma.buffer_max_size)
+        self.wide = int(params.get("c_addr_width", "32")) > 32
+
+    def status(self) -> int:
+        return self.mmio.read(self.dmasr)
+
+    def received(self) -> int:
+        return self.mmio.read(self.length)
+
+    def start(self, address: int, nbytes: int) -> None:
+        """Two register writes: the transfer begins with the length."""
+        self.mmio.write(self.address, int(address) & 0xFFFFFFFF)
+        self.mmio.write(self.length, int(nbytes))
+
+    def check(self, address: int, nbytes: int, where: str) -> None:
+        """The byte count and address the DMA can take, or an error naming the transfer
+        (a length beyond ``c_sg_length_width`` bits would silently wrap in the register)."""
+        if nbytes <= 0:
+            raise KcnnError(f"{where}: a {self.label} transfer of {nbytes} bytes", field="dma")
+        if nbytes > self.max_bytes:
+            raise KcnnError(
+                f"{where}: the {self.label} transfer of {nbytes} bytes exceeds the DMA's "
+                f"maximum transfer of {self.max_bytes} bytes (c_sg_length_width)",
+                field="dma",
+            )
+        if address % self.align:
+            raise KcnnError(
+                f"{where}: the {self.label} address 0x{address:X} is not aligned to the "
+                f"DMA's {self.align}-byte memory-map width",
+                field="dma",
+            )
+        if address >> 32 and not self.wide:
+            raise KcnnError(
+                f"{where}: the {self.label} address 0x{address:X} is above the DMA's 32-bit "
+                "address range",
+                field="dma",
+            )
+
+    def run(self) -> None:
+        self.mmio.write(self.dmacr, DMACR_RUN)
+        if self.wide:
+            # Buffers sit below 4 GB on the Zynq-7000: the upper address half stays 0.
+            self.mmio.write(self.address_msb, 0)
+
+    def reset(self) -> None:
+        """Soft reset of this channel's whole DMA (both directions)."""
+        self.mmio.write(self.dmacr, DMACR_RESET)
+
+    def resetting(self) -> bool:
+        return bool(self.mmio.read(self.dmacr) & DMACR_RESET)
 
 
-class BoardEngine(StreamingEngine):
-    """Runs a model's fabric layers on the overlay, everything else on the ARM.
+@dataclass
+class _StepIO:
+    """The fixed transfers of one step (addresses and byte counts never change)."""
+
+    step: Step
+    where: str
+    a_address: int
+    a_bytes: int
+    b_address: int
+    b_bytes: int
+    answer: object  # PynqBuffer view the answer lands in (next map slot, or the output)
+    answer_address: int
+    answer_bytes: int
+
+
+class BoardEngine(StepEngine):
+    """Runs a model's steps on the overlay; the host ops around them on the ARM.
 
     Parameters
     ----------
     model
         The loaded ``.kcnn``.
-    dma
-        The overlay's ``pynq.lib.dma.DMA`` (simple mode).
+    jobs_dma
+        The ``pynq.lib.dma.DMA`` whose MM2S feeds the kernel's ``in_a`` and whose S2MM takes
+        its ``out_stream``.
+    weights_dma
+        The ``pynq.lib.dma.DMA`` whose MM2S feeds ``in_b`` (None when ``STREAMS`` is 1).
     ip
-        The KCNN IP (a ``pynq.DefaultIP``): its ``read``/``write`` reach the registers.
+        The kernel's driver (:class:`kcnn.overlay.driver.KcnnIP`).
     overlay_config
-        ``kcnn.json`` of the overlay as :func:`kcnn.overlay.read_overlay_config` returns it:
-        its ``contract`` and ``build`` parameters.
-    hwh_ips
-        The overlay's ``.hwh`` as :func:`kcnn.host.hwh.read_hwh` reads it: register offsets
-        and DMA parameters come from here.
+        ``kcnn.json`` as :func:`kcnn.overlay.read_overlay_config` returns it (``params``
+        are the overlay's :class:`~kcnn.config.BuildParams`).
     reload
-        Called to reload the bitstream after a fault (``KCNNOverlay.download``).
+        Reloads the bitstream after a fault (``KCNNOverlay.download``).
     timeout_s
         Deadline of each wait.
+    pl_clock_mhz
+        The PL clock the PS registers give (``pynq.Clocks.fclk0_mhz``), checked against
+        ``CLOCK_MHZ``.
     """
 
     def __init__(
         self,
         model: KcnnModel,
-        dma,
+        jobs_dma,
+        weights_dma,
         ip,
         overlay_config: dict,
-        hwh_ips: dict,
         *,
         reload=None,
         timeout_s: float = 5.0,
         source=None,
+        pl_clock_mhz: float | None = None,
     ):
-        self.dma = dma
         self.ip = ip
-        self.source = source
         self.reload = reload
         self.timeout_s = float(timeout_s)
+        self.source = source
         self.overlay_config = overlay_config
-        build = overlay_config["build"]
-        params = {**BUILD_DEFAULTS, **{key: int(build[key]) for key in BUILD_PARAMETERS}}
-        _, dma_hwh = find_ip(hwh_ips, DMA_VLNV_PREFIX, source)
-        _, ip_hwh = find_ip(hwh_ips, IP_VLNV, source)
-        self._dma_regs = {
-            name: register_offset(dma_hwh, name, source)
-            for name in ("MM2S_DMACR", "MM2S_DMASR", "S2MM_DMASR", "S2MM_LENGTH")
-        }
-        self._ctrl = register_offset(ip_hwh, "CTRL", source)
-        self._status = register_offset(ip_hwh, "status", source)
-        p = dma_hwh["parameters"]
-        self._align = {
-            "send": int(p["c_m_axi_mm2s_data_width"]) // 8,
-            "recv": int(p["c_m_axi_s2mm_data_width"]) // 8,
-        }
-        self._fault: str | None = None
         self._buffers: list = []
-        super().__init__(model, params)
-        self._allocate_buffers()
+        self._fault: str | None = None
+        super().__init__(model, overlay_config["params"])
+        self._a = Channel(jobs_dma, "send", "stream A (jobs DMA, MM2S)", source)
+        self._out = Channel(jobs_dma, "recv", "answer channel (jobs DMA, S2MM)", source)
+        self._b = None
+        if weights_dma is not None:
+            self._b = Channel(weights_dma, "send", "stream B (weights DMA, MM2S)", source)
+        self._check_plan()
+        self._check_clock(pl_clock_mhz)
+        self._device = jobs_dma.device
         try:
+            self._lay_out()
+            self._start_channels()
+            self.ip.start()
             self.info = self.probe()
         except BaseException:
             self.close()  # a refused overlay must not keep contiguous memory
             raise
 
-    # ---- buffers ---------------------------------------------------------------------
-    def _allocate_buffers(self) -> None:
-        jobs = [pj for packed in self.packed.values() for pj in packed.jobs]
-        self._probe = probe_job()
-        total = self._probe.size + sum(pj.constant.size for pj in jobs)
-        constant = self._new_buffer(total)
-        self._offsets: dict[int, int] = {}
-        constant[: self._probe.size] = self._probe
-        at = self._probe.size
-        for pj in jobs:
-            constant[at : at + pj.constant.size] = pj.constant
-            self._offsets[id(pj)] = at
-            at += pj.constant.size
-        self._constant = constant
-        self._inputs = self._new_buffer(max((pj.input_words for pj in jobs), default=1))
-        outputs = max([INFO_WORDS] + [pj.output_words for pj in jobs])
-        self._outputs = self._new_buffer(outputs)
+    # ---- load -------------------------------------------------------------------------
+    def _check_plan(self) -> None:
+        steps = self.plan.steps
+        for prev, step in zip(steps[:-1], steps[1:], strict=True):
+            if prev.out_words != step.map_words:
+                raise KcnnError(
+                    f"step {prev.index} answers {prev.out_words} words but step {step.index} "
+                    f"reads a map of {step.map_words}: the answer cannot land in its map slot",
+                    layer=step.layer.name,
+                    field="map_words",
+                )
+        for step in steps:
+            for job in step.jobs:
+                # A refused job is seen from the answer's length alone only if every job
+                # answers at least one word.
+                if job.out_words < 1:
+                    raise KcnnError(
+                        f"step {step.index} job {job.index} answers no word",
+                        layer=step.layer.name,
+                        field="out_words",
+                    )
+            if step.jobs_b.size and self._b is None:
+                raise KcnnError(
+                    f"step {step.index} sends {step.jobs_b.size} words on stream B but the "
+                    "overlay has no weights DMA (kcnn.json says STREAMS="
+                    f"{self.params.STREAMS})",
+                    file=self.source,
+                    layer=step.layer.name,
+                    field="STREAMS",
+                )
 
-    def _new_buffer(self, words: int):
-        buffer = _allocate(words, self.dma.device)
+    def _check_clock(self, measured: float | None) -> None:
+        want = float(self.params.CLOCK_MHZ)
+        if measured is not None and abs(measured - want) > CLOCK_TOLERANCE * want:
+            warnings.warn(
+                f"kcnn board: the PL clock runs at {measured:.3f} MHz but kcnn.json says "
+                f"CLOCK_MHZ={want:g}; the timing report and the estimate assume {want:g} MHz",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    def _allocate(self, words: int):
+        import pynq
+
+        buffer = pynq.allocate(shape=(max(1, words),), dtype=np.uint64, target=self._device)
         self._buffers.append(buffer)
         return buffer
+
+    def _lay_out(self) -> None:
+        steps = self.plan.steps
+        self._probe = self._allocate(probe_step().size + PROBE_ANSWER_WORDS)
+        self._probe[: probe_step().size] = probe_step()
+        self._probe.flush()
+        self._step_buffers, self._map_at = [], []
+        for step in steps:
+            # Stream A with an empty map: the map slot is filled per frame (by the host for
+            # step 0, by the previous step's answer for the others).
+            words = step.stream_a(np.zeros(step.map_words, np.uint64))
+            buffer = self._allocate(words.size)
+            buffer[:] = words
+            buffer.flush()
+            self._step_buffers.append(buffer)
+            self._map_at.append(step.head.size)
+        self._output = self._allocate(self.plan.last.out_words + 1)
+        b_words = sum(step.jobs_b.size for step in steps)
+        self._weights = self._allocate(b_words) if b_words else None
+        if self._weights is not None:
+            at = 0
+            for step in steps:
+                self._weights[at : at + step.jobs_b.size] = step.jobs_b
+                at += step.jobs_b.size
+            self._weights.flush()
+        self._io: list[_StepIO] = []
+        b_at = 0
+        for n, step in enumerate(steps):
+            buffer = self._step_buffers[n]
+            answer_words = step.out_words + 1
+            if n + 1 < len(steps):
+                nxt, at = self._step_buffers[n + 1], self._map_at[n + 1]
+                answer = nxt[at : at + answer_words]
+                answer_address = nxt.physical_address + WORD_BYTES * at
+            else:
+                answer, answer_address = self._output[:answer_words], self._output.physical_address
+            b_bytes = WORD_BYTES * step.jobs_b.size
+            io = _StepIO(
+                step,
+                f"step {step.index} (layer {step.layer.name!r})",
+                buffer.physical_address,
+                WORD_BYTES * buffer.size,
+                (self._weights.physical_address + WORD_BYTES * b_at) if b_bytes else 0,
+                b_bytes,
+                answer,
+                answer_address,
+                WORD_BYTES * answer_words,
+            )
+            b_at += step.jobs_b.size
+            self._check_io(io)
+            self._io.append(io)
+        first = steps[0]
+        at = self._map_at[0]
+        self._input = self._step_buffers[0][at : at + first.map_words]
+
+    def _check_io(self, io: _StepIO) -> None:
+        self._out.check(io.answer_address, io.answer_bytes, io.where)
+        self._a.check(io.a_address, io.a_bytes, io.where)
+        if io.b_bytes:
+            self._b.check(io.b_address, io.b_bytes, io.where)
 
     def close(self) -> None:
         """Free every buffer this engine allocated (also done by ``Accelerator.close``)."""
         while self._buffers:
             self._buffers.pop().freebuffer()
 
-    # ---- registers and polling -----------------------------------------------------------
-    def _dmasr(self, channel: str) -> int:
-        return self.dma.mmio.read(
-            self._dma_regs["MM2S_DMASR" if channel == "send" else "S2MM_DMASR"]
-        )
+    @property
+    def buffers(self) -> list:
+        """The engine's contiguous buffers (probe, one per step, output, stream B)."""
+        return list(self._buffers)
 
-    def _received_bytes(self) -> int:
-        return self.dma.mmio.read(self._dma_regs["S2MM_LENGTH"])
+    def step_buffer(self, index: int):
+        """Step ``index``'s persistent buffer (its stream A, map slot included)."""
+        return self._step_buffers[index]
 
-    def _check_dma_errors(self, where: str) -> None:
-        for channel in ("send", "recv"):
-            status = self._dmasr(channel)
-            errors = [text for bit, text in DMASR_ERRORS.items() if status & bit]
-            if errors:
-                name = "MM2S (send)" if channel == "send" else "S2MM (receive)"
-                self._fault = f"{', '.join(errors)} on {name}"
-                raise BoardFault(
-                    f"{where}: {' and '.join(errors)} on the {name} channel "
-                    f"(DMASR 0x{status:08X}); the DMA is reset and the overlay reloaded "
-                    "before the next run"
-                )
+    def map_offset(self, index: int) -> int:
+        """The word where step ``index``'s map slot starts in its buffer."""
+        return self._map_at[index]
 
-    def _poll(self, ready, where: str, what: str, sent: int, expected: int) -> None:
-        deadline = time.monotonic() + self.timeout_s
-        spins = 0
-        while True:
-            self._check_dma_errors(where)
-            if ready():
-                return
-            if time.monotonic() > deadline:
-                # LENGTH holds the received count only once the channel is idle again.
-                received = (
-                    f"received {self._received_bytes()} of {expected} expected bytes"
-                    if self._idle("recv")
-                    else f"receive channel still busy with {expected} bytes armed"
-                )
-                self._fault = f"timeout while waiting for {what}"
-                raise TimeoutError(
-                    f"{where}: {what} did not happen within {self.timeout_s:g} s "
-                    f"(sent {sent} bytes, {received}); "
-                    "the DMA is reset and the overlay reloaded before the next run"
-                )
-            spins += 1
-            if spins > 1000:  # long jobs: stop hogging the ARM core
-                time.sleep(5e-5)
-
-    def _transfer(self, channel: str, buffer, start_words: int, words: int, where: str):
-        nbytes = words * WORD_BYTES
-        start = start_words * WORD_BYTES
-        if nbytes > self.dma.buffer_max_size:
-            raise KcnnError(
-                f"{where}: {nbytes} bytes exceed the DMA's maximum transfer of "
-                f"{self.dma.buffer_max_size} bytes (c_sg_length_width)",
-                field="job",
-            )
-        address = buffer.physical_address + start
-        if address % self._align[channel]:
-            raise KcnnError(
-                f"{where}: buffer address 0x{address:X} is not aligned to the DMA's "
-                f"{self._align[channel]}-byte memory-map width",
-                field="job",
-            )
-        dma_channel = self.dma.sendchannel if channel == "send" else self.dma.recvchannel
-        dma_channel.transfer(buffer, start=start, nbytes=nbytes)
-
-    def _idle(self, channel: str) -> bool:
-        return bool(self._dmasr(channel) & DMASR_IDLE)
-
-    def _kernel_idle(self) -> bool:
-        return bool(self.ip.read(self._ctrl) & AP_IDLE)
-
-    # ---- one job ---------------------------------------------------------------------
-    def _run(self, constant_at: int, constant_words: int, inputs, out_words: int, where: str):
-        """One job on the fabric; returns the output words (a copy)."""
+    # ---- one frame --------------------------------------------------------------------
+    def run_frame(self, x: np.ndarray, trace: bool = False) -> list:
         if self._fault is not None:
             self.recover()
-        expected = out_words * WORD_BYTES
-        sent = constant_words * WORD_BYTES
-        self._transfer("recv", self._outputs, 0, out_words, where)
-        self.ip.write(self._ctrl, AP_START)
-        self._transfer("send", self._constant, constant_at, constant_words, where)
-        self._poll(lambda: self._idle("send"), where, "the constant part's send", sent, expected)
+        try:
+            return self._frame(x, trace)
+        except BaseException as exc:
+            if self._fault is None:
+                self._fault = f"{type(exc).__name__}: {exc}"
+            raise
 
-        # A bad job is answered after its constant part: one status word, then the kernel
-        # ends and reads no more, so the inputs are not sent; if the answer comes after
-        # they were, their send never completes and the short answer ends the wait.
-        def answered_short() -> bool:
-            return self._idle("recv") and self._received_bytes() < expected
-
-        if inputs is not None and inputs.size and not answered_short():
-            self._inputs[: inputs.size] = inputs
-            self._transfer("send", self._inputs, 0, int(inputs.size), where)
-            sent += inputs.size * WORD_BYTES
-            self._poll(
-                lambda: self._idle("send") or answered_short(),
-                where,
-                "the inputs' send",
-                sent,
-                expected,
+    def _frame(self, x: np.ndarray, trace: bool) -> list:
+        first = self.plan.first
+        words = first_map_words(first, x, self.model.maps["input"].boundaries, out=self._input)
+        if words.size != first.map_words:
+            raise KcnnError(
+                f"step 0: the input is {words.size} words, its map slot {first.map_words}",
+                layer=first.layer.name,
+                field="input",
             )
-        self._poll(lambda: self._idle("recv"), where, "the receive channel's end", sent, expected)
-        got = self._received_bytes()
-        if got != expected:
-            self._fault = f"short output ({got} of {expected} bytes)"
-            self._outputs.invalidate()
-            # The answer word names the status; else the status register (same encoding).
-            word = int(self._outputs[0]) if got == WORD_BYTES else None
-            name = decode_status(word) if word is not None else None
-            name = name or decode_status(status_word(self.ip.read(self._status)))
+        if not np.shares_memory(words, self._input):
+            self._input[:] = words
+        self._input.flush()
+        for io in self._io:
+            self._run_step(io)
+        answers: list = [None] * len(self._io)
+        last = self._io[-1]
+        self._output.invalidate()
+        answers[-1] = np.array(
+            check_answer(last.step, self._output, last.answer_bytes // WORD_BYTES), np.uint64
+        )
+        if trace:
+            for n, io in enumerate(self._io[:-1]):
+                io.answer.invalidate()
+                words = check_answer(io.step, io.answer, io.answer_bytes // WORD_BYTES)
+                answers[n] = np.array(words, np.uint64)
+        return answers
+
+    def _run_step(self, io: _StepIO) -> None:
+        # Each check is arithmetic on fixed numbers: no register access.
+        self._check_io(io)
+        self._out.start(io.answer_address, io.answer_bytes)
+        if io.b_bytes:
+            self._b.start(io.b_address, io.b_bytes)
+        self._a.start(io.a_address, io.a_bytes)
+        self._wait_answer(io.where, io.a_bytes, io.b_bytes, io.answer_bytes)
+        received = self._out.received()
+        if received != io.answer_bytes:
+            self._short_answer(io, received)
+
+    def _wait_answer(self, where: str, sent_a: int, sent_b: int, expected: int) -> None:
+        """Poll the S2MM status until the answer's end; the deadline starts only when the
+        first read has not seen it, so the fast path costs one register read."""
+        deadline = None
+        spins = 0
+        while True:
+            status = self._out.status()
+            if status & (DMASR_ERROR_MASK | DMASR_HALTED):
+                self._fault = f"{where}: {self._out.label} {decode_dmasr(status)}"
+                raise BoardFault(
+                    f"{where}: the {self._out.label} stopped: {decode_dmasr(status)}; "
+                    f"{self._diagnose(sent_a, sent_b, expected)}; the DMAs are reset and the "
+                    "overlay reloaded before the next run",
+                    field="dma",
+                )
+            if status & DMASR_IDLE:
+                return
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + self.timeout_s
+            elif now > deadline:
+                self._fault = f"{where}: no answer within {self.timeout_s:g} s"
+                raise TimeoutError(
+                    f"{where}: no answer within {self.timeout_s:g} s; "
+                    f"{self._diagnose(sent_a, sent_b, expected)}; the DMAs are reset and the "
+                    "overlay reloaded before the next run"
+                )
+            spins += 1
+            if spins > 1000:  # a long step: stop hogging the ARM core
+                time.sleep(5e-5)
+
+    def _diagnose(self, sent_a: int, sent_b: int, expected: int) -> str:
+        """Byte counts and every channel's state, for an error message (fault path only)."""
+        parts = [f"stream A {sent_a} bytes ({decode_dmasr(self._a.status())})"]
+        if self._b is not None:
+            parts.append(f"stream B {sent_b} bytes ({decode_dmasr(self._b.status())})")
+        status = self._out.status()
+        # LENGTH holds the received count only once the channel is idle again.
+        got = f", {self._out.received()} received" if status & DMASR_IDLE else ""
+        parts.append(f"answer {expected} bytes expected{got} ({decode_dmasr(status)})")
+        try:
+            control = self.ip.control()
+            states = [k for k in ("idle", "auto_restart") if control.get(k)]
+            parts.append("kernel " + (", ".join(states) or "busy"))
+        except Exception as exc:  # the diagnosis must not hide the fault
+            parts.append(f"kernel control unreadable ({exc})")
+        return "; ".join(parts)
+
+    def _short_answer(self, io: _StepIO, received: int) -> None:
+        """An answer of the wrong length: read it back and let its trailer name the job and
+        the status (check_answer raises)."""
+        self._fault = f"{io.where}: {received} of {io.answer_bytes} answer bytes"
+        if received % WORD_BYTES:
             raise BoardFault(
-                f"{where}: received {got} bytes, expected {expected}; kernel status {name}"
+                f"{io.where}: {received} answer bytes, not a whole number of words "
+                f"(expected {io.answer_bytes})",
+                layer=io.step.layer.name,
+                field="answer",
             )
-        self._poll(self._kernel_idle, where, "the kernel's ap_idle", sent, expected)
-        self._outputs.invalidate()
-        return np.array(self._outputs[:out_words], dtype=np.uint64)
+        words = received // WORD_BYTES
+        io.answer.invalidate()
+        check_answer(io.step, np.array(io.answer, np.uint64), min(words, io.answer.size))
+        raise StepFault(  # check_answer accepted a length it should not have
+            f"{io.where}: {words} answer words, expected {io.answer.size}",
+            layer=io.step.layer.name,
+            field="answer",
+        )
 
-    def execute(self, pj: PackedJob, inputs: np.ndarray, layer: str, image: int) -> np.ndarray:
-        where = f"layer {layer!r} job {pj.fields['job_index']}"
-        return self._run(self._offsets[id(pj)], pj.constant.size, inputs, pj.output_words, where)
-
-    # ---- probe and recovery --------------------------------------------------------------
+    # ---- probe, channels, recovery -----------------------------------------------------
     def probe(self) -> dict:
-        """Send the probe job; refuse an overlay whose answer differs from ``kcnn.json`` or
+        """Send the probe step; refuse an overlay whose answer differs from ``kcnn.json`` or
         from this release's arithmetic contract."""
-        answer = self._run(0, self._probe.size, None, INFO_WORDS, "probe job")
-        info = decode_info(answer)
-        contract = self.overlay_config.get("contract", {})
-        build = self.overlay_config.get("build", {})
+        where = "the probe"
+        sent = WORD_BYTES * probe_step().size
+        answer_at = probe_step().size
+        expected = WORD_BYTES * PROBE_ANSWER_WORDS
+        address = self._probe.physical_address
+        answer_address = address + WORD_BYTES * answer_at
+        self._out.check(answer_address, expected, where)
+        self._a.check(address, sent, where)
+        self._out.start(answer_address, expected)
+        self._a.start(address, sent)
+        self._wait_answer(where, sent, 0, expected)
+        received = self._out.received()
+        answer = self._probe[answer_at:]
+        answer.invalidate()
+        words = [int(w) for w in answer]
+        last = min(received // WORD_BYTES, PROBE_ANSWER_WORDS) - 1
+        trailer = decode_trailer(words[last]) if last >= 0 else None
+        if received != expected or trailer is None or trailer[0] != "OK":
+            self._fault = f"probe answered {received} of {expected} bytes"
+            status = f"status {trailer[0]}" if trailer else "no trailer"
+            raise KcnnError(
+                f"the kernel answered the probe with {received} of {expected} bytes and "
+                f"{status}: it is not a protocol-{ARITHMETIC_CONTRACT['protocol']} KCNN kernel "
+                "(refused)",
+                file=self.source,
+                field="probe",
+            )
+        info = decode_info(words[:INFO_WORDS])
+        registers = self.ip.info()
+        if registers != words[:INFO_WORDS]:
+            # The same values reach the host by two paths; a difference means the register
+            # map pynq read from the .hwh is not the kernel's.
+            raise KcnnError(
+                "the kernel's info registers ("
+                + ", ".join(f"0x{v:X}" for v in registers)
+                + ") differ from its probe answer ("
+                + ", ".join(f"0x{v:X}" for v in words[:INFO_WORDS])
+                + "): the .hwh register map does not fit the kernel (refused)",
+                file=self.source,
+                field="registers",
+            )
+        config = self.overlay_config
         checks = [("magic", info["magic"], MAGIC, MAGIC)]
-        for key in ("K_MAX", "J_MAX", "ACC_BITS", "bw", "ba", "protocol"):
-            checks.append((key, info[key], contract.get(key), ARITHMETIC_CONTRACT[key]))
+        for key in ARITHMETIC_CONTRACT:
+            checks.append((key, info[key], config["contract"].get(key), ARITHMETIC_CONTRACT[key]))
         for key in BUILD_PARAMETERS:
-            checks.append((key, info[key], build.get(key), self.params[key]))
+            declared = config["build"].get(key)
+            checks.append((key, info[key], declared, getattr(self.params, key)))
         wrong = [
-            f"{key}: kernel {got}, kcnn.json {declared}, expected {want}"
+            f"{key}: kernel {got}, kcnn.json {declared}, this release {want}"
             for key, got, declared, want in checks
             if not got == declared == want
         ]
@@ -301,28 +567,70 @@ class BoardEngine(StreamingEngine):
             )
         return info
 
-    def reset_dma(self) -> None:
-        """Soft-reset the whole AXI DMA and start both channels again."""
-        mmio = self.dma.mmio
-        mmio.write(self._dma_regs["MM2S_DMACR"], DMACR_RESET)
+    def _channels(self) -> list[Channel]:
+        return [c for c in (self._a, self._out, self._b) if c is not None]
+
+    def _poll(self, done, what: str) -> None:
         deadline = time.monotonic() + self.timeout_s
-        while mmio.read(self._dma_regs["MM2S_DMACR"]) & DMACR_RESET:
+        while not done():
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the DMA soft reset did not finish within {self.timeout_s:g} s")
-        self.dma.sendchannel.start()
-        self.dma.recvchannel.start()
+                raise TimeoutError(f"{what} did not happen within {self.timeout_s:g} s")
+
+    def _start_channels(self) -> None:
+        for channel in self._channels():
+            channel.run()
+        for channel in self._channels():
+            self._poll(
+                lambda c=channel: not c.status() & DMASR_HALTED, f"the {channel.label}'s start"
+            )
+
+    def _reset_dmas(self) -> None:
+        # A soft reset on either channel resets the whole DMA: one per DMA.
+        for channel in (self._a, self._b):
+            if channel is not None:
+                channel.reset()
+                self._poll(lambda c=channel: not c.resetting(), f"the {channel.label}'s reset")
 
     def recover(self) -> None:
-        """After a fault: reset the DMA, reload the overlay, probe again; says so."""
-        reason, self._fault = self._fault, None
+        """After a fault: reset both DMAs, reload the overlay, start the channels, re-arm
+        auto-restart and probe again; says so with a RuntimeWarning."""
+        reason = self._fault
         warnings.warn(
-            f"kcnn board: recovering after the previous fault ({reason}): resetting the DMA"
+            f"kcnn board: recovering after the previous fault ({reason}): resetting the DMAs"
             + (", reloading the overlay" if self.reload is not None else "")
-            + " and probing the kernel again",
+            + ", restarting the channels and the kernel and probing it again",
             RuntimeWarning,
             stacklevel=3,
         )
+        self._reset_dmas()
         if self.reload is not None:
             self.reload()
-        self.reset_dma()
+        self._start_channels()
+        self.ip.start()
         self.info = self.probe()
+        self._fault = None
+
+    def status(self) -> dict:
+        """What the registers say now (README "On the board", check 2)."""
+        return board_status(self.ip, self._channels())
+
+
+def board_status(ip, channels: list[Channel]) -> dict:
+    """The kernel's control bits, info words and status register, and every DMA channel's
+    state, read from the registers (reading CTRL clears ``ap_done``)."""
+    info = ip.info()
+    dmas = {}
+    for channel in channels:
+        value = channel.status()
+        entry = {"dmasr": value, "state": decode_dmasr(value)}
+        if channel.label.startswith("answer") and value & DMASR_IDLE:
+            entry["received_bytes"] = channel.received()
+        dmas[channel.label] = entry
+    return {
+        "kernel": {
+            **ip.control(),
+            "info": decode_info(info) if any(info) else None,
+            "status": status_name(ip.status_register()),
+        },
+        "dma": dmas,
+    }

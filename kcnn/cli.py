@@ -71,15 +71,19 @@ def cmd_report(args) -> None:
     if args.estimate:
         from kcnn.estimate import estimate, format_estimate
 
-        params, source = None, ""
+        params, source, overlay = None, "", None
         if args.overlay:
-            from kcnn.overlay import find_overlay, read_overlay_config
+            from kcnn.overlay import find_overlay, format_measured, read_overlay_config
 
             files = find_overlay(args.overlay)
-            params = read_overlay_config(files.json)["params"]
+            overlay = read_overlay_config(files.json)
+            params = overlay["params"]
             source = f"the overlay's {files.json}"
         report["estimate"] = estimate(model, params, source=source)
         print(format_estimate(report["estimate"]), file=sys.stderr)
+        if overlay is not None:
+            print(format_measured(overlay, report["estimate"]["resources"]), file=sys.stderr)
+            report["overlay"] = {k: overlay.get(k) for k in ("timing", "utilization")}
     _emit(args, report)
 
 

@@ -341,6 +341,12 @@ def _split_jobs(
             f"more than the weight cache holds (W_DEPTH={params.W_DEPTH})",
             field="W_DEPTH",
         )
+    if limit_outputs and outputs_per_channel > limit_outputs:
+        raise KcnnError(
+            f"one output channel is {outputs_per_channel} buffered outputs, more than the "
+            f"output memory holds ({limit_outputs}; OUT_DEPTH={params.OUT_DEPTH} codes)",
+            field="OUT_DEPTH",
+        )
     cum = np.vstack([np.zeros((1, per_part.shape[1]), np.int64), np.cumsum(per_part, axis=0)])
     while start < n:
         fits = np.all(cum[start + 1 :] - cum[start] <= params.W_DEPTH, axis=1)
@@ -574,7 +580,9 @@ def _conv_step(
             layer=layer.name,
             field="kernel",
         )
-    buffered = out_format == "FLAT" or sub > 1
+    # FLAT and ACC outputs are in C order and a subsampled map in its own blocks: the
+    # reducer writes them into the output memory and EMIT streams it after the job.
+    buffered = out_format in ("FLAT", "ACC") or sub > 1
     per_group = c_out // groups
     aq_max = int(np.abs(book.aq).max()) if book.aq.size else 0
     jobs, index_job = [], 0
@@ -594,8 +602,13 @@ def _conv_step(
             align = 16 // np.gcd(oh * ow, 16)
         elif out_format == "ACC":
             align = 2 // np.gcd(oh * ow, 2)
-        limit = params.OUT_DEPTH if buffered else 0
-        for start, stop in _split_jobs(entries, params, align, limit, oh * ow):
+        limit, per_channel = 0, oh * ow
+        if buffered:
+            # an int32 takes 8 codes of the output memory; blocks are stored whole
+            limit = params.OUT_DEPTH // 8 if out_format == "ACC" else params.OUT_DEPTH
+            if out_format == "BLOCKED":
+                per_channel = ceil_div(oh, 4) * ceil_div(ow, 4) * 16
+        for start, stop in _split_jobs(entries, params, align, limit, per_channel):
             ch0 = g * per_group + start
             n = stop - start
             out_words = (

@@ -10,12 +10,29 @@
 # yes unless the path matches a -set missing=GLOB. Tcl errors (unset variables, misspelled
 # builtins, wrong argument counts of Tcl commands) stop the run.
 # Settings (-set): version=2024.1 path=vitis_hls,vitis-run wns=0.5 progress=100% unrouted=
-#   missing=GLOB (repeatable) no_part=0 no_board=0
+#   missing=GLOB (repeatable) no_part=0 no_board=0 util=FILE (what `report_utilization
+#   -return_string` returns; default: a post-route 7-series table, LUT 35012 FF 30117
+#   BRAM 86.5 DSP 160)
 # Exit status: the script's own exit code (0 when it ends without exit), 2 for an incomplete
 # script, 3 for a Tcl error.
 
 array set ::dry {version 2024.1 path {vitis_hls vitis-run} wns 0.5 progress 100% unrouted {}
-    missing {} no_part 0 no_board 0 log {} scratch {}}
+    missing {} no_part 0 no_board 0 log {} scratch {} util {}}
+set ::dry(util_text) [join {
+    "1. Slice Logic"
+    "--------------"
+    ""
+    "+-------------------------+-------+-------+------------+-----------+-------+"
+    "|        Site Type        |  Used | Fixed | Prohibited | Available | Util% |"
+    "+-------------------------+-------+-------+------------+-----------+-------+"
+    "| Slice LUTs              | 35012 |     0 |          0 |     53200 | 65.81 |"
+    "|   LUT as Logic          | 31500 |     0 |          0 |     53200 | 59.21 |"
+    "| Slice Registers         | 30117 |     0 |          0 |    106400 | 28.31 |"
+    "+-------------------------+-------+-------+------------+-----------+-------+"
+    "| Block RAM Tile    | 86.5 |     0 |          0 |       140 | 61.79 |"
+    "|   RAMB36/FIFO*    |   80 |     0 |          0 |       140 | 57.14 |"
+    "| DSPs           |  160 |     0 |          0 |       220 | 72.73 |"
+} "\n"]
 set rest $argv
 while {[llength $rest] > 0 && [string match -* [lindex $rest 0]]} {
     set rest [lassign $rest flag value]
@@ -95,6 +112,16 @@ proc unknown {cmd args} {
             return [lindex $args end]
         }
         get_bd_cells { return /axi_smc }
+        report_utilization {
+            if {$::dry(util) eq ""} {
+                return $::dry(util_text)
+            }
+            set fh [__real_open $::dry(util) r]
+            set text [read $fh]
+            close $fh
+            return $text
+        }
+        report_timing_summary - report_route_status { return "stub $cmd" }
         make_wrapper { return /stub/kcnn_bd_wrapper.v }
         get_timing_paths { return stub_path }
         get_nets { return $::dry(unrouted) }

@@ -1,10 +1,11 @@
 """The board back-end (``kcnn.host.board``) with the real pynq classes on a fake board.
 
 Runs in the board environment of tools/test.sh (Python 3.10, numpy 1.x, pynq 3.x, the
-``csim`` extra): ``pynq.lib.dma.DMA``, ``KcnnIP`` (a ``pynq.DefaultIP``), ``MMIO`` and
-``pynq.allocate`` drive ``tests/fake_board.py``, whose kernel is the HLS top's C-sim. There the
-results must equal, bit for bit, the files the main environment wrote with tools/golden.py
-(missing files fail). Elsewhere, without pynq, the module is skipped.
+``csim`` extra): ``pynq.Overlay``, ``pynq.lib.dma.DMA``, ``KcnnIP`` (a ``pynq.DefaultIP``),
+``MMIO`` and ``pynq.allocate`` drive ``tests/fake_board.py``, whose kernel is the HLS top's
+C-sim and whose DMAs, registers and caches behave as the board's. There the results must
+equal the simulator and the C-sim bit for bit, and the files the main environment wrote
+with tools/golden.py (missing files fail). Elsewhere, without pynq, the module is skipped.
 """
 
 import os
@@ -23,21 +24,30 @@ if os.environ.get("KCNN_BOARD_ENV") == "1":
 else:
     pynq = pytest.importorskip("pynq", reason="pynq not installed (the board environment has it)")
 
-from fake_board import IP_REGISTERS, FakeZynq, write_overlay  # noqa: E402
+from fake_board import FakeZynq, kernel_registers, write_overlay  # noqa: E402
 
 import kcnn.accelerator  # noqa: E402
 from kcnn import Accelerator  # noqa: E402
+from kcnn.estimate import STEP_ACCESSES, STREAM_B_ACCESSES, estimate, step_words  # noqa: E402
 from kcnn.host.board import BoardFault  # noqa: E402
 from kcnn.overlay import KCNNOverlay  # noqa: E402
+from kcnn.protocol import JOB_TAG, decode_trailer  # noqa: E402
+from kcnn.runner import StepFault, first_map_words  # noqa: E402
+from kcnn.sim.csim import CsimEngine  # noqa: E402
 from kcnn.sim.engine import Simulator  # noqa: E402
 
 GOLDEN = os.environ.get("KCNN_GOLDEN_DIR")
+#: A build whose planner splits LeNet's fc1 into six jobs answering 1, 1, 2, 1, 1, 2 words.
+SMALL_W = {"W_DEPTH": 256}
 
 
-def connect(folder: Path, model_name="lenet5", timeout_s=2.0, kernel_params=None, **overlay):
-    """Overlay files + fake board -> KCNNOverlay (a real pynq.Overlay) -> its BoardEngine."""
-    write_overlay(folder, **overlay)
-    device = FakeZynq(kernel_params)
+def connect(
+    folder: Path, model_name="lenet5", timeout_s=2.0, params=None, kernel_params=None, **overlay
+):
+    """Overlay files + fake board -> KCNNOverlay (a real pynq.Overlay) -> its BoardEngine.
+    The fake's kernel is built with ``kernel_params`` (by default the overlay's)."""
+    write_overlay(folder, params, **overlay)
+    device = FakeZynq(kernel_params if kernel_params is not None else params)
     ol = KCNNOverlay(folder, device=device)
     engine = ol.engine(load(models.table_path(model_name)), timeout_s=timeout_s)
     return engine, device
@@ -50,8 +60,49 @@ def lenet(tmp_path):
     engine.close()
 
 
+@pytest.fixture(scope="module")
+def references():
+    """Simulator and C-sim traces of four test digits, per model."""
+    x = models.digits("test")[0][:4]
+    out = {}
+    for name in models.MODELS:
+        model = load(models.table_path(name))
+        sim = Simulator(model).run(x, trace=True)
+        csim_engine = CsimEngine(model)
+        try:
+            csim = csim_engine.run(x, trace=True)
+        finally:
+            csim_engine.close()
+        out[name] = (x, sim, csim)
+    return out
+
+
 def digits(n):
     return models.digits("test")[0][:n]
+
+
+def assert_same(traced, expected):
+    assert list(traced) == list(expected)
+    for key, value in expected.items():
+        assert traced[key].dtype == value.dtype and np.array_equal(traced[key], value), key
+
+
+def corrupt(engine, step_index: int, word: int, xor: int):
+    """Flip bits of one word of a step's persistent stream-A buffer, as a DDR fault would
+    (the CPU writes, then flushes that word)."""
+    buffer = engine.step_buffer(step_index)
+    buffer[word] ^= np.uint64(xor)
+    buffer[word : word + 1].flush()
+    return lambda: corrupt(engine, step_index, word, xor)
+
+
+def job_header_at(engine, step, job_index: int) -> int:
+    """Word offset of a job's header in its step's stream-A buffer."""
+    at = step.head.size + step.map_words + 1
+    return at + sum(job.words_a.size for job in step.jobs[:job_index])
+
+
+# ---- bit-exact equality --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", models.MODELS)
@@ -69,131 +120,512 @@ def test_board_reproduces_the_main_environment_bit_for_bit(tmp_path, name):
     finally:
         engine.close()
     maps["logits"] = logits
-    assert list(maps) == list(stored)
-    for key, value in stored.items():
-        assert maps[key].dtype == value.dtype and np.array_equal(maps[key], value), key
+    assert_same(maps, stored)
+
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_sim_csim_and_board_agree_bit_for_bit(tmp_path, name, references):
+    """Every layer's codes and the last acc (through ``trace``), and the logits."""
+    x, (sim_out, sim_logits, sim_maps), (_, csim_logits, csim_maps) = references[name]
+    engine, device = connect(tmp_path / "overlay", name)
+    try:
+        out, logits, maps = engine.run(x, trace=True)
+        assert_same(csim_maps, sim_maps)
+        assert_same(maps, sim_maps)
+        assert np.array_equal(logits, sim_logits) and np.array_equal(csim_logits, sim_logits)
+        assert np.array_equal(out, sim_out)
+        # Without trace only the last answer is read back, and it is the same.
+        assert np.array_equal(engine.run(x)[1], sim_logits)
+    finally:
+        engine.close()
+    assert all(inv["status"] == 0 for inv in device.invocations)
+
+
+# ---- the host's work per frame ---------------------------------------------------------------
+
+
+def frame_counts(engine, device, x):
+    device.accesses.clear()
+    device.transfers.clear()
+    device.cache_ops.clear()
+    engine.run(x)
+    return list(device.accesses), list(device.transfers), list(device.cache_ops)
+
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_register_accesses_and_transfers_per_frame_equal_the_model(tmp_path, name):
+    engine, device = connect(tmp_path / "overlay", name)
+    try:
+        model, plan = engine.model, engine.plan
+        est = estimate(model, engine.params)
+        for frame in range(2):
+            accesses, transfers, cache = frame_counts(engine, device, digits(2)[frame : frame + 1])
+            print(
+                f"{name}: frame {frame}: {len(accesses)} register accesses "
+                f"(model {est['host']['accesses']}), {len(transfers)} transfers"
+            )
+            assert len(accesses) == est["host"]["accesses"]
+            expected = []
+            for step in plan.steps:
+                words = step_words(step)
+                expected.append(("dma", "S2MM", 8 * words["out"]))
+                if words["b"]:
+                    expected.append(("dma_w", "MM2S", 8 * words["b"]))
+                expected.append(("dma", "MM2S", 8 * words["a"]))
+            assert transfers == expected
+            # Per step: S2MM DA + LENGTH, (weights SA + LENGTH), MM2S SA + LENGTH, one status
+            # read that sees the end, one length read; the kernel's registers never.
+            per_step = []
+            for step in plan.steps:
+                per_step += [("w", "dma", "S2MM_DA"), ("w", "dma", "S2MM_LENGTH")]
+                if step.jobs_b.size:
+                    per_step += [("w", "dma_w", "MM2S_SA"), ("w", "dma_w", "MM2S_LENGTH")]
+                per_step += [("w", "dma", "MM2S_SA"), ("w", "dma", "MM2S_LENGTH")]
+                per_step += [("r", "dma", "S2MM_DMASR"), ("r", "dma", "S2MM_LENGTH")]
+            assert accesses == per_step
+            assert sum(
+                STEP_ACCESSES + STREAM_B_ACCESSES * bool(s.jobs_b.size) for s in plan.steps
+            ) == len(accesses)
+            # The input is flushed once (its bytes only), the answer invalidated once.
+            last = plan.last.out_words + 1
+            assert cache == [
+                ("flush", 8 * engine.map_offset(0), est["host"]["input_bytes"]),
+                ("invalidate", 0, 8 * last),
+            ]
+    finally:
+        engine.close()
+
+
+def test_each_step_buffer_is_its_stream_a_and_answers_land_in_the_next(tmp_path):
+    """Zero copy: after a frame every step's buffer holds exactly its stream A for the map it
+    read, the map being the previous step's answer and the reserved word its trailer."""
+    engine, _ = connect(tmp_path / "overlay", "alexnet_mnist")
+    try:
+        x = digits(1)
+        answers = engine.run_frame(x[0], trace=True)
+        first = engine.plan.first
+        words = first_map_words(first, x[0], engine.model.maps["input"].boundaries)
+        for n, step in enumerate(engine.plan.steps):
+            buffer = engine.step_buffer(n)
+            buffer.invalidate()
+            expected = step.stream_a(words if n == 0 else answers[n - 1])
+            reserved = engine.map_offset(n) + step.map_words
+            if n:
+                assert decode_trailer(buffer[reserved])[0] == "OK", step.layer.name
+                expected[reserved] = buffer[reserved]
+            assert np.array_equal(np.asarray(buffer), expected), step.layer.name
+        assert len(engine.buffers) == 1 + len(engine.plan.steps) + 2
+        weights = engine.buffers[-1]
+        assert np.array_equal(
+            np.asarray(weights), np.concatenate([s.jobs_b for s in engine.plan.steps])
+        )
+    finally:
+        engine.close()
+
+
+def test_accesses_grow_with_steps_not_jobs(tmp_path):
+    """LeNet planned for a small weight cache has more jobs, the same steps and accesses."""
+    default, device = connect(tmp_path / "a")
+    small, small_device = connect(tmp_path / "b", params=SMALL_W)
+    try:
+        jobs = [sum(len(s.jobs) for s in e.plan.steps) for e in (default, small)]
+        assert jobs[1] > jobs[0] and len(default.plan.steps) == len(small.plan.steps)
+        counts = [
+            len(frame_counts(e, d, digits(1))[0])
+            for e, d in ((default, device), (small, small_device))
+        ]
+        print(f"jobs {jobs}: register accesses per frame {counts}")
+        assert counts[0] == counts[1]
+    finally:
+        default.close()
+        small.close()
+
+
+def test_one_stream_overlay_sends_everything_on_stream_a(tmp_path, references):
+    """STREAMS=1: no weights DMA in the design, no stream-B words in the plan, six register
+    accesses per step, and the same logits."""
+    x, (_, sim_logits, _), _ = references["lenet5"]
+    engine, device = connect(tmp_path / "overlay", params={"STREAMS": 1})
+    try:
+        assert engine.info["STREAMS"] == 1 and set(device.dmas) == {"dma"}
+        assert not any(step.jobs_b.size for step in engine.plan.steps)
+        assert np.array_equal(engine.run(x)[1], sim_logits)
+        accesses, transfers, _ = frame_counts(engine, device, x[:1])
+        steps = len(engine.plan.steps)
+        assert (
+            len(accesses)
+            == STEP_ACCESSES * steps
+            == estimate(engine.model, engine.params)["host"]["accesses"]
+        )
+        assert len(transfers) == 2 * steps
+    finally:
+        engine.close()
+
+
+# ---- load: probe, buffers, register map -------------------------------------------------------
 
 
 def test_probe_answer_and_buffers(lenet):
     engine, device = lenet
-    assert engine.info["P"] == engine.params["P"] and engine.info["K_MAX"] == 16
-    jobs = sum(len(p.jobs) for p in engine.packed.values())
-    assert jobs >= 3
-    # One constant buffer (probe + every job), one input and one output buffer.
-    assert len(engine._buffers) == 3
-    pointers = sorted(b.physical_address for b in engine._buffers)
+    for key, value in device.kernel.config.items():
+        if key in engine.info:
+            assert engine.info[key] == value, key
+    # Probe, one buffer per step, the output and the stream-B words.
+    steps = len(engine.plan.steps)
+    assert len(engine.buffers) == 1 + steps + 1 + 1
+    pointers = sorted(b.physical_address for b in engine.buffers)
     engine.close()
     assert sorted(device.freed) == pointers
+    engine.close()  # idempotent
 
 
 @pytest.mark.parametrize(
-    "overlay, field",
-    [({"params": {"P": 8}}, "P: kernel 16, kcnn.json 8"), ({"contract": {"K_MAX": 8}}, "K_MAX")],
+    "overlay, kernel, field",
+    [
+        ({"P": 8}, {}, "P: kernel 16, kcnn.json 8"),
+        ({"LRN_LANES": 8}, {}, "LRN_LANES: kernel 4, kcnn.json 8"),
+        ({"CH_MAX": 512}, {}, "CH_MAX: kernel 1024, kcnn.json 512"),
+        ({"IN_DEPTH": 1 << 17}, {}, "IN_DEPTH: kernel 262144, kcnn.json 131072"),
+        ({}, {"OUT_DEPTH": 8192}, "OUT_DEPTH: kernel 8192, kcnn.json 16384"),
+    ],
 )
-def test_configuration_mismatch_is_refused(tmp_path, overlay, field):
-    write_overlay(tmp_path, **overlay)
-    device = FakeZynq()
+def test_probe_mismatch_is_refused(tmp_path, overlay, kernel, field):
+    write_overlay(tmp_path, overlay)
+    device = FakeZynq(kernel)
     ol = KCNNOverlay(tmp_path, device=device)
     with pytest.raises(KcnnError, match="refused") as err:
         ol.engine(load(models.table_path("lenet5")))
     assert field in str(err.value)
-    assert len(device.freed) == 3  # the refused engine's buffers are freed
+    assert len(device.freed) == len(device.memory)  # the refused engine's buffers are freed
 
 
-def test_kernel_that_never_finishes_times_out_and_the_next_run_recovers(tmp_path):
-    engine, device = connect(tmp_path / "overlay", timeout_s=0.3)
-    x = digits(2)
-    expected = Simulator(engine.model).run(x, trace=True)[2]
-    device.hang = True
-    start = time.monotonic()
-    with pytest.raises(TimeoutError) as err:
-        engine.run(x)
-    assert time.monotonic() - start < 0.3 + 1.0
-    message = str(err.value)
-    assert "layer 'conv1' job 0" in message and "within 0.3 s (sent " in message
-    assert "receive channel still busy with 2352 bytes armed" in message
-    device.hang = False
-    with pytest.warns(RuntimeWarning, match="resetting the DMA, reloading the overlay"):
-        maps = engine.run(x, trace=True)[2]
-    assert device.reloads == 2  # at load, and after the fault through Overlay.download
-    for key, value in expected.items():
-        assert np.array_equal(maps[key], value), key
-    engine.close()
+def test_contract_mismatch_is_refused(tmp_path):
+    write_overlay(tmp_path, contract={"K_MAX": 8})
+    device = FakeZynq()
+    with pytest.raises(KcnnError, match="K_MAX: kernel 16, kcnn.json 8, this release 16"):
+        KCNNOverlay(tmp_path, device=device).engine(load(models.table_path("lenet5")))
+    assert len(device.freed) == len(device.memory)
 
 
-def test_short_output_is_a_byte_count_error(lenet):
-    engine, device = lenet
-    device.short_output = 1
-    with pytest.raises(BoardFault, match=r"layer 'conv1' job 0: received \d+ bytes, expected"):
-        engine.run(digits(1))
-    with pytest.warns(RuntimeWarning, match="short output"):
-        out = engine.run(digits(1))[1]
-    assert np.array_equal(out, Simulator(engine.model).run(digits(1))[1])
+def test_register_offsets_and_dma_roles_come_from_the_hwh(tmp_path, references):
+    """Arguments from 0x20 (as with counted auto-restart) and the weights DMA first in the
+    file and at the lower address: the driver follows the .hwh, so the frame is the same."""
+    x, (_, sim_logits, _), _ = references["lenet5"]
+    engine, device = connect(tmp_path / "overlay", args_at=0x20, swap_dmas=True)
+    try:
+        ol_regs = kernel_registers(0x20)
+        assert engine.ip._status == ol_regs["status"] and engine.ip._info[0] == [0x20, 0x24]
+        assert np.array_equal(engine.run(x)[1], sim_logits)
+    finally:
+        engine.close()
 
 
-def test_dma_error_bits_give_a_clear_message(lenet):
-    engine, device = lenet
-    device.dma_error = 0x40
-    with pytest.raises(BoardFault, match="DMA decode error on the S2MM"):
-        engine.run(digits(1))
-    with pytest.warns(RuntimeWarning):
-        engine.run(digits(1))
+def test_register_map_that_does_not_fit_the_kernel_is_refused(tmp_path):
+    """The .hwh puts the arguments at 0x10, the kernel has them at 0x20: the info registers
+    the driver reads differ from the probe's answer."""
+    write_overlay(tmp_path)
+    device = FakeZynq(kernel_args_at=0x20)
+    ol = KCNNOverlay(tmp_path, device=device)
+    with pytest.raises(
+        KcnnError,
+        match=r"info registers \(0x0, .*\) differ from its probe "
+        r"answer \(0x4E4E434B, .*\(refused\)",
+    ):
+        ol.engine(load(models.table_path("lenet5")))
+    assert len(device.freed) == len(device.memory)
 
 
-@pytest.mark.parametrize("late", [False, True], ids=["answered-at-once", "answered-late"])
-def test_bad_job_reports_the_kernel_status(lenet, late):
-    """Answered before the inputs are sent, they never are; answered after, the short
-    answer still names the status."""
-    engine, device = lenet
-    device.answer_late = late
-    packed = engine.packed["conv1"].jobs[0]
-    at = engine._offsets[id(packed)]
-    engine._constant[at] ^= np.uint64(1)  # break the magic word
-    sends = []
-    original = device._send
-    device._send = lambda nbytes: (sends.append(nbytes), original(nbytes))
-    with pytest.raises(BoardFault, match="layer 'conv1' job 0: .* kernel status BAD_MAGIC"):
-        engine.run(digits(1))
-    inputs = packed.input_words * 8
-    assert sends == [packed.constant.size * 8] + ([inputs] if late else [])
-    device.answer_late = False
-    engine._constant[at] ^= np.uint64(1)
-    with pytest.warns(RuntimeWarning):
-        engine.run(digits(1))
-
-
-def test_transfer_above_the_dma_maximum_is_refused(tmp_path):
-    with pytest.raises(KcnnError, match="exceed the DMA's maximum transfer of 1023 bytes"):
-        engine, _ = connect(tmp_path / "overlay", dma={"C_SG_LENGTH_WIDTH": "10"})
-        engine.run(digits(1))
-
-
-def test_info_words_reach_the_driver_through_the_probe_answer(tmp_path):
+def test_info_registers_read_zero_before_the_kernel_runs(tmp_path):
     write_overlay(tmp_path)
     device = FakeZynq()
     ol = KCNNOverlay(tmp_path, device=device)
-    # Before the kernel has run, its info registers read 0 through pynq's MMIO.
-    assert [ol.kcnn.read(IP_REGISTERS[f"info{i}_1"]) for i in range(4)] == [0, 0, 0, 0]
+    assert ol.kernel.info() == [0, 0, 0, 0]
     engine = ol.engine(load(models.table_path("lenet5")))
-    # The kernel's own configuration (from the C-sim library) arrived in the probe's answer.
-    for key, value in device.kernel.config.items():
-        assert engine.info[key] == value, key
-    engine.close()
+    try:
+        status = ol.status()
+        assert status["kernel"]["auto_restart"] and status["kernel"]["status"] == "OK"
+        assert status["kernel"]["info"] == engine.info
+        states = {
+            label.split()[0] + label.split()[1]: c["state"] for label, c in status["dma"].items()
+        }
+        # The probe uses stream A and the answers; stream B has not moved yet.
+        assert states["streamA"].startswith("idle") and states["answerchannel"].startswith("idle")
+        assert states["streamB"].startswith("active (")
+        engine.run(digits(1))
+        assert all(c["state"].startswith("idle (") for c in ol.status()["dma"].values())
+        assert ol.status()["dma"]["answer channel (jobs DMA, S2MM)"]["received_bytes"] == 48
+    finally:
+        engine.close()
 
 
-def test_overlay_binds_the_drivers_and_cross_checks_pynqs_parser(tmp_path):
+def test_overlay_binds_the_drivers(tmp_path):
     write_overlay(tmp_path)
     ol = KCNNOverlay(tmp_path, device=FakeZynq())
-    assert type(ol.kcnn).__name__ == "KcnnIP" and type(ol.dma).__name__ == "DMA"
-    assert ol.dma.buffer_max_size == 2**26 - 1
-    ol.cross_check()
-    # pynq's parser reading another offset than ours (its ip_dict hands out copies)
-    entry = dict(ol.ip_dict["kcnn"])
-    entry["registers"] = {name: dict(reg) for name, reg in entry["registers"].items()}
-    entry["registers"]["status"]["address_offset"] += 4
-    ol.ip_dict = {**dict(ol.ip_dict), "kcnn": entry}
-    with pytest.raises(KcnnError, match="register status: .hwh reader offset 80, pynq 84"):
-        ol.cross_check()
+    assert type(ol.kernel).__name__ == "KcnnIP"
+    assert (ol.jobs_dma_name, ol.weights_dma_name) == ("dma", "dma_w")
+    jobs, weights = ol.driver("dma"), ol.driver("dma_w")
+    assert type(jobs).__name__ == type(weights).__name__ == "DMA"
+    assert jobs.buffer_max_size == 2**26 - 1 and weights.recvchannel is None
+
+
+def test_transfer_above_the_dma_maximum_is_refused_at_load(tmp_path):
+    write_overlay(tmp_path, dma={"C_SG_LENGTH_WIDTH": "12"})
+    device = FakeZynq()
+    ol = KCNNOverlay(tmp_path, device=device)
+    with pytest.raises(
+        KcnnError,
+        match=r"step 0 \(layer 'conv1'\): the stream A .* transfer of "
+        r"\d+ bytes exceeds the DMA's maximum transfer of 4095 bytes",
+    ):
+        ol.engine(load(models.table_path("lenet5")))
+    assert device.transfers == []  # refused before any register was written
+    assert len(device.freed) == len(device.memory)
+
+
+def test_timing_failure_is_refused_unless_asked(tmp_path):
+    write_overlay(tmp_path, timing={"wns_ns": -0.31, "met": False, "negative_slack_allowed": False})
+    device = FakeZynq()
+    with pytest.raises(KcnnError, match=r"WNS -0.31 ns .* \(refused\)"):
+        KCNNOverlay(tmp_path, device=device)
+    assert device.reloads == 0  # refused before programming the PL
+    with pytest.warns(RuntimeWarning, match="timing not met"):
+        KCNNOverlay(tmp_path, device=device, allow_timing_failure=True)
+
+
+def test_clock_differing_from_kcnn_json_is_reported(tmp_path):
+    write_overlay(tmp_path, {"CLOCK_MHZ": 150})  # the IO PLL gives 1000 / 7 = 142.857 MHz
+    device = FakeZynq()
+    ol = KCNNOverlay(tmp_path, device=device)
+    with pytest.warns(RuntimeWarning, match=r"PL clock runs at 142.857 MHz .* CLOCK_MHZ=150"):
+        ol.engine(load(models.table_path("lenet5"))).close()
+
+
+# ---- faults and recovery --------------------------------------------------------------------
+
+
+def recovers_to_sim(engine, device, x, expected, reloads):
+    with pytest.warns(RuntimeWarning, match="resetting the DMAs, reloading the overlay"):
+        logits = engine.run(x)[1]
+    assert np.array_equal(logits, expected)
+    assert device.reloads == reloads
+
+
+def test_hang_times_out_naming_step_layer_and_bytes_then_recovers(tmp_path, references):
+    x, (_, sim_logits, _), _ = references["lenet5"]
+    engine, device = connect(tmp_path / "overlay", timeout_s=0.3)
+    try:
+        device.inject("hang")
+        start = time.monotonic()
+        with pytest.raises(TimeoutError) as err:
+            engine.run(x)
+        assert time.monotonic() - start < 0.3 + 1.0
+        message = str(err.value)
+        print(message)
+        step = engine.plan.steps[0]
+        words = step_words(step)
+        assert "step 0 (layer 'conv1'): no answer within 0.3 s" in message
+        assert f"stream A {8 * words['a']} bytes" in message
+        assert f"stream B {8 * words['b']} bytes" in message
+        assert f"answer {8 * words['out']} bytes expected" in message
+        device.faults.clear()
+        recovers_to_sim(engine, device, x, sim_logits, reloads=2)
+    finally:
+        engine.close()
+
+
+def test_truncated_answer_is_named_then_recovers(tmp_path, references):
+    x, (_, sim_logits, _), _ = references["lenet5"]
+    engine, device = connect(tmp_path / "overlay")
+    try:
+        device.inject("truncate", 1)
+        with pytest.raises(
+            StepFault,
+            match=r"step 0 \(layer 'conv1'\): the answer of 294 words "
+            r"ends without a trailer",
+        ):
+            engine.run(x)
+        recovers_to_sim(engine, device, x, sim_logits, reloads=2)
+    finally:
+        engine.close()
+
+
+def test_answer_longer_than_armed_is_a_dma_internal_error(tmp_path, references):
+    x, (_, sim_logits, _), _ = references["lenet5"]
+    engine, device = connect(tmp_path / "overlay")
+    try:
+        device.inject("extra", 3)
+        with pytest.raises(
+            BoardFault,
+            match=r"step 0 \(layer 'conv1'\): the answer channel .* "
+            r"stopped: halted, DMA internal error",
+        ):
+            engine.run(x)
+        recovers_to_sim(engine, device, x, sim_logits, reloads=2)
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize(
+    "dma, channel, bits, error, match",
+    [
+        ("dma", "S2MM", 0x40, BoardFault, r"the answer channel .* halted, DMA decode error"),
+        ("dma_w", "MM2S", 0x20, TimeoutError, r"stream B \d+ bytes \(halted, DMA slave error"),
+        ("dma", "MM2S", 0x10, TimeoutError, r"stream A \d+ bytes \(halted, DMA internal error"),
+    ],
+)
+def test_dma_error_bits_are_named_then_recovered(
+    tmp_path, references, dma, channel, bits, error, match
+):
+    x, (_, sim_logits, _), _ = references["lenet5"]
+    engine, device = connect(tmp_path / "overlay", timeout_s=0.3)
+    try:
+        device.inject("dma_error", (dma, channel, bits))
+        with pytest.raises(error, match=match) as err:
+            engine.run(x)
+        assert "step 0 (layer 'conv1')" in str(err.value)
+        recovers_to_sim(engine, device, x, sim_logits, reloads=2)
+    finally:
+        engine.close()
+
+
+def test_refused_job_in_the_middle_of_a_multi_job_step(tmp_path, references):
+    """AlexNet's conv3 has two jobs: the second is refused after the first has answered;
+    the trailer names it, and only the first job's words came back."""
+    x, (_, sim_logits, _), _ = references["alexnet_mnist"]
+    engine, device = connect(tmp_path / "overlay", "alexnet_mnist")
+    try:
+        step = next(s for s in engine.plan.steps if s.layer.name == "conv3")
+        assert len(step.jobs) == 2
+        restore = corrupt(engine, step.index, job_header_at(engine, step, 1), JOB_TAG)
+        first = step.jobs[0].out_words
+        with pytest.raises(StepFault) as err:
+            engine.run(x)
+        message = str(err.value)
+        print(message)
+        assert (
+            f"step {step.index} (layer 'conv3'): the kernel refused job 1 with status "
+            f"BAD_JOB ({first} of {step.out_words} output words came back)" in message
+        )
+        assert err.value.layer == "conv3"
+        restore()
+        recovers_to_sim(engine, device, x, sim_logits, reloads=2)
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("job", [0, 3])
+def test_refused_job_whose_good_answer_is_one_word(tmp_path, references, job):
+    """LeNet's fc1 planned for a small weight cache: jobs 0 and 3 answer one word each. The
+    refusal is seen from the answer's length and named by its trailer."""
+    x, (_, sim_logits, _), _ = references["lenet5"]
+    engine, device = connect(tmp_path / "overlay", params=SMALL_W)
+    try:
+        step = next(s for s in engine.plan.steps if s.layer.name == "fc1")
+        assert step.jobs[job].out_words == 1
+        before = sum(j.out_words for j in step.jobs[:job])
+        restore = corrupt(engine, step.index, job_header_at(engine, step, job), JOB_TAG)
+        with pytest.raises(
+            StepFault,
+            match=rf"the kernel refused job {job} with status BAD_JOB "
+            rf"\({before} of {step.out_words} output words came back\)",
+        ):
+            engine.run(x)
+        restore()
+        recovers_to_sim(engine, device, x, sim_logits, reloads=2)
+    finally:
+        engine.close()
+
+
+def test_refused_sparse_byte_is_named(tmp_path, references):
+    """A weight byte of a sparse job corrupted in the persistent buffer."""
+    x, (_, sim_logits, _), _ = references["lenet5"]
+    engine, device = connect(tmp_path / "overlay", params=SMALL_W)
+    try:
+        step = next(s for s in engine.plan.steps if s.layer.name == "fc1")
+        job = step.jobs[2]
+        assert job.sparse
+        # The first weight word on stream A after the header and the biases.
+        at = job_header_at(engine, step, 2) + 2 + -(-job.channels // 2)
+        restore = corrupt(engine, step.index, at, 0xFF)
+        with pytest.raises(
+            StepFault,
+            match=r"layer 'fc1'\): the kernel refused job 2 with "
+            r"status BAD_SPARSE",
+        ):
+            engine.run(x)
+        restore()
+        recovers_to_sim(engine, device, x, sim_logits, reloads=2)
+    finally:
+        engine.close()
+
+
+# ---- the fake is as strict as the board --------------------------------------------------------
+
+
+def test_fake_dma_reads_only_flushed_bytes_and_the_cpu_sees_only_invalidated_ones(tmp_path):
+    """The cache model the driver's flush() and invalidate() calls are tested against."""
+    write_overlay(tmp_path)
+    device = FakeZynq()
+    ol = KCNNOverlay(tmp_path, device=device)
+    dma = ol.driver("dma")
+    src = pynq.allocate((4,), np.uint64, target=device)
+    dst = pynq.allocate((4,), np.uint64, target=device)
+    src[:] = [1, 2, 3, 4]
+    # Not flushed: the DMA reads what DDR holds (the allocation's garbage).
+    assert not np.array_equal(device.memory[src.physical_address].device.view(np.uint64), src)
+    src.flush()
+    assert np.array_equal(device.memory[src.physical_address].device.view(np.uint64), src)
+    device.memory[dst.physical_address].device[:] = 7  # the device writes DDR
+    assert not np.any(np.asarray(dst) == np.uint64(0x0707070707070707))
+    dst[2:].invalidate()
+    assert list(np.asarray(dst)[2:]) == [0x0707070707070707] * 2
+    assert dst[0] == np.uint64(0xA5A5A5A5A5A5A5A5)  # outside the invalidated range
+    assert dma.sendchannel.running
+
+
+def test_fake_dma_halts_on_errors_until_reset(tmp_path):
+    write_overlay(tmp_path)
+    device = FakeZynq()
+    ol = KCNNOverlay(tmp_path, device=device)
+    mmio = ol.driver("dma").mmio
+    mmio.write(0x28, 0)  # MM2S LENGTH 0: internal error
+    assert mmio.read(0x04) & 0x11 == 0x11
+    mmio.write(0x00, 1)  # run again: still halted
+    assert mmio.read(0x04) & 0x1
+    mmio.write(0x00, 4)  # soft reset, self-clearing
+    assert mmio.read(0x00) & 4 and not mmio.read(0x00) & 4
+    mmio.write(0x00, 1)
+    assert mmio.read(0x04) & 0x71 == 0
+
+
+def test_fake_kernel_waits_for_stream_b(lenet):
+    """A step with stream-B words runs only once both transfers have arrived."""
+    engine, device = lenet
+    step = engine.plan.steps[0]
+    assert step.jobs_b.size
+    engine._out.start(engine._io[0].answer_address, engine._io[0].answer_bytes)
+    engine._a.start(engine._io[0].a_address, engine._io[0].a_bytes)
+    runs = len(device.invocations)
+    assert len(device.invocations) == runs and not engine._out.status() & 0x2
+    engine._b.start(engine._io[0].b_address, engine._io[0].b_bytes)
+    assert len(device.invocations) == runs + 1 and engine._out.status() & 0x2
+
+
+def test_fake_kernel_without_auto_restart_runs_one_step(lenet):
+    """ap_ctrl_hs: with auto-restart cleared, the invocation already waiting runs step 0 and
+    the kernel then stays idle, so step 1 gets no answer."""
+    engine, device = lenet
+    engine.timeout_s = 0.2
+    engine.ip.stop()
+    with pytest.raises(TimeoutError, match=r"step 1 \(layer 'MaxPool'\): no answer"):
+        engine.run(digits(1))
+    assert engine.ip.control()["idle"] and not engine.ip.control()["auto_restart"]
+    engine.timeout_s = 2.0
+    with pytest.warns(RuntimeWarning, match="restarting the channels and the kernel"):
+        engine.run(digits(1))  # recovery re-arms auto-restart
+
+
+# ---- the Accelerator ------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -205,12 +637,12 @@ def active_fake_device():
     del pynq.Device._active_device
 
 
-def test_accelerator_auto_picks_the_board(tmp_path, monkeypatch, active_fake_device):
+def test_accelerator_auto_picks_the_board(tmp_path, monkeypatch, active_fake_device, references):
     write_overlay(tmp_path)
     monkeypatch.setattr(kcnn.accelerator, "board_present", lambda: True)  # the FPGA manager
-    x = digits(3)
+    x, (_, sim_logits, _), _ = references["lenet5"]
     with Accelerator(models.table_path("lenet5"), backend="auto", overlay=tmp_path) as acc:
         assert acc.backend == "board" and "matching overlay" in acc.reason
-        assert np.array_equal(acc.predict(x), Simulator(acc.model).run(x)[1].argmax(axis=1))
-        buffers = [b.physical_address for b in acc._engine._buffers]
+        assert np.array_equal(acc.predict(x), sim_logits.argmax(axis=1))
+        buffers = [b.physical_address for b in acc._engine.buffers]
     assert sorted(active_fake_device.freed) == sorted(buffers)

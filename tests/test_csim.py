@@ -152,7 +152,8 @@ def test_probe_answers_the_configuration(params):
 
 def _good_step(params):
     rng = np.random.default_rng(5)
-    model, layer = one_layer_model(rng, form="sparse", c_out=40, c_in=20)
+    # more output channels than one job holds (256): two jobs
+    model, layer = one_layer_model(rng, form="sparse", c_out=300, c_in=20)
     codes = random_codes(rng, layer, 1, model.maps["input"].J)
     x = floats_for(model, codes)
     plan = plan_model(model, params)

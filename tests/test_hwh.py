@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from kcnn.errors import KcnnError
-from kcnn.host.hwh import find_ip, read_hwh, register_offset
+from kcnn.host.hwh import (
+    find_ip,
+    read_hwh,
+    register_offset,
+    scalar_output,
+    stream_connections,
+)
 
 DMA_DRIVER_PARAMETERS = [
     "c_include_sg",
@@ -90,6 +96,40 @@ def test_reader_agrees_with_pynqs_parser(resizer):
         assert all(entry["parameters"][k] == theirs[name]["parameters"][k] for k in shared)
     dma = ours["axi_dma_0"]["parameters"]
     assert all(dma[k] == theirs["axi_dma_0"]["parameters"][k] for k in DMA_DRIVER_PARAMETERS)
+
+
+def test_stream_wiring(resizer):
+    """resizer.hwh: DMA -> width converter -> HLS IP -> width converter -> DMA."""
+    links = stream_connections(resizer)
+    assert links[("axi_dma_0", "M_AXIS_MM2S")] == {("axis_dwidth_converter_0", "S_AXIS")}
+    assert links[("resize_accel_0", "src")] == {("axis_dwidth_converter_0", "M_AXIS")}
+    assert links[("axi_dma_0", "S_AXIS_S2MM")] == {("axis_dwidth_converter_1", "M_AXIS")}
+    assert all(port != "S_AXI_LITE" for _, port in links)  # AXI-Stream nets only
+
+
+def vitis_registers(args_at=0x10):
+    regs = {"CTRL": 0}
+    for i in range(4):
+        for k, suffix in enumerate(("_1", "_2", "_ctrl")):
+            regs[f"info{i}{suffix}"] = args_at + 24 * i + 4 * k
+    regs.update({"status": args_at + 96, "status_ctrl": args_at + 100})
+    return {name: {"address_offset": off, "size": 32} for name, off in regs.items()}
+
+
+def test_scalar_output_offsets():
+    regs = vitis_registers()
+    assert scalar_output(regs, "info1", 64) == ([0x28, 0x2C], 0x30)
+    assert scalar_output(regs, "status", 32) == ([0x70], 0x74)
+    assert scalar_output(vitis_registers(0x20), "info0", 64) == ([0x20, 0x24], 0x28)
+    # One whole 64-bit register is taken too.
+    whole = {"info0": {"address_offset": 0x10, "size": 64}}
+    assert scalar_output(whole, "info0", 64) == ([0x10, 0x14], None)
+    with pytest.raises(
+        KcnnError,
+        match=r"kcnn has no register for its 64-bit output 'info2': "
+        r"expected info2_1 and info2_2 \(registers: CTRL, info0\)",
+    ):
+        scalar_output({"CTRL": {"address_offset": 0}, **whole}, "info2", 64, "kcnn")
 
 
 def test_bad_files_are_named(tmp_path):

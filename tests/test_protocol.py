@@ -194,3 +194,18 @@ def test_word_counts_and_trips_of_a_pool():
     # max(1 block x 3, the next plane's 4 words) = 4; the last one 3.
     assert step.loop_log() == [("DESCRIPTOR", 8), ("PLANE", 4), ("POOL", 4), ("POOL", 4),
                                ("POOL", 3)]
+
+
+def test_the_kernel_answers_the_worked_step_as_worked_out_by_hand():
+    from kcnn.sim.csim import CsimKernel
+
+    step = plan_model(worked_fc_model(), BuildParams(STREAMS=2)).first
+    a = np.array(WORKED_A, np.uint64)
+    b = np.array(WORKED_B, np.uint64)
+    a_last = np.zeros(a.size, np.uint8)
+    a_last[-1] = 1
+    b_last = np.ones(1, np.uint8)
+    out, res, log = CsimKernel(BuildParams(STREAMS=2)).run_words(a, a_last, b, b_last, 4)
+    assert [int(w) for w in out] == WORKED_ANSWER
+    assert res["status"] == 0 and res["first_last"] == 1
+    assert log == step.loop_log()

@@ -19,13 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from kcnn.config import ARITHMETIC_CONTRACT, BUILD_DEFAULTS
+from kcnn.config import ARITHMETIC_CONTRACT, BUILD_PARAMETERS, BuildParams
+from kcnn.errors import KcnnError
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_TCL = ROOT / "build.tcl"
 HLS_TCL = ROOT / "hls" / "build_ip.tcl"
 HARNESS = Path(__file__).with_name("tcl_dryrun.tcl")
 TCLSH = shutil.which("tclsh")
+DEFAULTS = BuildParams().as_dict()
 
 pytestmark = pytest.mark.skipif(TCLSH is None, reason="tclsh not installed (apt install tcl)")
 
@@ -176,15 +178,17 @@ def test_build_steps_in_order(tmp_path: Path) -> None:
         run.index("assign_bd_address"),
         run.index("validate_bd_design"),
         run.index("make_wrapper"),
+        run.index("set_property", "STEPS.PHYS_OPT_DESIGN.IS_ENABLED", "true", "impl_1"),
+        run.index("set_property", "STEPS.POST_ROUTE_PHYS_OPT_DESIGN.IS_ENABLED", "true"),
         run.index("launch_runs", "impl_1", "write_bitstream"),
         run.index("wait_on_run"),
         run.index("open_run"),
-        run.index("report_utilization"),
-        run.index("report_timing_summary"),
-        run.index("get_timing_paths"),
+        run.index("report_utilization", "-return_string"),
+        run.index("report_timing_summary", "-return_string"),
         run.index("get_nets"),
+        run.index("get_timing_paths"),
         run.index("file copy"),
-        run.index("open"),
+        run.index("open", str(ROOT / "overlay" / "kcnn.json"), "w"),
         run.index("exit", "0"),
     ]
     assert order == sorted(order)
@@ -277,26 +281,59 @@ def test_board_repo_problems_fail_early(tmp_path: Path) -> None:
 
 
 def test_dma_settings(tmp_path: Path) -> None:
+    """Two DMAs in simple mode with 26-bit lengths and 64-bit words: "dma" sends stream A and
+    receives the answers, "dma_w" only sends stream B."""
     run = dry_run(tmp_path, BUILD_TCL)
-    dma = run.bd_dict("dma")
-    assert dma["CONFIG.c_include_sg"] == "0"
-    assert dma["CONFIG.c_sg_length_width"] == "26"
-    for key in (
-        "c_m_axi_mm2s_data_width",
-        "c_m_axis_mm2s_tdata_width",
-        "c_m_axi_s2mm_data_width",
-        "c_s_axis_s2mm_tdata_width",
-    ):
-        assert dma[f"CONFIG.{key}"] == "64", key
+    for cell, s2mm in (("dma", "1"), ("dma_w", "0")):
+        dma = run.bd_dict(cell)
+        assert dma["CONFIG.c_include_sg"] == "0"
+        assert dma["CONFIG.c_sg_length_width"] == "26"
+        assert dma["CONFIG.c_include_mm2s"] == "1"
+        assert dma["CONFIG.c_include_s2mm"] == s2mm
+        keys = ["c_m_axi_mm2s_data_width", "c_m_axis_mm2s_tdata_width"]
+        if s2mm == "1":
+            keys += ["c_m_axi_s2mm_data_width", "c_s_axis_s2mm_tdata_width"]
+        for key in keys:
+            assert dma[f"CONFIG.{key}"] == "64", (cell, key)
+    cells = [c["args"][-1] for c in run.find("create_bd_cell", "xilinx.com:ip:axi_dma:7.1")]
+    assert cells == ["dma", "dma_w"]
 
 
 def test_dma_config_names_are_real_axi_dma_parameters(tmp_path: Path) -> None:
     run = dry_run(tmp_path, BUILD_TCL)
-    dma = run.bd_dict("dma")
-    assert dma
-    names = {key.removeprefix("CONFIG.") for key in dma}
-    assert all(key.startswith("CONFIG.") for key in dma)
-    assert names <= AXI_DMA_PARAMS, names - AXI_DMA_PARAMS
+    for cell in ("dma", "dma_w"):
+        dma = run.bd_dict(cell)
+        assert dma
+        names = {key.removeprefix("CONFIG.") for key in dma}
+        assert all(key.startswith("CONFIG.") for key in dma)
+        assert names <= AXI_DMA_PARAMS, names - AXI_DMA_PARAMS
+
+
+def test_each_dma_master_has_its_own_hp_port(tmp_path: Path) -> None:
+    run = dry_run(tmp_path, BUILD_TCL)
+    data = {
+        c["dict"]["Master"]: c["dict"]["Slave"]
+        for c in run.find("apply_bd_automation", "xilinx.com:bd_rule:axi4")
+        if c["dict"]["Master"] != "/ps7/M_AXI_GP0"
+    }
+    assert data == {
+        "/dma/M_AXI_MM2S": "/ps7/S_AXI_HP0",
+        "/dma/M_AXI_S2MM": "/ps7/S_AXI_HP1",
+        "/dma_w/M_AXI_MM2S": "/ps7/S_AXI_HP2",
+    }
+    ps7 = run.bd_dict("ps7")
+    for hp in (0, 1, 2):
+        assert ps7[f"CONFIG.PCW_USE_S_AXI_HP{hp}"] == "1"
+        assert ps7[f"CONFIG.PCW_S_AXI_HP{hp}_DATA_WIDTH"] == "64"
+
+
+def test_one_stream_build_has_no_weights_dma(tmp_path: Path) -> None:
+    run = dry_run(tmp_path, BUILD_TCL, "STREAMS=1", "ip_repo=" + str(tmp_path))
+    assert run.rc == 0, run.stderr
+    assert not run.bd_dict("dma_w") and "CONFIG.PCW_USE_S_AXI_HP2" not in run.bd_dict("ps7")
+    nets = [c["args"] for c in run.find("connect_bd_intf_net")]
+    assert nets == [["dma/M_AXIS_MM2S", "kcnn/in_a"], ["kcnn/out_stream", "dma/S_AXIS_S2MM"]]
+    assert json.loads((run.scratch / "kcnn.json").read_text())["build"]["STREAMS"] == 1
 
 
 def test_dma_parameter_list_matches_hwh() -> None:
@@ -318,15 +355,18 @@ def test_dma_parameter_list_matches_hwh() -> None:
 def test_streams_and_control_match_the_hls_top(tmp_path: Path) -> None:
     source = (ROOT / "hls" / "kcnn_top.cpp").read_text()
     assert re.search(r"\bvoid kcnn_top\(", source)
-    axis = re.findall(r"INTERFACE mode = axis port = (\w+)", source)
-    assert axis == ["in_stream", "out_stream"]
-    assert "bundle = CTRL" in source
+    axis = re.findall(r"INTERFACE mode\s*=\s*axis port\s*=\s*(\w+)", source)
+    assert sorted(axis) == ["in_a", "in_b", "out_stream"]
+    assert re.search(r"bundle\s*=\s*CTRL", source)
     run = dry_run(tmp_path, BUILD_TCL)
     nets = [c["args"] for c in run.find("connect_bd_intf_net")]
-    assert ["dma/M_AXIS_MM2S", "kcnn/in_stream"] in nets
-    assert ["kcnn/out_stream", "dma/S_AXIS_S2MM"] in nets
+    assert nets == [
+        ["dma/M_AXIS_MM2S", "kcnn/in_a"],
+        ["kcnn/out_stream", "dma/S_AXIS_S2MM"],
+        ["dma_w/M_AXIS_MM2S", "kcnn/in_b"],
+    ]
     slaves = [c["args"][-1] for c in run.find("apply_bd_automation", "xilinx.com:bd_rule:axi4")]
-    assert {"dma/S_AXI_LITE", "kcnn/s_axi_CTRL", "ps7/S_AXI_HP0", "dma/M_AXI_S2MM"} <= set(slaves)
+    assert {"dma/S_AXI_LITE", "dma_w/S_AXI_LITE", "kcnn/s_axi_CTRL"} <= set(slaves)
 
 
 def test_outputs_written_into_overlay(tmp_path: Path) -> None:
@@ -337,13 +377,19 @@ def test_outputs_written_into_overlay(tmp_path: Path) -> None:
         assert any(Path(c["args"][-1]) == overlay / name for c in run.find("file copy")), name
     assert copies["kcnn.bit"].endswith("kcnn_overlay.runs/impl_1/kcnn_bd_wrapper.bit")
     assert "kcnn_overlay.gen/sources_1/bd/kcnn_bd/hw_handoff/kcnn_bd.hwh" in copies["kcnn.hwh"]
-    (opened,) = run.find("open")
-    assert Path(opened["args"][0]) == overlay / "kcnn.json"
+    for report in ("utilization", "timing"):
+        assert copies[f"kcnn_{report}.rpt"].endswith(f"reports/kcnn_{report}.rpt")
+    assert run.find("open", str(overlay / "kcnn.json"), "w")
     info = json.loads((run.scratch / "kcnn.json").read_text())
     assert info["contract"] == ARITHMETIC_CONTRACT
-    assert info["build"] == BUILD_DEFAULTS
+    assert info["build"] == DEFAULTS
     assert info["ip"] == "xilinx.com:hls:kcnn_top:1.0"
     assert info["part"] == "xc7z020clg400-1"
+    assert info["timing"] == {"wns_ns": 0.5, "met": True, "negative_slack_allowed": False}
+    assert info["utilization"] == {"lut": 35012, "ff": 30117, "bram36": 86.5, "dsp48": 160}
+    # A good build removes what an earlier failed one left.
+    deleted = {Path(c["args"][-1]).name for c in run.find("file delete")}
+    assert {"kcnn_timing_failed.bit", "kcnn_timing_failed.json"} <= deleted
 
 
 def test_hwh_from_srcs_when_no_gen(tmp_path: Path) -> None:
@@ -375,7 +421,9 @@ def test_options_propagate(tmp_path: Path) -> None:
     assert env["KCNN_P"] == "8"
     assert env["KCNN_CLOCK_MHZ"] == "125"
     assert env["KCNN_PART"] == "xc7z020clg400-1"
-    assert env["KCNN_IN_DEPTH"] == str(BUILD_DEFAULTS["IN_DEPTH"])
+    for key in BUILD_PARAMETERS:
+        if key != "P":
+            assert env[f"KCNN_{key}"] == str(DEFAULTS[key]), key
     assert Path(env["KCNN_HLS_SRC"]) == ROOT / "hls"
     assert run.bd_dict("ps7")["CONFIG.PCW_FPGA0_PERIPHERAL_FREQMHZ"] == "125"
     info = json.loads((run.scratch / "kcnn.json").read_text())
@@ -386,7 +434,22 @@ def test_options_propagate(tmp_path: Path) -> None:
     assert hls_exec(run)["env"]["KCNN_PART"] == "xc7z020clg484-1"
 
 
-@pytest.mark.parametrize("arg", ["P=0", "P=x", "clock_mhz=fast", "stop_after=impl", "colour=red"])
+@pytest.mark.parametrize(
+    "arg",
+    [
+        "P=0",
+        "P=x",
+        "P=12",
+        "STREAMS=3",
+        "LRN_LANES=32",
+        "CH_MAX=128",
+        "clock_mhz=fast",
+        "clock_mhz=300",
+        "stop_after=impl",
+        "allow_negative_slack=yes",
+        "colour=red",
+    ],
+)
 def test_bad_options_fail(tmp_path: Path, arg: str) -> None:
     run = dry_run(tmp_path, BUILD_TCL, arg)
     assert run.rc == 1 and "ERROR" in run.stderr
@@ -396,7 +459,6 @@ def test_bad_options_fail(tmp_path: Path, arg: str) -> None:
 @pytest.mark.parametrize(
     ("sets", "message"),
     [
-        (("wns=-0.042",), "timing not met"),
         (("unrouted=net_a net_b",), "not fully routed"),
         (("progress=80%",), "did not finish"),
         (("missing=*kcnn_bd_wrapper.bit",), "bitstream missing"),
@@ -409,6 +471,164 @@ def test_build_fails(tmp_path: Path, sets: tuple[str, ...], message: str) -> Non
     assert run.rc == 1
     assert message in run.stderr
     assert run.calls[-1] == {"cmd": "exit", "args": ["1"]}
+
+
+def python_accepts(key: str, value) -> bool:
+    try:
+        BuildParams.from_mapping({key: value})
+    except KcnnError:
+        return False
+    return True
+
+
+def candidate_values(key: str) -> list:
+    low, high = BuildParams.RANGES[key]
+    values = [0, -low, low // 2 if low > 1 else 3, low, 2 * low, high, 2 * high, low + 1, 3 * low]
+    return sorted({v for v in values if v != 0} | {0}) + ["x", "1.5"]
+
+
+def test_tcl_validates_build_parameters_as_build_params_does(tmp_path: Path) -> None:
+    """Every build parameter, in range and out of it, powers of two and not: build.tcl
+    accepts exactly what kcnn.config.BuildParams accepts."""
+    decisions = []
+    for key in BUILD_PARAMETERS:
+        for value in candidate_values(key):
+            run = dry_run(
+                tmp_path, BUILD_TCL, f"{key}={value}", f"ip_repo={tmp_path}", "stop_after=bd"
+            )
+            tcl = run.rc == 0
+            assert tcl == python_accepts(key, value), (key, value, run.stderr)
+            decisions.append(tcl)
+    assert True in decisions and False in decisions
+    for clock, ok in (
+        ("9.5", False),
+        ("10", True),
+        ("142.857", True),
+        ("250", True),
+        ("251", False),
+    ):
+        run = dry_run(
+            tmp_path, BUILD_TCL, f"clock_mhz={clock}", f"ip_repo={tmp_path}", "stop_after=bd"
+        )
+        assert (run.rc == 0) == ok == python_accepts("CLOCK_MHZ", clock), clock
+
+
+def test_build_ip_tcl_takes_every_build_parameter(tmp_path: Path) -> None:
+    env = {f"KCNN_{key}": str(DEFAULTS[key] // 2 or 1) for key in BUILD_PARAMETERS}
+    run = dry_run(tmp_path, HLS_TCL, env=env)
+    (top,) = run.find("add_files", str(ROOT / "hls" / "kcnn_top.cpp"))
+    flags = top["args"][top["args"].index("-cflags") + 1].split()
+    for key in BUILD_PARAMETERS:
+        assert f"-DKCNN_{key}={env[f'KCNN_{key}']}" in flags, key
+
+
+@pytest.mark.parametrize("key, value", [("STREAMS", "1"), ("LRN_LANES", "8"), ("CH_MAX", "512")])
+def test_a_parameter_hls_would_not_get_is_refused(tmp_path: Path, key: str, value: str) -> None:
+    """A build parameter hls/build_ip.tcl does not turn into -D would silently keep the
+    header's default in the IP: with an older build_ip.tcl that passes P, IN_DEPTH, W_DEPTH
+    and OUT_DEPTH only, a different value stops the build before HLS runs."""
+    run = dry_run(tmp_path, BUILD_TCL, f"{key}={value}")
+    assert run.rc == 0, run.stderr
+    assert hls_exec(run)["env"][f"KCNN_{key}"] == value
+    repo = tmp_path / "repo"
+    (repo / "hls").mkdir(parents=True)
+    shutil.copy(BUILD_TCL, repo / "build.tcl")
+    shutil.copy(ROOT / "hls" / "kcnn_config.h", repo / "hls" / "kcnn_config.h")
+    older = re.sub(
+        r"^set kcnn_params \{[^}]*\}",
+        "set kcnn_params {P IN_DEPTH W_DEPTH OUT_DEPTH}",
+        HLS_TCL.read_text(),
+        flags=re.M,
+    )
+    (repo / "hls" / "build_ip.tcl").write_text(older)
+    run = dry_run(tmp_path, repo / "build.tcl", f"{key}={value}")
+    assert run.rc == 1 and f"{key}={value} differs from the default" in run.stderr
+    assert "hls/build_ip.tcl passes only" in run.stderr and not run.find("exec")
+    assert dry_run(tmp_path, repo / "build.tcl", "P=8").rc == 0  # it does pass P
+    # With an IP built elsewhere there is no HLS step to miss it.
+    run = dry_run(tmp_path, repo / "build.tcl", f"{key}={value}", f"ip_repo={tmp_path}")
+    assert run.rc == 0, run.stderr
+
+
+# ---- issue 14 point 2: timing, reports, an IP built elsewhere ------------------------------
+
+
+def test_negative_slack_keeps_the_build_under_timing_failed_names_and_exits_1(
+    tmp_path: Path,
+) -> None:
+    run = dry_run(tmp_path, BUILD_TCL, sets=("wns=-0.042",))
+    assert run.rc == 1
+    assert "timing not met: WNS -0.042 ns at 100 MHz" in run.stderr
+    assert "kcnn_timing_failed" in run.stderr
+    overlay = ROOT / "overlay"
+    copied = {Path(c["args"][-1]) for c in run.find("file copy")}
+    assert copied == {
+        overlay / f"kcnn_timing_failed{suffix}"
+        for suffix in (".bit", ".hwh", "_utilization.rpt", "_timing.rpt")
+    }
+    assert run.find("open", str(overlay / "kcnn_timing_failed.json"), "w")
+    assert not run.find("file delete")
+    info = json.loads((run.scratch / "kcnn_timing_failed.json").read_text())
+    assert info["timing"] == {"wns_ns": -0.042, "met": False, "negative_slack_allowed": False}
+    assert run.calls[-1] == {"cmd": "exit", "args": ["1"]}
+
+
+def test_allow_negative_slack_keeps_the_normal_names_with_a_warning(tmp_path: Path) -> None:
+    run = dry_run(tmp_path, BUILD_TCL, "allow_negative_slack=1", sets=("wns=-0.042",))
+    assert run.rc == 0, run.stderr
+    assert "WARNING: build.tcl: timing not met (WNS -0.042 ns" in run.stdout
+    copied = {Path(c["args"][-1]).name for c in run.find("file copy")}
+    assert copied == {"kcnn.bit", "kcnn.hwh", "kcnn_utilization.rpt", "kcnn_timing.rpt"}
+    info = json.loads((run.scratch / "kcnn.json").read_text())
+    assert info["timing"] == {"wns_ns": -0.042, "met": False, "negative_slack_allowed": True}
+
+
+@pytest.mark.parametrize(
+    "wns, expected",
+    [
+        ("0.5", 0.5),
+        ("1e-3", 1e-3),
+        (".25", 0.25),
+        ("", None),
+        ("inf", None),
+        ("NaN", None),
+        ("{}", None),
+        ('1"2', None),
+    ],
+)
+def test_kcnn_json_is_valid_whatever_the_tool_returns(tmp_path: Path, wns, expected) -> None:
+    garbage = tmp_path / "util.rpt"
+    garbage.write_text('| Slice LUTs | 1,234 |\n| DSPs | "x" |\n| Block RAM Tile | 3.5 |\n')
+    run = dry_run(
+        tmp_path, BUILD_TCL, "allow_negative_slack=1", sets=(f"wns={wns}", f"util={garbage}")
+    )
+    assert run.rc == 0, run.stderr
+    info = json.loads((run.scratch / "kcnn.json").read_text())
+    assert info["timing"]["wns_ns"] == expected
+    assert info["timing"]["met"] is (expected is not None and expected >= 0)
+    assert info["utilization"] == {"lut": None, "ff": None, "bram36": 3.5, "dsp48": None}
+
+
+def test_no_wns_reported_is_not_a_pass(tmp_path: Path) -> None:
+    run = dry_run(tmp_path, BUILD_TCL, sets=("wns=",))
+    assert run.rc == 1 and "WNS not reported" in run.stderr
+    info = json.loads((run.scratch / "kcnn_timing_failed.json").read_text())
+    assert info["timing"]["wns_ns"] is None and info["timing"]["met"] is False
+
+
+def test_ip_repo_skips_the_hls_step(tmp_path: Path) -> None:
+    ip = tmp_path / "ip"
+    run = dry_run(tmp_path, BUILD_TCL, f"ip_repo={ip}", sets=("path=",))
+    assert run.rc == 0, run.stderr
+    assert not run.find("exec")
+    assert run.find("set_property", "ip_repo_paths", str(ip))
+    info = json.loads((run.scratch / "kcnn.json").read_text())
+    assert info["ip_repo"] == str(ip) and info["hls_tool"] == ""
+    run = dry_run(tmp_path, BUILD_TCL, f"ip_repo={ip}", sets=("missing=*component.xml",))
+    assert run.rc == 1 and "holds no component.xml" in run.stderr
+    assert not run.find("create_project")
+    run = dry_run(tmp_path, BUILD_TCL, f"ip_repo={ip}", "stop_after=hls")
+    assert run.rc == 1 and "no HLS step" in run.stderr
 
 
 def test_missing_ip_stops_before_vivado(tmp_path: Path) -> None:
