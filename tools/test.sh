@@ -1,16 +1,9 @@
 #!/usr/bin/env bash
-# Installs the test environment from the project's own files and runs the whole suite.
-#   tools/test.sh          default tier + the slow tier in reduced form (what CI runs)
-#   tools/test.sh --full   the slow tier at full size as well
-# Extra arguments after the flag go to pytest.
+# Installs the test environments from the project's own files and runs the whole suite in
+# each (what CI runs). Extra arguments go to the main environment's pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export KCNN_SLOW=reduced
-if [ "${1:-}" = "--full" ]; then
-    export KCNN_SLOW=full
-    shift
-fi
 venv=${KCNN_TEST_VENV:-.venv-test}
 python=${KCNN_PYTHON:-python3}
 
@@ -41,7 +34,7 @@ stage "ruff"
 # The console script, not `python -m pytest`: the repository root must not shadow the
 # installed package on sys.path.
 "$venv/bin/pytest" -p no:cacheprovider "$@"
-stage "pytest (KCNN_SLOW=$KCNN_SLOW)"
+stage "pytest in the main environment"
 
 # The board's Python: 3.10 with the lowest numpy the project admits, pynq 3.x (the board
 # images' version) and the C-sim, never `quantize` or `train`. It must reproduce the main
