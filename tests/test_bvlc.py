@@ -6,10 +6,11 @@ session (tests/conftest.py), exactly as the report's command does."""
 import json
 from pathlib import Path
 
+import environments
 import numpy as np
 import pytest
 
-pytest.importorskip("onnxruntime")
+environments.importorskip("onnxruntime")
 
 from kcnn.kfile import load  # noqa: E402
 from kcnn.models.bvlc import DC_DENSITIES  # noqa: E402

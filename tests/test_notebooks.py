@@ -9,9 +9,10 @@ import json
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import environments
 import pytest
 
-pytest.importorskip("nbclient", reason="nbclient is not installed (it comes with the `test` extra)")
+environments.importorskip("nbclient")
 
 import nbformat  # noqa: E402 - nbclient brings it
 from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
@@ -31,12 +32,16 @@ def _ids(path: Path) -> str:
     return path.stem
 
 
+@pytest.mark.main_env
+@pytest.mark.board_env
 def test_the_three_notebooks_are_there():
     names = [path.stem for path in NOTEBOOKS]
     assert len(names) >= 3, names
     assert (FOLDER / STREAMING_JSON).stat().st_size < 200_000
 
 
+@pytest.mark.main_env
+@pytest.mark.board_env
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
 def test_committed_without_outputs(path):
     nb = nbformat.read(path, as_version=4)
@@ -57,6 +62,8 @@ def _python3_of_this_interpreter() -> KernelManager:
     return KernelManager(kernel_name="python3", kernel_spec_manager=specs)
 
 
+@pytest.mark.main_env
+@pytest.mark.board_env
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
 def test_notebook_runs_and_checks_pass(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
@@ -79,6 +86,8 @@ def test_notebook_runs_and_checks_pass(path, tmp_path):
     assert json.loads(text) == [], f"{path.name} imported packages the board lacks"
 
 
+@pytest.mark.main_env
+@pytest.mark.board_env
 def test_pynq_entry_point_delivers_this_folder():
     # pynq get-notebooks imports the entry point's module and copies the folder it lives in.
     found = [ep for ep in entry_points(group="pynq.notebooks") if ep.name == "kcnn"]

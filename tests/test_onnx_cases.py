@@ -7,13 +7,15 @@ checker) is what refuses it. The BVLC AlexNet build is checked under ``slow``.
 
 from __future__ import annotations
 
+import environments
 import numpy as np
-import onnx
-import onnx_cases
 import pytest
-from onnx import numpy_helper
 
-ort = pytest.importorskip("onnxruntime")
+onnx = environments.importorskip("onnx")
+ort = environments.importorskip("onnxruntime")
+
+import onnx_cases  # noqa: E402
+from onnx import numpy_helper  # noqa: E402
 
 
 def _session(model):

@@ -1,9 +1,10 @@
 """Quantizer passes: pruning, clustering, calibration, tables, determinism, errors."""
 
+import environments
 import numpy as np
 import pytest
 
-pytest.importorskip("onnxruntime")
+environments.importorskip("onnxruntime")
 
 import onnx_cases  # noqa: E402
 
