@@ -1,8 +1,12 @@
-"""The notebooks in notebooks/ run headless in sim mode and end in their own checks.
+"""The notebooks in notebooks/ run headless and end in their own checks.
 
 Each notebook's last cell asserts accuracy and bit-equality bounds, so a wrong result fails
-here, not only an exception. The committed copies carry no outputs, and the installed
-package delivers them to the board through the ``pynq.notebooks`` entry point.
+here, not only an exception. Their ``parameters`` cell picks the back-end: its default,
+``auto``, runs the simulator when there is no board, and "equals sim bit for bit" would then
+compare the simulator with itself. Here they run on the HLS kernels' C simulation (``csim``)
+in the main environment and on the fake PYNQ-Z2 of tests/fake_board.py (``board``) in the
+board environment, each against the simulator. The committed copies carry no outputs, and
+the installed package delivers them to the board through the ``pynq.notebooks`` entry point.
 """
 
 import json
@@ -26,6 +30,23 @@ STREAMING_JSON = "alexnet_streaming.json"
 CELL_TIMEOUT = 300
 #: What the board does not have; a notebook must run without any of them.
 OFF_BOARD = ["kcnn.quantizer", "onnx", "onnxruntime", "sklearn", "scipy", "torch"]
+#: Each environment runs the notebooks on a back-end other than the simulator.
+BACKENDS = [
+    pytest.param("csim", marks=pytest.mark.main_env, id="csim"),
+    pytest.param("board", marks=pytest.mark.board_env, id="board"),
+]
+#: Run in the kernel before the notebook when the back-end is the board: only the physical
+#: board is faked (the FPGA manager's file and the pynq device); the rest is the real stack.
+FAKE_BOARD = """\
+import os, sys
+sys.path.insert(0, {tests!r})
+import pynq
+import kcnn.accelerator
+from fake_board import FakeZynq
+pynq.Device.active_device = FakeZynq()
+kcnn.accelerator.board_present = lambda: True
+os.environ["KCNN_OVERLAY"] = {overlay!r}
+"""
 
 
 def _ids(path: Path) -> str:
@@ -43,7 +64,7 @@ def test_the_three_notebooks_are_there():
 @pytest.mark.main_env
 @pytest.mark.board_env
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
-def test_committed_without_outputs(path):
+def test_committed_without_outputs_with_a_backend_parameter(path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     stale = [
@@ -53,6 +74,8 @@ def test_committed_without_outputs(path):
     ]
     assert not stale, f"cells {stale} carry outputs or execution counts; clear them"
     assert nb.metadata.kernelspec.name == "python3"
+    (parameters,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert 'BACKEND = "auto"' in parameters.source.splitlines()
 
 
 def _python3_of_this_interpreter() -> KernelManager:
@@ -62,14 +85,25 @@ def _python3_of_this_interpreter() -> KernelManager:
     return KernelManager(kernel_name="python3", kernel_spec_manager=specs)
 
 
-@pytest.mark.main_env
-@pytest.mark.board_env
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
-def test_notebook_runs_and_checks_pass(path, tmp_path):
+def test_notebook_runs_and_checks_pass(path, backend, tmp_path):
     nb = nbformat.read(path, as_version=4)
-    # One extra cell, after the notebook's own checks, lists the off-board packages that
-    # ended up imported.
-    probe = f"import json, sys; print(json.dumps([m for m in {OFF_BOARD!r} if m in sys.modules]))"
+    # As papermill does: the new values in a cell right after the tagged one.
+    (at,) = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    nb.cells.insert(at + 1, nbformat.v4.new_code_cell(f"BACKEND = {backend!r}"))
+    if backend == "board":
+        from fake_board import write_overlay
+
+        overlay = write_overlay(tmp_path / "overlay")
+        setup = FAKE_BOARD.format(tests=str(Path(__file__).parent), overlay=str(overlay))
+        nb.cells.insert(0, nbformat.v4.new_code_cell(setup))
+    # One extra cell, after the notebook's own checks, says which back-end ran and lists
+    # the off-board packages that ended up imported.
+    probe = (
+        "import json, sys; print(json.dumps({'backend': acc.backend, 'off_board': "
+        f"[m for m in {OFF_BOARD!r} if m in sys.modules]}}))"
+    )
     nb.cells.append(nbformat.v4.new_code_cell(probe))
     client = NotebookClient(
         nb,
@@ -83,7 +117,9 @@ def test_notebook_runs_and_checks_pass(path, tmp_path):
     client.execute(cleanup_kc=True)  # CellExecutionError on any failing cell, asserts included
     outputs = nb.cells[-1].outputs
     text = "".join(out.get("text", "") for out in outputs if out.output_type == "stream")
-    assert json.loads(text) == [], f"{path.name} imported packages the board lacks"
+    ran = json.loads(text)
+    assert ran["backend"] == backend
+    assert ran["off_board"] == [], f"{path.name} imported packages the board lacks"
 
 
 @pytest.mark.main_env
