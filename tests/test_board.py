@@ -5,13 +5,14 @@ Runs in the board environment of tools/test.sh (Python 3.10, numpy 1.x, pynq 3.x
 ``MMIO`` and ``pynq.allocate`` drive ``tests/fake_board.py``, whose kernel is the HLS top's
 C-sim and whose DMAs, registers and caches behave as the board's. There the results must
 equal the simulator and the C-sim bit for bit, and the files the main environment wrote
-with tools/golden.py (missing files fail). Elsewhere, without pynq, the module is skipped.
+with tools/golden.py (missing files fail).
 """
 
 import os
 import time
 from pathlib import Path
 
+import environments
 import numpy as np
 import pytest
 
@@ -19,10 +20,8 @@ from kcnn import models
 from kcnn.errors import KcnnError
 from kcnn.kfile import load
 
-if os.environ.get("KCNN_BOARD_ENV") == "1":
-    import pynq  # the board environment must have it: fail, not skip
-else:
-    pynq = pytest.importorskip("pynq", reason="pynq not installed (the board environment has it)")
+pytestmark = pytest.mark.board_env
+pynq = environments.importorskip("pynq")
 
 from fake_board import FakeZynq, kernel_registers, write_overlay  # noqa: E402
 

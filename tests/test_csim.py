@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import zlib
 
+import environments
 import numpy as np
 import pytest
 from layer_cases import one_layer_model, random_codes
@@ -22,6 +23,12 @@ from kcnn.protocol import STATUS, decode_info, decode_trailer, pack_descriptor, 
 from kcnn.runner import StepFault, first_map_words
 from kcnn.sim import csim
 from kcnn.sim.engine import Simulator
+
+try:
+    csim.compiler()
+    csim.ap_types_dir()
+except KcnnError as exc:  # depends on the machine; a failure in CI (tests/conftest.py)
+    environments.skip_module(str(exc))
 
 #: A small build: fewer partitions, one stream, tiny memories, so jobs split and limits bite.
 SMALL = BuildParams(P=8, IN_DEPTH=16384, W_DEPTH=256, OUT_DEPTH=4096, STREAMS=1, LRN_LANES=2,

@@ -23,6 +23,8 @@ from kcnn.overlay import (
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = BuildParams().as_dict()
 
+pytestmark = [pytest.mark.main_env, pytest.mark.board_env]
+
 
 def make_overlay(folder, files=("kcnn.bit", "kcnn.hwh", "kcnn.json")):
     folder.mkdir(parents=True, exist_ok=True)
