@@ -7,16 +7,16 @@
 # over differently (build.tcl sets them for the child). Each one may also be given as a
 # key=value Tcl argument (e.g. `vitis_hls -f hls/build_ip.tcl -tclargs P=8`); an argument
 # wins over the variable.
-#   KCNN_P, KCNN_IN_DEPTH, KCNN_W_DEPTH, KCNN_OUT_DEPTH  -> -DKCNN_<name>=...
-#                   (unset or empty: the default in kcnn_config.h)
+#   KCNN_P, KCNN_IN_DEPTH, KCNN_W_DEPTH, KCNN_OUT_DEPTH, KCNN_STREAMS, KCNN_LRN_LANES,
+#   KCNN_CH_MAX     -> -DKCNN_<name>=... (unset or empty: the default in kcnn_config.h)
 #   KCNN_PART       part (default xc7z020clg400-1)
 #   KCNN_CLOCK_MHZ  target clock in MHz (default 100, i.e. a 10 ns period)
 #   KCNN_HLS_WORK   folder for the HLS project (default build/hls in the repository)
-#   KCNN_CSIM       1: run csim_design on the testbench and its vectors before synthesis
+#   KCNN_CSIM       1: run csim_design on the self-checking testbench before synthesis
 # The IP ends up in $KCNN_HLS_WORK/kcnn_prj/sol1/impl/ip (component.xml). hls/csim_include
 # (the g++ stand-in for ap_axi_sdata.h) is never on this include path: Vitis has the real one.
 
-set kcnn_params {P IN_DEPTH W_DEPTH OUT_DEPTH}
+set kcnn_params {P IN_DEPTH W_DEPTH OUT_DEPTH STREAMS LRN_LANES CH_MAX}
 set kcnn_keys [concat $kcnn_params {PART CLOCK_MHZ HLS_WORK CSIM}]
 
 # The script's folder (hls/) is the include folder.
@@ -76,14 +76,20 @@ foreach header [lsort [glob -directory $src kcnn_*.h]] {
     add_files $header -cflags $cflags
 }
 add_files -tb [file join $src tb_kcnn.cpp] -cflags $cflags
-add_files -tb [file join $src vectors golden.txt]
+# Golden steps from the Python packer (optional): the testbench checks them after its own.
+set golden [file join $src vectors golden.txt]
+set csim_args {}
+if {[file exists $golden]} {
+    add_files -tb $golden
+    set csim_args [list -argv $golden]
+}
 
 open_solution -reset sol1
 set_part $cfg(PART)
 create_clock -period $period -name default
 
 if {$cfg(CSIM)} {
-    csim_design -argv [file join $src vectors golden.txt]
+    csim_design {*}$csim_args
 }
 csynth_design
 export_design -format ip_catalog -vendor xilinx.com -library hls -version 1.0 \

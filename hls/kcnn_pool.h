@@ -1,35 +1,242 @@
-// Code pooling: max-pool on codes. Aq is ascending and code 0 is zero, so the largest code
-// is the code of the largest value; the host pads the tile with code 0.
+// Max-pool on codes, streamed by channel (hls/KERNEL_SPEC.md "Pool step"): channel c is
+// pooled from partition c % 2 while channel c + 1 is loaded into partition (c + 1) % 2, in
+// one loop per channel (the first, PLANE, only loads channel 0). Codes of an unsigned map
+// are ordered like its values and padding never wins, so the max of codes is the code of
+// the max; a code's thermometer (bit n set for n < code) turns that max into an OR.
 #ifndef KCNN_POOL_H_
 #define KCNN_POOL_H_
 
-#include "kcnn_cache.h"
+#include "kcnn_descriptor.h"
+#include "kcnn_partition.h"
 
 namespace kcnn {
 
-template <class CONFIG_T>
-void pool_codes(const job_cache<CONFIG_T> &cache, const descriptor &d,
-                acc_t outbuf[CONFIG_T::out_depth]) {
-    const unsigned plane = d.in_rows * d.in_width;
-    unsigned out = 0;
-POOL_CH:
-    for (unsigned c = 0; c < d.channels; c++) {
-        for (unsigned r = 0; r < d.out_rows; r++) {
-            for (unsigned x = 0; x < d.out_width; x++) {
-                code_t best = 0;
-                const unsigned corner = c * plane + r * d.sh * d.in_width + x * d.sw;
-                for (unsigned i = 0; i < d.kh; i++) {
-                    for (unsigned j = 0; j < d.kw; j++) {
-#pragma HLS PIPELINE II = 1
-                        KCNN_TRIP(POOL);
-                        const code_t a = cache.in[corner + i * d.in_width + j];
-                        if (a > best) best = a;
-                    }
-                }
-                outbuf[out++] = best;
-            }
+// One BLOCKED word of a plane into a partition (block row dy into bank dy).
+template <class C, unsigned PART>
+void plane_write(typename mem<C>::tile_word_t tile[C::P][4][C::tile_depth], unsigned address,
+                 word_t data) {
+#pragma HLS INLINE
+    for (unsigned r = 0; r < 4; r++) {
+#pragma HLS UNROLL
+        tile[PART][r][address & (C::tile_depth - 1)] = data.range(16 * r + 15, 16 * r);
+    }
+}
+
+// The two items of every bank of a partition, one per port.
+template <class C, unsigned PART>
+void region_read(const typename mem<C>::tile_word_t tile[C::P][4][C::tile_depth],
+                 const unsigned address[4][2], ap_uint<16> items[4][2]) {
+#pragma HLS INLINE
+    for (unsigned r = 0; r < 4; r++) {
+#pragma HLS UNROLL
+        for (unsigned e = 0; e < 2; e++) {
+#pragma HLS UNROLL
+            items[r][e] = tile[PART][r][address[r][e] & (C::tile_depth - 1)];
         }
     }
+}
+
+inline unsigned thermometer_code(ap_uint<15> t) {
+#pragma HLS INLINE
+    unsigned code = 0;
+    for (unsigned n = 0; n < 15; n++) {
+#pragma HLS UNROLL
+        code += t[n];
+    }
+    return code;
+}
+
+// The pool step after its descriptor; reads the map and the reserved word. The answer's
+// words are written here (BLOCKED: per block; FLAT: EMIT at the end).
+template <class C>
+unsigned run_pool(axis_t &in_a, in_port &pa, axis_t &out, const descriptor &d,
+                  const step_geometry &g,
+                  typename mem<C>::tile_word_t tile[C::P][4][C::tile_depth],
+                  code_t out_memory[16][C::out_depth / 16]) {
+    const bool flat = d.out_format == KCNN_FMT_FLAT;
+    const unsigned rows = 3 * d.sh + d.kh;
+    const unsigned nw = g.pool_nw, q_read = g.pool_q, q_block = g.pool_cycles;
+    const unsigned blocks = g.out_by * g.out_bx;
+    // Region origin of output block (oby, obx): y0 = 4 oby sh - pad_t, x0 = 4 obx sw - pad_l;
+    // y0 mod 4 and x0 mod 4 are the same for every block.
+    const unsigned y_phase = (0u - d.pad_t) & 3u, x_phase = (0u - d.pad_l) & 3u;
+    const int by_first = -(int)((d.pad_t + 3) / 4), bx_first = -(int)((d.pad_l + 3) / 4);
+    // Block-row offsets 0..7 rows below a region's first block row (an item is at most
+    // ceil(R / 4) + 1 rows down): the items' addresses then need no multiplier.
+    int row_offset[8];
+#pragma HLS ARRAY_PARTITION variable = row_offset type = complete
+    for (unsigned k = 0; k < 8; k++) {
+#pragma HLS UNROLL
+        row_offset[k] = (int)(k * g.in_bx);
+    }
+    unsigned status = KCNN_STATUS_OK;
+    ap_uint<15> thermo[16];
+    code_t pending[16];
+#pragma HLS ARRAY_PARTITION variable = thermo type = complete
+#pragma HLS ARRAY_PARTITION variable = pending type = complete
+    for (unsigned l = 0; l < 16; l++) {
+#pragma HLS UNROLL
+        thermo[l] = 0;
+        pending[l] = 0;
+    }
+    // FLAT: the rows of the last finished block still to be written into the out memory
+    // (one per cycle, carried into the next channel's loop; the last channel flushes them).
+    unsigned pending_rows = 0, pending_by = 0, pending_bx = 0, pending_channel = 0;
+
+CHANNELS:
+    for (int c = -1; c < (int)d.in_c; c++) {
+#pragma HLS LOOP_TRIPCOUNT min = 2 max = 1025 avg = 128
+        const unsigned odd = (unsigned)c & 1u;  // c = -1 reads partition 1, loads 0
+        const bool last_channel = c + 1 == (int)d.in_c;
+        const unsigned work = c < 0 ? 0 : blocks * q_block + (flat && last_channel ? KCNN_FLAT_WRITE_CYCLES : 0);
+        const unsigned load = c + 1 < (int)d.in_c ? g.in_plane : 0;
+        const unsigned trips = work > load ? work : load;
+        unsigned q = 0, oby = 0, obx = 0;
+        unsigned d0 = 0, w0 = 0;  // item 2q of a bank: region row d0 of the bank, word w0
+        int by0 = by_first, bx0 = bx_first;
+        int row_base = by_first * (int)g.in_bx;  // by0 * in_bx
+        word_t out_word = 0;
+        KCNN_CSIM(unsigned long long trip_count = 0;)
+    POOL:
+        for (unsigned it = 0; it < trips; it++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 4 max = 16384 avg = 300
+            KCNN_CSIM(trip_count++;)
+            // FLAT: one output row of the previous block per cycle into the out memory.
+            if (pending_rows != 0) {
+                const unsigned oy = 4 - pending_rows;
+                const unsigned y = 4 * pending_by + oy;
+                const unsigned base = pending_channel * g.out_plane + y * d.out_w + 4 * pending_bx;
+                for (unsigned b = 0; b < 16; b++) {
+#pragma HLS UNROLL
+                    const unsigned ox = (b - base) & 15u;
+                    if (ox < 4 && y < d.out_h && 4 * pending_bx + ox < d.out_w) {
+                        out_memory[b][((base + ox) >> 4u) & (C::out_depth / 16 - 1)] =
+                            pending[4 * oy + ox];
+                    }
+                }
+                pending_rows--;
+            }
+
+            const bool loading = it < load && status == KCNN_STATUS_OK;
+            word_t data = 0;
+            if (loading) {
+                bool last;
+                const count_t at = pa.pos;
+                data = read_word<0>(in_a, pa, last);
+                status = tlast_status(last, at, g.a_final);
+            }
+            const bool pooling = it < work && it < blocks * q_block;
+            unsigned address[4][2];
+            bool valid[4][2];
+            unsigned region_row[4][2], region_word[4][2];
+            for (unsigned r = 0; r < 4; r++) {
+#pragma HLS UNROLL
+                const unsigned first_row = (r - y_phase) & 3u;
+                const unsigned carry = r < y_phase ? 1 : 0;
+                for (unsigned e = 0; e < 2; e++) {
+#pragma HLS UNROLL
+                    const bool wrap = e == 1 && w0 + 1 == nw;
+                    const unsigned dd = wrap ? d0 + 1 : d0;
+                    const unsigned ww = e == 0 ? w0 : wrap ? 0 : w0 + 1;
+                    const int by = by0 + (int)(dd + carry);
+                    const int bx = bx0 + (int)ww;
+                    const int y = 4 * by + (int)r;
+                    region_row[r][e] = first_row + 4 * dd;
+                    region_word[r][e] = ww;
+                    valid[r][e] = pooling && q < q_read && first_row + 4 * dd < rows && y >= 0 &&
+                                  y < (int)d.in_h && bx >= 0 && bx < (int)g.in_bx;
+                    address[r][e] = (unsigned)(row_base + row_offset[(dd + carry) & 7u] + bx);
+                }
+            }
+            ap_uint<16> items[4][2];
+            if (odd) {
+                region_read<C, 1>(tile, address, items);
+                if (loading && status == KCNN_STATUS_OK) plane_write<C, 0>(tile, it, data);
+            } else {
+                region_read<C, 0>(tile, address, items);
+                if (loading && status == KCNN_STATUS_OK) plane_write<C, 1>(tile, it, data);
+            }
+            // Each lane ORs the thermometers of the codes inside its window.
+            for (unsigned l = 0; l < 16; l++) {
+#pragma HLS UNROLL
+                const unsigned oy = l >> 2u, ox = l & 3u;
+                ap_uint<15> t = thermo[l];
+                for (unsigned r = 0; r < 4; r++) {
+#pragma HLS UNROLL
+                    for (unsigned e = 0; e < 2; e++) {
+#pragma HLS UNROLL
+                        const unsigned rho = region_row[r][e];
+                        const bool row_in = rho >= oy * d.sh && rho < oy * d.sh + d.kh;
+                        for (unsigned k = 0; k < 4; k++) {
+#pragma HLS UNROLL
+                            const int gamma = 4 * (int)region_word[r][e] + (int)k - (int)x_phase;
+                            const bool col_in = gamma >= (int)(ox * d.sw) &&
+                                                gamma < (int)(ox * d.sw + d.kw);
+                            const unsigned code = nibble(items[r][e], k);
+                            const ap_uint<15> thermometer = (ap_uint<16>(1) << code) - 1;
+                            if (valid[r][e] && row_in && col_in) t |= thermometer;
+                        }
+                    }
+                }
+                thermo[l] = t;
+            }
+            if (!pooling) continue;
+            if (q + 1 == q_block) {
+                // The block is complete: its 16 maxima.
+                for (unsigned l = 0; l < 16; l++) {
+#pragma HLS UNROLL
+                    const unsigned oy = l >> 2u, ox = l & 3u;
+                    const bool inside = 4 * oby + oy < d.out_h && 4 * obx + ox < d.out_w;
+                    const code_t code = inside ? code_t(thermometer_code(thermo[l])) : code_t(0);
+                    out_word.range(4 * l + 3, 4 * l) = code;
+                    pending[l] = code;
+                    thermo[l] = 0;
+                }
+                if (flat) {
+                    pending_rows = 4;
+                    pending_by = oby;
+                    pending_bx = obx;
+                    pending_channel = (unsigned)c;
+                } else {
+                    write_word(out, out_word, false);
+                }
+                q = 0;
+                d0 = w0 = 0;
+                if (++obx == g.out_bx) {
+                    obx = 0;
+                    bx0 = bx_first;
+                    oby++;
+                    by0 += (int)d.sh;
+                    row_base += (int)(d.sh * g.in_bx);
+                } else {
+                    bx0 += (int)d.sw;
+                }
+            } else {
+                q++;
+                w0 += 2;
+                if (w0 >= nw) {
+                    w0 -= nw;
+                    d0++;
+                }
+            }
+        }
+        KCNN_CSIM(csim_log_loop(c < 0 ? KCNN_LOOP_PLANE : KCNN_LOOP_POOL, trip_count);)
+        if (status != KCNN_STATUS_OK) break;
+    }
+    if (status == KCNN_STATUS_OK) {
+        // The reserved word ends stream A.
+        bool last;
+        const count_t at = pa.pos;
+        read_word<0>(in_a, pa, last);
+        status = tlast_status(last, at, g.a_final);
+    }
+    if (status == KCNN_STATUS_OK && flat) {
+        const unsigned codes = d.out_c * g.out_plane;
+        emit_buffered<C>(out, out_memory, (codes + 15) / 16, KCNN_FMT_FLAT, codes, d.out_h,
+                         d.out_w, g.out_by, g.out_bx);
+    }
+    return status;
 }
 
 }  // namespace kcnn

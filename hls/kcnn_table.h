@@ -1,36 +1,31 @@
-// The product-table builder: P[k][j] = Wq[k] * Aq[j], the only multiplications of a layer.
-// One product per cycle through a single multiplier (one DSP48E1), copied into every PE's
-// private table in the same cycle.
+// The product-table builder: P[k][a] = Wq[k] * Aq[a], the only multiplications of a layer.
+// One product per cycle through one multiplier, written into every partition's copy.
 #ifndef KCNN_TABLE_H_
 #define KCNN_TABLE_H_
 
-#include "kcnn_types.h"
+#include "kcnn_const.h"
 
 namespace kcnn {
 
-template <class CONFIG_T>
-struct product_tables {
-    prod_t t[CONFIG_T::P][CONFIG_T::k_max][CONFIG_T::j_max];
-};
-
-// Every entry is written each job, so row 0, column 0 and codes beyond K-1 / J-1 read 0
-// whatever the previous job left: a malformed code can only add nothing.
-template <class CONFIG_T>
-void build_tables(product_tables<CONFIG_T> &tables, const entry_t wq[CONFIG_T::k_max],
-                  const entry_t aq[CONFIG_T::j_max], unsigned k1, unsigned j1) {
+// table[p][a][k]: per partition 16 LUTRAMs (one per activation code a) of 16 words
+// addressed by the weight code k, so that one read address (the entry's k) gives the whole
+// row P[k][*] for the 16 lanes. Every entry is rewritten each step, so a code beyond K-1 or
+// J-1 (or code 0) always reads 0 whatever an earlier step left.
+template <class C>
+void build_tables(prod_t table[C::P][KCNN_J_MAX][KCNN_K_MAX], const step_registers &regs,
+                  unsigned k1, unsigned j1) {
 TABLE:
-    for (unsigned k = 0; k < CONFIG_T::k_max; k++) {
-        for (unsigned j = 0; j < CONFIG_T::j_max; j++) {
+    for (unsigned i = 0; i < KCNN_K_MAX * KCNN_J_MAX; i++) {
 #pragma HLS PIPELINE II = 1
-            KCNN_TRIP(TABLE);
-            prod_t product = 0;
-            if (k >= 1 && k <= k1 && j >= 1 && j <= j1) product = wq[k] * aq[j];
-            for (unsigned p = 0; p < CONFIG_T::P; p++) {
+        const unsigned a = i / KCNN_K_MAX, k = i % KCNN_K_MAX;
+        prod_t product = 0;
+        if (k >= 1 && k <= k1 && a >= 1 && a <= j1) product = regs.wq[k] * regs.aq[a];
+        for (unsigned p = 0; p < C::P; p++) {
 #pragma HLS UNROLL
-                tables.t[p][k][j] = product;
-            }
+            table[p][a][k] = product;
         }
     }
+    KCNN_CSIM(csim_log_loop(KCNN_LOOP_TABLE, KCNN_K_MAX * KCNN_J_MAX);)
 }
 
 }  // namespace kcnn

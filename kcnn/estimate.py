@@ -67,7 +67,7 @@ LOOP_TABLE = {
     ),
     "JOB": Loop(
         1,
-        14,
+        20,
         "per partition: 1 read of its weight bank (the loader writes the other buffer), "
         "2 reads of each of its 4 tile banks (true dual port), one row read of its own "
         "LUTRAM table; accumulators are registers; the next vector's length comes from "
@@ -208,9 +208,11 @@ def resources(params: BuildParams) -> dict:
             "dsp48": 0,
         },
         "output memory": {
-            "lut": 80,
+            # 16 banks of 4-bit codes, so that any code is written alone (FLAT, subsampled
+            # and ACC outputs are scattered one code or one int32 at a time)
+            "lut": 120,
             "ff": 100,
-            "bram36": _bram36(params.OUT_DEPTH // 16, 64),
+            "bram36": 16 * _bram36(params.OUT_DEPTH // 16, 4),
             "dsp48": 0,
         },
         "control, AXI-Lite and streams": {"lut": 1000, "ff": 1500, "bram36": 0, "dsp48": 0},

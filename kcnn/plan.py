@@ -23,6 +23,7 @@ from kcnn.protocol import (
     FLAGS,
     FORMATS,
     JOB_HEADER_WORDS,
+    LIMITS,
     MAGIC,
     OPCODES,
     ceil_div,
@@ -37,20 +38,15 @@ from kcnn.protocol import (
 
 #: Layer ops that run as fabric steps (LRN through exact cut points on its window sums).
 FABRIC_STEP_OPS = ("conv", "fc", "maxpool", "lrn")
-#: A vector's minimum length: the reducer emits a conv vector's 16 lanes one per cycle.
-CONV_FLOOR = 16
-#: An fc vector lasts at least 3 cycles: the next vector's channel starts are read from
-#: BRAM while the current one runs.
-FC_FLOOR = 3
-#: Channels of one job (the per-partition channel-start tables).
-JOB_CHANNELS = 256
+CONV_FLOOR = LIMITS["CONV_FLOOR"]
+FC_FLOOR = LIMITS["FC_FLOOR"]
+JOB_CHANNELS = LIMITS["JOB_CHANNELS"]
 #: Partial sums of one partition for one vector are held in 24-bit accumulators.
 PARTIAL_LIMIT = 1 << 23
-#: Pool windows up to 3 x 3 (the lanes' max trees), strides up to 4 (the region buffer).
-POOL_WINDOW_MAX = 3
-POOL_STRIDE_MAX = 4
-#: Bits of a weight position in the cache.
-POSITION_BITS = 12
+POOL_WINDOW_MAX = LIMITS["POOL_WINDOW_MAX"]
+POOL_STRIDE_MAX = LIMITS["POOL_STRIDE_MAX"]
+FLAT_WRITE_CYCLES = LIMITS["FLAT_WRITE_CYCLES"]
+POSITION_BITS = LIMITS["POSITION_BITS"]
 #: The planner's placement search: swaps tried per input channel (deterministic).
 PLACEMENT_SWAPS_PER_CHANNEL = 40
 
@@ -730,11 +726,15 @@ def _fc_step(
             field="W_DEPTH",
         )
     entries = np.stack([np.count_nonzero(r, axis=1) for r in rows], axis=1)
-    align = {"FLAT": 16, "ACC": 2}.get(out_format, 1)
+    # The kernel packs an fc step's outputs on across its jobs: a job writes the words it
+    # completes, the last job the partial tail.
+    per_word = 16 if out_format == "FLAT" else 2
+    blocks = _split_jobs(entries, params, 1, 0, 1)
     jobs = []
-    for n, (start, stop) in enumerate(_split_jobs(entries, params, align, 0, 1)):
-        count = stop - start
-        out_words = ceil_div(count, 16) if out_format == "FLAT" else ceil_div(count, 2)
+    for n, (start, stop) in enumerate(blocks):
+        out_words = stop // per_word - start // per_word
+        if n + 1 == len(blocks) and stop % per_word:
+            out_words += 1
         jobs.append(
             _make_job(
                 n,
@@ -844,9 +844,12 @@ def _lrn_step(
 ) -> Step:
     c, h, w = layer.in_shape
     size = int(layer.attrs["size"])
-    if params.P < size + 1:
+    if size > LIMITS["LRN_SIZE_MAX"] or params.P < size + 1:
         raise KcnnError(
-            f"LRN size {size} needs P >= {size + 1} partitions", layer=layer.name, field="P"
+            f"LRN size {size}: the kernel takes windows up to {LIMITS['LRN_SIZE_MAX']} "
+            f"channels and P >= size + 1 partitions (P = {params.P})",
+            layer=layer.name,
+            field="size",
         )
     book = model.maps[layer.in_map]
     thresholds = model.maps[layer.out_map].boundaries
@@ -946,10 +949,16 @@ def loop_log(step: Step) -> list[tuple[str, int]]:
     plane = ceil_div(h, 4) * ceil_div(w, 4)
     if step.op == "POOL":
         out_blocks = ceil_div(f["out_h"], 4) * ceil_div(f["out_w"], 4)
-        work = out_blocks * pool_cycles_per_block(f)
+        per_block = pool_cycles_per_block(f)
+        flat = step.out_format == "FLAT"
+        if flat:
+            # a block's 16 codes go into the output memory's banks in 4 cycles at least
+            per_block = max(per_block, FLAT_WRITE_CYCLES)
         log.append(("PLANE", plane))
         for ch in range(c):
-            log.append(("POOL", max(work, plane if ch + 1 < c else 0)))
+            last = ch + 1 == c
+            work = out_blocks * per_block + (FLAT_WRITE_CYCLES if flat and last else 0)
+            log.append(("POOL", max(work, 0 if last else plane)))
         if step.out_format == "FLAT":
             log.append(("EMIT", f["out_words"]))
         return log

@@ -23,6 +23,18 @@ JOB_TAG = 0x4A42
 STEP_LEVEL = 0xFFFF
 INFO_WORDS = 4
 JOB_HEADER_WORDS = 2
+#: Format limits the kernel and the planner share (docs/job-format.md, hls/KERNEL_SPEC.md).
+LIMITS = {
+    "JOB_CHANNELS": 256,  # output channels of one job (the per-partition channel tables)
+    "POSITION_BITS": 12,  # a weight entry's position within its partition
+    "CONV_FLOOR": 16,  # a conv vector's shortest length: the reducer's 16 lanes
+    "FC_FLOOR": 3,  # an fc vector's: the channel counts are read a vector ahead
+    "POOL_WINDOW_MAX": 3,  # max-pool windows (the lanes' max trees)
+    "POOL_STRIDE_MAX": 4,  # max-pool strides (the region buffer)
+    "LRN_SIZE_MAX": 9,  # LRN window channels (and P >= size + 1)
+    "FLAT_WRITE_CYCLES": 4,  # a pooled block's 16 codes into the output memory
+    "MAX_TRANSFER_WORDS": 1 << 23,  # one DMA transfer (c_sg_length_width 26)
+}
 
 OPCODES = {"PROBE": 0, "CONV": 1, "FC": 2, "POOL": 3, "LRN": 4}
 FLAGS = {"ACT_SIGNED": 1}
@@ -388,6 +400,8 @@ def config_header() -> str:
         f"#define KCNN_JOB_HEADER_WORDS {JOB_HEADER_WORDS}",
         f"#define KCNN_INFO_WORDS {INFO_WORDS}",
     ]
+    for name, value in LIMITS.items():
+        lines.append(f"#define KCNN_{name} {value}u")
     for name, value in OPCODES.items():
         lines.append(f"#define KCNN_OP_{name} {value}")
     for name, value in FLAGS.items():

@@ -31,8 +31,9 @@ except KcnnError as exc:  # depends on the machine; a failure in CI (tests/conft
     environments.skip_module(str(exc))
 
 #: A small build: fewer partitions, one stream, tiny memories, so jobs split and limits bite.
-SMALL = BuildParams(P=8, IN_DEPTH=16384, W_DEPTH=256, OUT_DEPTH=4096, STREAMS=1, LRN_LANES=2,
-                    CH_MAX=256)
+SMALL = BuildParams(
+    P=8, IN_DEPTH=16384, W_DEPTH=256, OUT_DEPTH=4096, STREAMS=1, LRN_LANES=2, CH_MAX=256
+)
 PARAMS = {"default": BuildParams(), "small": SMALL}
 
 
@@ -79,8 +80,13 @@ CASES = {
     "conv_sparse": {"form": "sparse", "weight_density": 0.2},
     "conv_last": {"last": True},
     "conv_groups_dilation": {
-        "c_in": 4, "c_out": 8, "groups": 2, "pads": (0, 1, 2, 0), "dilations": (2, 2),
-        "kernel": (3, 2), "hw": (9, 7),
+        "c_in": 4,
+        "c_out": 8,
+        "groups": 2,
+        "pads": (0, 1, 2, 0),
+        "dilations": (2, 2),
+        "kernel": (3, 2),
+        "hw": (9, 7),
     },
     "conv_stride2": {"c_out": 5, "strides": (2, 2), "hw": (9, 8)},
     "depthwise": {"c_in": 6, "c_out": 6, "groups": 6, "form": "sparse"},
@@ -88,8 +94,13 @@ CASES = {
     "conv_many_channels": {"c_in": 19, "c_out": 37, "hw": (5, 6), "form": "sparse"},
     "fc": {"op": "fc", "taps": 70, "c_out": 21},
     "fc_sparse_last": {"op": "fc", "taps": 300, "c_out": 9, "form": "sparse", "last": True},
-    "fc_sparse_long_gaps": {"op": "fc", "taps": 200, "c_out": 5, "form": "sparse",
-                            "weight_density": 0.03},
+    "fc_sparse_long_gaps": {
+        "op": "fc",
+        "taps": 200,
+        "c_out": 5,
+        "form": "sparse",
+        "weight_density": 0.03,
+    },
     "k_j_max": {"K": 16, "J": 16, "J_out": 16, "c_out": 9},
     "k_j_max_fc_sparse": {"op": "fc", "K": 16, "J": 16, "J_out": 16, "form": "sparse"},
     "k1_all_zero_weights": {"K": 1, "c_out": 5},
@@ -278,3 +289,60 @@ def test_missing_compiler_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("CXX", "no-such-g++")
     with pytest.raises(KcnnError, match="no-such-g\\+\\+"):
         csim.compiler()
+
+
+@pytest.mark.parametrize("sanitize", [False, True], ids=["plain", "asan_ubsan"])
+def test_standalone_testbench(sanitize):
+    """hls/tb_kcnn.cpp: steps built word by word in C++ against plain-loop references and
+    the trip formulas, every status included; under ASan/UBSan as well."""
+    import os
+    import subprocess
+
+    tb = csim.build_testbench(None, sanitize=sanitize)
+    env = {"ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
+    done = subprocess.run(
+        [str(tb)],
+        cwd=csim.hls_dir(),
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert " 0 failed" in done.stdout and "runtime error" not in done.stderr
+    assert "ERROR: AddressSanitizer" not in done.stderr
+
+
+def test_clang_tidy_is_clean_on_the_kernels():
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tidy = shutil.which("clang-tidy") or shutil.which(
+        "clang-tidy", path=str(Path(sys.executable).parent)
+    )
+    assert tidy is not None, "clang-tidy is part of the test extra"
+    folder = Path(__file__).resolve().parents[1] / "hls"
+    done = subprocess.run(
+        [
+            tidy,
+            "--quiet",
+            f"--config-file={folder / '.clang-tidy'}",
+            "kcnn_top.cpp",
+            "tb_kcnn.cpp",
+            "--",
+            "-std=c++14",
+            "-isystem",
+            str(csim.ap_types_dir()),
+            "-isystem",
+            "csim_include",
+            "-I.",
+            "-Wno-unknown-pragmas",
+        ],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0 and "warning:" not in done.stdout, done.stdout + done.stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from kcnn.codes import encode_input
 from kcnn.config import BuildParams
 from kcnn.kfile import load
 from kcnn.models import table_path
@@ -22,7 +23,6 @@ from kcnn.protocol import (
     pack_map,
     unpack_map,
 )
-from kcnn.codes import encode_input
 
 
 def _bytes(words) -> np.ndarray:

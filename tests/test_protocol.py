@@ -56,12 +56,31 @@ def test_info_words_and_trailer():
     assert decode_trailer(0x0003_0008_444E4540) is None
 
 
-def _layer(name, op, in_shape, out_shape, codes, wq, bias, thresholds=None, attrs=None,
-           in_map="input", form="dense"):
+def _layer(
+    name,
+    op,
+    in_shape,
+    out_shape,
+    codes,
+    wq,
+    bias,
+    thresholds=None,
+    attrs=None,
+    in_map="input",
+    form="dense",
+):
     return QLayer(
-        name, op, in_shape, out_shape, attrs=attrs or {}, in_map=in_map,
-        out_map=None if thresholds is None else name, codes=np.asarray(codes, np.uint8),
-        wq=np.asarray(wq, np.int64), w_scale=0.5, bias=np.asarray(bias, np.int64),
+        name,
+        op,
+        in_shape,
+        out_shape,
+        attrs=attrs or {},
+        in_map=in_map,
+        out_map=None if thresholds is None else name,
+        codes=np.asarray(codes, np.uint8),
+        wq=np.asarray(wq, np.int64),
+        w_scale=0.5,
+        bias=np.asarray(bias, np.int64),
         thresholds=None if thresholds is None else np.asarray(thresholds, np.int64),
         weight_form=form,
     )
@@ -117,14 +136,34 @@ def test_word_counts_of_a_small_conv():
     rng = np.random.default_rng(1)
     one = {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "groups": 1}
     three = {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1], "groups": 1}
-    first = _layer("c0", "conv", (2, 5, 5), (2, 5, 5), np.ones((2, 2, 1, 1)), [1], [0, 0], [1],
-                   attrs={"kernel": [1, 1], **one})
-    conv = _layer("c1", "conv", (2, 5, 5), (3, 5, 5), rng.integers(0, 4, (3, 2, 3, 3)),
-                  [-3, 1, 2], [0, 1, 2], [5, 9], attrs={"kernel": [3, 3], **three},
-                  in_map="c0")
-    books = {"input": Codebook("input", np.array([1, 2]), 1.0, False, np.array([1.5])),
-             "c0": Codebook("c0", np.array([1, 2]), 1.0, False),
-             "c1": Codebook("c1", np.array([3, 7]), 1.0, False)}
+    first = _layer(
+        "c0",
+        "conv",
+        (2, 5, 5),
+        (2, 5, 5),
+        np.ones((2, 2, 1, 1)),
+        [1],
+        [0, 0],
+        [1],
+        attrs={"kernel": [1, 1], **one},
+    )
+    conv = _layer(
+        "c1",
+        "conv",
+        (2, 5, 5),
+        (3, 5, 5),
+        rng.integers(0, 4, (3, 2, 3, 3)),
+        [-3, 1, 2],
+        [0, 1, 2],
+        [5, 9],
+        attrs={"kernel": [3, 3], **three},
+        in_map="c0",
+    )
+    books = {
+        "input": Codebook("input", np.array([1, 2]), 1.0, False, np.array([1.5])),
+        "c0": Codebook("c0", np.array([1, 2]), 1.0, False),
+        "c1": Codebook("c1", np.array([3, 7]), 1.0, False),
+    }
     model = KcnnModel("c", (2, 5, 5), [first, conv], books)
     step = plan_model(model, BuildParams(P=16, STREAMS=2)).steps[1]
     f = step.fields
@@ -148,8 +187,10 @@ def test_word_counts_of_a_sparse_fc():
     codes = np.zeros((3, 20), np.uint8)
     codes[0, 0], codes[0, 17], codes[2, 5] = 1, 2, 1
     layer = _layer("fc", "fc", (20,), (3,), codes, [-5, 4], [0, 1, 2], [3], form="sparse")
-    books = {"input": Codebook("input", np.array([1, 2, 3]), 1.0, False, np.array([1.5, 2.5])),
-             "fc": Codebook("fc", np.array([6]), 1.0, False)}
+    books = {
+        "input": Codebook("input", np.array([1, 2, 3]), 1.0, False, np.array([1.5, 2.5])),
+        "fc": Codebook("fc", np.array([6]), 1.0, False),
+    }
     step = plan_model(KcnnModel("s", (20,), [layer], books), BuildParams(P=16)).first
     f = step.fields
     # input t is in partition t mod 16 at position t div 16. Sequences (entry = skip << 4 |
@@ -178,13 +219,25 @@ def test_word_counts_of_a_sparse_fc():
 def test_word_counts_and_trips_of_a_pool():
     """3 channels 6x6 after a conv, max-pool 2x2 stride 2."""
     codes = np.ones((3, 1, 1, 1), np.uint8)
-    attrs = {"kernel": [1, 1], "strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1],
-             "groups": 1}
+    attrs = {
+        "kernel": [1, 1],
+        "strides": [1, 1],
+        "pads": [0, 0, 0, 0],
+        "dilations": [1, 1],
+        "groups": 1,
+    }
     conv = _layer("c", "conv", (1, 6, 6), (3, 6, 6), codes, [1], [0, 0, 0], [1], attrs=attrs)
-    pool = QLayer("p", "maxpool", (3, 6, 6), (3, 3, 3),
-                  attrs={"kernel": [2, 2], "strides": [2, 2], "pads": [0, 0, 0, 0]})
-    books = {"input": Codebook("input", np.array([1]), 1.0, False, np.zeros(0)),
-             "c": Codebook("c", np.array([1]), 1.0, False)}
+    pool = QLayer(
+        "p",
+        "maxpool",
+        (3, 6, 6),
+        (3, 3, 3),
+        attrs={"kernel": [2, 2], "strides": [2, 2], "pads": [0, 0, 0, 0]},
+    )
+    books = {
+        "input": Codebook("input", np.array([1]), 1.0, False, np.zeros(0)),
+        "c": Codebook("c", np.array([1]), 1.0, False),
+    }
     step = plan_model(KcnnModel("p", (1, 6, 6), [conv, pool], books)).steps[1]
     # map: 3 channels x 2 x 2 blocks = 12 words; answer: 3 x 1 x 1 = 3; no constants
     assert step.map_words == 12 and step.out_words == 3 and step.fields["const_words"] == 0
@@ -192,8 +245,13 @@ def test_word_counts_and_trips_of_a_pool():
     # per output block: region rows 3*2 + 2 = 8, at most ceil(8/4) = 2 per bank; columns
     # 8 -> ceil((8 + 3) / 4) = 3 words; ceil(2 * 3 / 2) = 3 cycles. A channel costs
     # max(1 block x 3, the next plane's 4 words) = 4; the last one 3.
-    assert step.loop_log() == [("DESCRIPTOR", 8), ("PLANE", 4), ("POOL", 4), ("POOL", 4),
-                               ("POOL", 3)]
+    assert step.loop_log() == [
+        ("DESCRIPTOR", 8),
+        ("PLANE", 4),
+        ("POOL", 4),
+        ("POOL", 4),
+        ("POOL", 3),
+    ]
 
 
 def test_the_kernel_answers_the_worked_step_as_worked_out_by_hand():

@@ -1,0 +1,154 @@
+// The step constants (docs/job-format.md "Step constants"), one word per cycle: codebooks and
+// thresholds into registers, the placement table into its BRAM, the F32 encoder's keys, and
+// the LRN squares and cut points into the LRN lanes' LUTRAMs.
+#ifndef KCNN_CONST_H_
+#define KCNN_CONST_H_
+
+#include "kcnn_descriptor.h"
+
+namespace kcnn {
+
+// Registers a conv / fc / LRN step keeps from its constants.
+struct step_registers {
+    entry_t wq[KCNN_K_MAX];           // Wq[k] at [k]; [0] unused (code 0 is zero)
+    entry_t aq[KCNN_J_MAX];           // Aq[a] at [a]
+    acc_t thresholds[KCNN_J_MAX - 1]; // T[m + 1] at [m]
+    ap_int<32> keys[KCNN_J_MAX - 1];  // F32 encoder: K[m + 1] at [m]
+};
+
+inline entry_t codebook_byte(word_t w, unsigned i, bool is_signed) {
+#pragma HLS INLINE
+    const ap_uint<8> b = w.range(8 * i + 7, 8 * i);
+    return is_signed ? entry_t(ap_int<8>(b)) : entry_t(b);
+}
+
+// A cut point only meets S in [0, 2^20): clamping to [-1, 2^20 - 1] keeps every S <= cut.
+template <class C>
+typename mem<C>::cut_t clamp_cut(ap_int<32> v) {
+#pragma HLS INLINE
+    if (v < 0) return -1;
+    if (v >= (1u << 20u)) return (1u << 20u) - 1;
+    return typename mem<C>::cut_t(v);
+}
+
+// Reads the const_words words after the descriptor. Returns the status (the loop stops at
+// the first problem; the caller drains).
+template <class C>
+unsigned read_constants(axis_t &in_a, in_port &pa, const descriptor &d, const step_geometry &g,
+                        step_registers &regs, typename mem<C>::place_t placement[C::ch_max],
+                        ap_uint<16> slots[C::P],
+                        typename mem<C>::square_t squares[C::lrn_lanes][C::lrn_size_max][2][8],
+                        typename mem<C>::cut_t cuts[C::lrn_lanes][4][256]) {
+    typedef typename mem<C>::place_t place_t;
+    const bool lrn = d.opcode == KCNN_OP_LRN;
+    const bool act_signed = (d.flags & KCNN_FLAG_ACT_SIGNED) != 0;
+    const unsigned thresholds = (d.jo1 + 1) / 2;
+    // Part boundaries in words (each part starts on a new word).
+    const unsigned end_books = lrn ? 0 : (d.k1 + d.j1 + 7) / 8;
+    const unsigned end_thresholds = lrn ? 0 : end_books + thresholds;
+    const unsigned end_placement = end_thresholds + (d.opcode == KCNN_OP_CONV ? d.in_c : 0);
+    const unsigned end_keys = end_placement + (g.f32 ? 8 : 0);
+    const unsigned end_squares = lrn ? 8 : 0;
+    const unsigned words = (unsigned)d.const_words;
+    unsigned status = KCNN_STATUS_OK;
+    unsigned cut_row = 0, cut_col = 0;  // LRN: centre code - 1 and word in that row
+
+    for (unsigned p = 0; p < C::P; p++) {
+#pragma HLS UNROLL
+        slots[p] = 0;
+    }
+    KCNN_CSIM(unsigned long long trips = 0;)
+CONST:
+    for (unsigned w = 0; w < words; w++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1060 avg = 40
+        KCNN_CSIM(trips++;)
+        bool last;
+        const count_t at = pa.pos;
+        const word_t data = read_word<0>(in_a, pa, last);
+        status = tlast_status(last, at, g.a_final);
+        if (status != KCNN_STATUS_OK) break;
+        if (w < end_books) {
+            for (unsigned i = 0; i < 8; i++) {
+#pragma HLS UNROLL
+                const unsigned q = 8 * w + i;
+                if (q < d.k1) {
+                    regs.wq[(q + 1) & 15u] = codebook_byte(data, i, true);
+                } else if (q < d.k1 + d.j1) {
+                    regs.aq[(q - d.k1 + 1) & 15u] = codebook_byte(data, i, act_signed);
+                }
+            }
+        } else if (w < end_thresholds) {
+            for (unsigned i = 0; i < 2; i++) {
+#pragma HLS UNROLL
+                const unsigned m = 2 * (w - end_books) + i;
+                if (m < d.jo1) regs.thresholds[m] = acc_t(half_word(data, i));
+            }
+        } else if (w < end_placement) {
+            const ap_uint<32> mask = data.range(31, 0);
+            const unsigned slot = data.range(47, 32);
+            // The slot's plane must end inside every partition's bank.
+            if (ap_uint<32>(slot + 1) * ap_uint<16>(g.in_plane) > C::tile_depth) {
+                status = KCNN_STATUS_COUNT_ABOVE_MAX;
+            }
+            if (C::P < 32 && (mask >> C::P) != 0) status = KCNN_STATUS_BAD_GEOMETRY;
+            if (status != KCNN_STATUS_OK) break;
+            place_t entry = 0;
+            entry.range(C::P - 1, 0) = mask.range(C::P - 1, 0);
+            entry.range(C::P + mem<C>::tile_addr_bits - 1, C::P) = slot * g.in_plane;
+            placement[w - end_thresholds] = entry;
+            for (unsigned p = 0; p < C::P; p++) {
+#pragma HLS UNROLL
+                if (mask[p] && slots[p] <= slot) slots[p] = slot + 1;
+            }
+        } else if (w < end_keys) {
+            for (unsigned i = 0; i < 2; i++) {
+#pragma HLS UNROLL
+                const unsigned m = 2 * (w - end_placement) + i;
+                if (m < KCNN_J_MAX - 1) regs.keys[m] = half_word(data, i);
+            }
+        } else if (w < end_squares) {
+            // Squares of an 8-bit codebook are below 2^16; anything else is not a codebook.
+            const ap_int<32> lo = half_word(data, 0), hi = half_word(data, 1);
+            if (lo < 0 || lo > 65535 || hi < 0 || hi > 65535) {
+                status = KCNN_STATUS_BAD_GEOMETRY;
+                break;
+            }
+            for (unsigned l = 0; l < C::lrn_lanes; l++) {
+#pragma HLS UNROLL
+                for (unsigned s = 0; s < C::lrn_size_max; s++) {
+#pragma HLS UNROLL
+                    squares[l][s][0][w] = lo;
+                    squares[l][s][1][w] = hi;
+                }
+            }
+        } else if (lrn) {
+            // Row cut_row (centre code j = cut_row + 1) carries cut[j][m] for m = 2 cut_col and
+            // 2 cut_col + 1, at (j, m) of every lane's 4 search-stage copies: two writes per
+            // copy (both ports).
+            const unsigned address = 16 * (cut_row + 1) + 2 * cut_col;
+            const typename mem<C>::cut_t lo = clamp_cut<C>(half_word(data, 0));
+            const typename mem<C>::cut_t hi = clamp_cut<C>(half_word(data, 1));
+            for (unsigned l = 0; l < C::lrn_lanes; l++) {
+#pragma HLS UNROLL
+                for (unsigned s = 0; s < 4; s++) {
+#pragma HLS UNROLL
+                    cuts[l][s][address & 255u] = lo;
+                    cuts[l][s][(address + 1) & 255u] = hi;
+                }
+            }
+            if (cut_col + 1 == thresholds) {
+                cut_col = 0;
+                cut_row++;
+            } else {
+                cut_col++;
+            }
+        }
+    }
+    KCNN_CSIM(csim_log_loop(KCNN_LOOP_CONST, trips);)
+    return status;
+}
+
+}  // namespace kcnn
+
+#endif  // KCNN_CONST_H_

@@ -1,0 +1,126 @@
+// LRN on codes, streamed by channel (hls/KERNEL_SPEC.md "LRN step"): channel c lives in
+// partition c % P; LRN_c computes channel c from the window's partitions while channel
+// c + after + 1 is loaded into its own partition (P >= size + 1 keeps the two apart). The
+// first loop, PLANE, loads channels 0..after.
+#ifndef KCNN_LRN_H_
+#define KCNN_LRN_H_
+
+#include "kcnn_descriptor.h"
+
+namespace kcnn {
+
+template <class C>
+unsigned run_lrn(axis_t &in_a, in_port &pa, axis_t &out, const descriptor &d,
+                 const step_geometry &g,
+                 typename mem<C>::tile_word_t tile[C::P][4][C::tile_depth],
+                 const typename mem<C>::square_t squares[C::lrn_lanes][C::lrn_size_max][2][8],
+                 const typename mem<C>::cut_t cuts[C::lrn_lanes][4][256]) {
+    typedef typename mem<C>::lrn_sum_t sum_t;
+    const unsigned groups = 16 / C::lrn_lanes;  // cycles per output block
+    const unsigned before = g.lrn_before, after = g.lrn_after;
+    const unsigned plane = g.in_plane;
+    unsigned status = KCNN_STATUS_OK;
+
+CHANNELS:
+    for (int c = -1; c < (int)d.in_c; c++) {
+#pragma HLS LOOP_TRIPCOUNT min = 2 max = 1025 avg = 128
+        // Channels loaded by this loop: 0..after for PLANE, else c + after + 1 if it exists.
+        const unsigned first = c < 0 ? 0 : (unsigned)c + after + 1;
+        const unsigned planes = c < 0 ? (after + 1 < d.in_c ? after + 1 : d.in_c)
+                                      : (first < d.in_c ? 1 : 0);
+        const unsigned load = planes * plane;
+        const unsigned work = c < 0 ? 0 : plane * groups;
+        const unsigned trips = work > load ? work : load;
+        unsigned load_channel = first, load_block = 0;
+        unsigned block = 0, group = 0;
+        word_t out_word = 0;
+        KCNN_CSIM(unsigned long long trip_count = 0;)
+    LRN:
+        for (unsigned it = 0; it < trips; it++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 4 max = 16384 avg = 800
+            KCNN_CSIM(trip_count++;)
+            // Every partition's block at once (one read per bank); the window picks after.
+            word_t blocks[C::P];
+#pragma HLS ARRAY_PARTITION variable = blocks type = complete
+            for (unsigned p = 0; p < C::P; p++) {
+#pragma HLS UNROLL
+                word_t b = 0;
+                for (unsigned r = 0; r < 4; r++) {
+#pragma HLS UNROLL
+                    b.range(16 * r + 15, 16 * r) = tile[p][r][block & (C::tile_depth - 1)];
+                }
+                blocks[p] = b;
+            }
+            if (it < load && status == KCNN_STATUS_OK) {
+                bool last;
+                const count_t at = pa.pos;
+                const word_t data = read_word<0>(in_a, pa, last);
+                status = tlast_status(last, at, g.a_final);
+                if (status == KCNN_STATUS_OK) {
+                    const unsigned part = load_channel & (C::P - 1);
+                    for (unsigned r = 0; r < 4; r++) {
+#pragma HLS UNROLL
+                        tile[part][r][load_block & (C::tile_depth - 1)] = data.range(16 * r + 15, 16 * r);
+                    }
+                }
+                if (++load_block == plane) {
+                    load_block = 0;
+                    load_channel++;
+                }
+            }
+            if (it >= work) continue;
+            // The window's channels c - before .. c + after (those that exist).
+            word_t window[C::lrn_size_max];
+            bool present[C::lrn_size_max];
+#pragma HLS ARRAY_PARTITION variable = window type = complete
+#pragma HLS ARRAY_PARTITION variable = present type = complete
+            for (unsigned w = 0; w < C::lrn_size_max; w++) {
+#pragma HLS UNROLL
+                const int channel = c - (int)before + (int)w;
+                present[w] = w < d.kh && channel >= 0 && channel < (int)d.in_c;
+                window[w] = blocks[(unsigned)channel & (C::P - 1)];
+            }
+            for (unsigned l = 0; l < C::lrn_lanes; l++) {
+#pragma HLS UNROLL
+                const unsigned lane = group * C::lrn_lanes + l;  // 4 dy + dx in the block
+                sum_t sum = 0;
+                for (unsigned w = 0; w < C::lrn_size_max; w++) {
+#pragma HLS UNROLL
+                    const code_t a = nibble(window[w], lane);
+                    if (present[w]) sum += squares[l][w][a & 1][a >> 1];
+                }
+                const code_t centre = nibble(window[before], lane);
+                // #{m : S <= cut[j][m]} over a non-increasing row is the length of the prefix
+                // that holds: a 4-stage binary search, stage s reading its own copy.
+                unsigned code = 0;
+                for (unsigned s = 0; s < 4; s++) {
+#pragma HLS UNROLL
+                    const unsigned step = 8u >> s, probe = code + step - 1;
+                    const typename mem<C>::cut_t cut = cuts[l][s][16 * centre + probe];
+                    if (probe < d.jo1 && ap_int<21>(sum) <= cut) code += step;
+                }
+                out_word.range(4 * lane + 3, 4 * lane) = centre == 0 ? 0 : code;
+            }
+            if (++group == groups) {
+                write_word(out, out_word, false);
+                out_word = 0;
+                group = 0;
+                block++;
+            }
+        }
+        KCNN_CSIM(csim_log_loop(c < 0 ? KCNN_LOOP_PLANE : KCNN_LOOP_LRN, trip_count);)
+        if (status != KCNN_STATUS_OK) break;
+    }
+    if (status == KCNN_STATUS_OK) {
+        bool last;
+        const count_t at = pa.pos;
+        read_word<0>(in_a, pa, last);
+        status = tlast_status(last, at, g.a_final);
+    }
+    return status;
+}
+
+}  // namespace kcnn
+
+#endif  // KCNN_LRN_H_

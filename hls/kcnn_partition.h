@@ -1,0 +1,459 @@
+// The compute half of a job: P partitions of 16 pixel lanes walk their weight entries in
+// lock step (SYNC), one entry per partition per cycle; a vector (channel c, output block b)
+// lasts L = max(FLOOR, max_p n_p) cycles. At a vector's last cycle the 16 x P lane
+// accumulators move to the shadow registers, and the reducer then emits one lane per cycle
+// (bias + a P-input adder tree, threshold bank or raw acc, output packer) while the next
+// vector accumulates. hls/KERNEL_SPEC.md "The compute half of JOB".
+#ifndef KCNN_PARTITION_H_
+#define KCNN_PARTITION_H_
+
+#include "kcnn_const.h"
+#include "kcnn_loader.h"
+
+namespace kcnn {
+
+// The compute half's per-partition registers.
+template <class C>
+struct compute_lanes {
+    typename mem<C>::wcount_t start[C::P];       // first entry of the current channel
+    typename mem<C>::wcount_t count[C::P];       // entries of the current channel
+    typename mem<C>::wcount_t next_count[C::P];  // entries of the next channel
+    // Channel c + 2's entries: the counts BRAM read of the previous cycle (its output
+    // register); the next cycle registers their max as ahead_max.
+    typename mem<C>::wcount_t ahead[C::P];
+    lane_acc_t acc[C::P][16];
+    lane_acc_t shadow[C::P][16];
+};
+
+// The output position of a vector's block: (4 by, 4 bx) = (sub qy + ry, sub qx + rx).
+struct block_position {
+    unsigned by, bx, qy, ry, qx, rx;
+};
+
+struct compute_state {
+    bool running, reducing, fc, buffered;
+    unsigned cur;  // the weight-cache buffer of this job
+    job_header header;
+    unsigned channel, t, length, floor_length;
+    unsigned next_max, ahead_max;  // max over partitions of next_count, of ahead
+    block_position block;
+    unsigned row_base;  // block.by * in_bx (mod tile depth): the vector's tile row
+    // the vector in the shadow registers
+    unsigned shadow_channel, lane;
+    block_position shadow_block;
+    word_t out_word;  // BLOCKED / FLAT / ACC word being packed
+};
+
+// 4 k = q sub + r with r < sub, advanced by 4: at most 4 subtractions for sub = 1.
+inline void advance_by_four(unsigned &q, unsigned &r, unsigned sub) {
+#pragma HLS INLINE
+    r += 4;
+    for (unsigned i = 0; i < 4; i++) {
+#pragma HLS UNROLL
+        if (r >= sub) {
+            r -= sub;
+            q++;
+        }
+    }
+}
+
+// Lane offset o (0..3) of a block starting at q sub + r: kept when r + o is a multiple of
+// sub, at output index q + (r + o) / sub (at most q + 3).
+inline bool kept_offset(unsigned q, unsigned r, unsigned o, unsigned sub, unsigned &index) {
+#pragma HLS INLINE
+    bool kept = false;
+    index = q;
+    for (unsigned k = 0; k < 4; k++) {
+#pragma HLS UNROLL
+        if (r + o == k * sub) {
+            kept = true;
+            index = q + k;
+        }
+    }
+    return kept;
+}
+
+inline code_t threshold_bank(acc_t acc, const acc_t thresholds[KCNN_J_MAX - 1], unsigned jo1) {
+#pragma HLS INLINE
+    unsigned code = 0;
+    for (unsigned m = 0; m < KCNN_J_MAX - 1; m++) {
+#pragma HLS UNROLL
+        if (m < jo1 && acc >= thresholds[m]) code++;
+    }
+    return code_t(code);
+}
+
+// One code into the out memory: bank = address mod 16 (each bank a compile-time index with
+// its own write enable), so one write per bank per cycle.
+template <class C>
+void out_memory_write(code_t out_memory[16][C::out_depth / 16], unsigned address, code_t code) {
+#pragma HLS INLINE
+    for (unsigned b = 0; b < 16; b++) {
+#pragma HLS UNROLL
+        if ((address & 15u) == b) out_memory[b][(address >> 4u) & (C::out_depth / 16 - 1)] = code;
+    }
+}
+
+// Where an entry reads the tile of partition p: two words per bank (the two ports).
+// conv: lane (dy, dx) reads input row y_top + dy, column x_left + dx, with
+// y_top = 4 by + i dh - pad_t and x_left = 4 bx + j dw - pad_l. The 4 rows are 4
+// consecutive rows, one in each bank; each bank reads block columns floor(x_left / 4) and
+// + 1, and the 8 codes shift by x_left mod 4. fc: position q is nibble q mod 4 of bank
+// (q / 4) mod 4 at q / 16: every bank reads q / 16 and the bank is chosen after the read.
+struct tap {
+    unsigned address[4][2];
+    bool row_ok[4];
+    int x0;             // conv: x_left
+    unsigned x_phase;   // conv: x_left mod 4
+    unsigned y_phase;   // conv: y_top mod 4 (bank r holds lane row (r - y_phase) mod 4)
+    unsigned fc_bank, fc_nibble;
+};
+
+template <class C>
+void locate(ap_uint<16> entry, const descriptor &d, const step_geometry &g, unsigned slot0,
+            const compute_state &s, tap &t) {
+#pragma HLS INLINE
+    typedef typename mem<C>::tile_addr_t addr_t;
+    typedef ap_int<mem<C>::tile_addr_bits + 1> offset_t;
+    const unsigned position = (unsigned)(entry >> 4);
+    if (s.fc) {
+        for (unsigned r = 0; r < 4; r++) {
+#pragma HLS UNROLL
+            t.address[r][0] = t.address[r][1] = (position >> 4u) & (C::tile_depth - 1);
+            t.row_ok[r] = true;
+        }
+        t.fc_bank = (position >> 2u) & 3u;
+        t.fc_nibble = position & 3u;
+        t.x0 = 0;
+        t.x_phase = t.y_phase = 0;
+        return;
+    }
+    const unsigned slot = slot0 + (position >> g.pos_shift);
+    const int i = (int)((position >> d.kwb) & ((1u << d.khb) - 1));
+    const int j = (int)(position & ((1u << d.kwb) - 1));
+    const int u = i * (int)d.dh - (int)d.pad_t, v = j * (int)d.dw - (int)d.pad_l;
+    // floor(u / 4) and floor(v / 4): u, v >= -255 (an 8-bit padding), so a bias of 1024 keeps
+    // the shifted value non-negative.
+    const int ub = (int)((unsigned)(u + 1024) >> 2u) - 256, vb = (int)((unsigned)(v + 1024) >> 2u) - 256;
+    // Addresses wrap inside a bank: valid taps never wrap (the slot's plane fits the bank),
+    // invalid ones are masked after the read.
+    const addr_t base = addr_t(addr_t(slot) * addr_t(g.in_plane)) + addr_t(s.row_base) +
+                        addr_t(offset_t(ub) * addr_t(g.in_bx)) + addr_t((int)s.block.bx + vb);
+    t.y_phase = (unsigned)u & 3u;
+    t.x_phase = (unsigned)v & 3u;
+    for (unsigned r = 0; r < 4; r++) {
+#pragma HLS UNROLL
+        const int carry = r < t.y_phase ? 1 : 0;
+        const int y = 4 * ((int)s.block.by + ub + carry) + (int)r;
+        t.row_ok[r] = y >= 0 && y < (int)d.in_h;
+        const addr_t address = base + addr_t(carry * (int)g.in_bx);
+        t.address[r][0] = address;
+        t.address[r][1] = addr_t(address + 1);
+    }
+    t.x0 = 4 * (int)s.block.bx + v;
+    t.fc_bank = t.fc_nibble = 0;
+}
+
+// The 16 lane codes of a conv entry (fc: lane 0 only) from the 8 words read.
+template <class C>
+void lane_codes(const tap &t, const ap_uint<16> words[4][2], const descriptor &d, bool fc,
+                code_t codes[16]) {
+#pragma HLS INLINE
+    if (fc) {
+        const ap_uint<16> w = words[t.fc_bank][0];
+        codes[0] = code_t((w >> (4 * t.fc_nibble)) & 15);
+        for (unsigned l = 1; l < 16; l++) codes[l] = 0;
+        return;
+    }
+    for (unsigned dy = 0; dy < 4; dy++) {
+#pragma HLS UNROLL
+        const unsigned r = (t.y_phase + dy) & 3u;
+        const ap_uint<32> row = (ap_uint<32>(words[r][1]) << 16) | ap_uint<32>(words[r][0]);
+        for (unsigned dx = 0; dx < 4; dx++) {
+#pragma HLS UNROLL
+            const int x = t.x0 + (int)dx;
+            const bool ok = t.row_ok[r] && x >= 0 && x < (int)d.in_w;
+            codes[4 * dy + dx] = ok ? code_t((row >> (4 * (t.x_phase + dx))) & 15) : code_t(0);
+        }
+    }
+}
+
+template <class C>
+unsigned longest(const typename mem<C>::wcount_t n[C::P], unsigned floor_length) {
+#pragma HLS INLINE
+    unsigned m = floor_length;
+    for (unsigned p = 0; p < C::P; p++) {
+#pragma HLS UNROLL
+        if ((unsigned)n[p] > m) m = n[p];
+    }
+    return m;
+}
+
+// Job start: the first two channels' counts come from two reads before the JOB loop; from
+// then on the loop reads channel c + 2 every cycle (registered, then its max registered:
+// two cycles, which a vector of FLOOR >= 3 cycles always leaves before the next advance).
+template <class C>
+void compute_begin(compute_state &s, compute_lanes<C> &lanes, unsigned cur, const job_header &h,
+                   const descriptor &d, const step_geometry &g,
+                   const typename mem<C>::wcount_t counts[C::P][2 * C::job_channels]) {
+    s.fc = d.opcode == KCNN_OP_FC;
+    s.buffered = g.buffered;
+    s.cur = cur;
+    s.header = h;
+    s.channel = 0;
+    s.t = 0;
+    s.floor_length = s.fc ? C::fc_floor : C::conv_floor;
+    s.block.by = s.block.bx = s.block.qy = s.block.ry = s.block.qx = s.block.rx = 0;
+    s.row_base = 0;
+    s.reducing = false;
+    s.lane = 0;
+    // An fc step's outputs pack on across its jobs (a job need not fill whole words): the
+    // word in progress survives until the step's first job starts the next step's.
+    if (!s.fc || h.ch0 == 0) s.out_word = 0;
+    for (unsigned p = 0; p < C::P; p++) {
+#pragma HLS UNROLL
+        lanes.start[p] = 0;
+        lanes.count[p] = counts[p][cur * C::job_channels];
+        lanes.next_count[p] =
+            h.channels > 1 ? counts[p][cur * C::job_channels + 1] : typename mem<C>::wcount_t(0);
+        for (unsigned l = 0; l < 16; l++) {
+#pragma HLS UNROLL
+            lanes.acc[p][l] = 0;
+        }
+    }
+    s.length = longest<C>(lanes.count, s.floor_length);
+    s.next_max = longest<C>(lanes.next_count, 0);
+    s.running = true;
+}
+
+inline bool compute_busy(const compute_state &s) {
+#pragma HLS INLINE
+    return s.running || s.reducing;
+}
+
+// One int32 into the out memory (conv ACC): value n fills banks 8 (n % 2) .. + 7 of row
+// n / 2, so that EMIT's row w is output word w; one write per bank per cycle.
+template <class C>
+void out_memory_write_acc(code_t out_memory[16][C::out_depth / 16], unsigned n, acc_t value) {
+#pragma HLS INLINE
+    const ap_uint<32> bits = value.range(31, 0);
+    for (unsigned b = 0; b < 16; b++) {
+#pragma HLS UNROLL
+        if ((b >> 3u) == (n & 1u)) {
+            out_memory[b][(n >> 1u) & (C::out_depth / 16 - 1)] =
+                code_t(bits.range(4 * (b & 7u) + 3, 4 * (b & 7u)));
+        }
+    }
+}
+
+// The reducer: window cycle s.lane (0 .. FLOOR - 1) of the vector in the shadow registers.
+// A conv vector emits lane s.lane; an fc vector emits its one output in cycle 0.
+template <class C>
+void reduce_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &d,
+                  const step_geometry &g, const step_registers &regs,
+                  const acc_t bias[2][2][C::job_channels / 2],
+                  code_t out_memory[16][C::out_depth / 16], axis_t &out) {
+#pragma HLS INLINE
+    if (!s.reducing) return;
+    const unsigned lane = s.lane, c = s.shadow_channel;
+    s.lane = lane + 1;
+    if (lane + 1 == s.floor_length) s.reducing = false;
+    if (s.fc && lane != 0) return;
+    // A P-input adder tree over the partitions' partial sums of this lane, plus the bias.
+    acc_t sum = bias[s.cur][c & 1u][(c >> 1u) & (C::job_channels / 2 - 1)];
+    for (unsigned p = 0; p < C::P; p++) {
+#pragma HLS UNROLL
+        sum += lanes.shadow[p][lane & 15u];
+    }
+    const code_t code = threshold_bank(sum, regs.thresholds, d.jo1);
+    if (s.fc) {
+        // Packed by the output's index in the step, not in the job.
+        const unsigned n = s.header.ch0 + c;
+        const bool last_output = n + 1 == d.out_c;
+        if (d.out_format == KCNN_FMT_ACC) {
+            s.out_word.range(32 * (n & 1u) + 31, 32 * (n & 1u)) = sum.range(31, 0);
+            if ((n & 1u) == 1 || last_output) {
+                write_word(out, s.out_word, false);
+                s.out_word = 0;
+            }
+        } else {
+            s.out_word.range(4 * (n & 15u) + 3, 4 * (n & 15u)) = code;
+            if ((n & 15u) == 15 || last_output) {
+                write_word(out, s.out_word, false);
+                s.out_word = 0;
+            }
+        }
+        return;
+    }
+    const unsigned dy = lane >> 2u, dx = lane & 3u;
+    const block_position &b = s.shadow_block;
+    unsigned y, x;
+    const bool kept_y = kept_offset(b.qy, b.ry, dy, d.sub, y);
+    const bool kept_x = kept_offset(b.qx, b.rx, dx, d.sub, x);
+    const bool kept = kept_y && kept_x && y < d.out_h && x < d.out_w;
+    if (!s.buffered) {
+        // BLOCKED, stride 1: the vector's 16 lanes are one output word.
+        s.out_word.range(4 * lane + 3, 4 * lane) = kept ? code : code_t(0);
+        if (lane == 15) {
+            write_word(out, s.out_word, false);
+            s.out_word = 0;
+        }
+    } else if (kept) {
+        const unsigned flat = c * g.out_plane + y * d.out_w + x;
+        if (d.out_format == KCNN_FMT_ACC) {
+            out_memory_write_acc<C>(out_memory, flat, sum);
+        } else if (d.out_format == KCNN_FMT_FLAT) {
+            out_memory_write<C>(out_memory, flat, code);
+        } else {
+            out_memory_write<C>(
+                out_memory,
+                ((c * g.out_by + (y >> 2u)) * g.out_bx + (x >> 2u)) * 16 + (y & 3u) * 4 + (x & 3u), code);
+        }
+    }
+}
+
+// One cycle of the partition array.
+template <class C>
+void compute_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &d,
+                   const step_geometry &g, const step_registers &regs,
+                   const typename mem<C>::tile_word_t tile[C::P][4][C::tile_depth],
+                   const prod_t table[C::P][KCNN_J_MAX][KCNN_K_MAX],
+                   const typename mem<C>::wentry_t wcache[2][C::P][C::w_depth],
+                   const typename mem<C>::wcount_t counts[C::P][2 * C::job_channels],
+                   const acc_t bias[2][2][C::job_channels / 2],
+                   code_t out_memory[16][C::out_depth / 16], axis_t &out) {
+#pragma HLS INLINE
+    typedef typename mem<C>::wcount_t wcount_t;
+    // The reducer reads the shadow registers before this cycle's vector end may refill them.
+    reduce_cycle<C>(s, lanes, d, g, regs, bias, out_memory, out);
+    if (!s.running) return;
+
+    const bool vector_end = s.t + 1 == s.length;
+    const bool channel_end = vector_end && (s.fc || (s.block.bx + 1 == g.o_bx && s.block.by + 1 == g.o_by));
+    const unsigned ahead_address = s.cur * C::job_channels + ((s.channel + 2) & (C::job_channels - 1));
+    // What the registers hold at this cycle's start: the previous cycle's read and the max of
+    // the one before (they name channel c + 2 whenever the last advance is 3 or more cycles
+    // back, which FLOOR guarantees at every advance).
+    const unsigned ahead_max = s.ahead_max;
+    wcount_t ahead[C::P];
+#pragma HLS ARRAY_PARTITION variable = ahead type = complete
+    s.ahead_max = longest<C>(lanes.ahead, 0);
+    for (unsigned p = 0; p < C::P; p++) {
+#pragma HLS UNROLL
+        ahead[p] = lanes.ahead[p];
+        // The read address comes from the channel counter only: no chain through the data.
+        lanes.ahead[p] = counts[p][ahead_address];
+        const bool active = s.t < (unsigned)lanes.count[p];
+        const ap_uint<16> entry =
+            wcache[s.cur][p][((unsigned)lanes.start[p] + s.t) & (C::w_depth - 1)];
+        const code_t weight = active ? code_t(entry.range(3, 0)) : code_t(0);
+        // Row P[weight][*] of the partition's table, then each lane picks its own entry.
+        prod_t row[KCNN_J_MAX];
+        for (unsigned a = 0; a < KCNN_J_MAX; a++) {
+#pragma HLS UNROLL
+            row[a] = table[p][a][weight];
+        }
+        // The tile: two reads per bank, the same for conv and fc.
+        tap where;
+        locate<C>(entry, d, g, s.header.slot0, s, where);
+        ap_uint<16> words[4][2];
+        for (unsigned r = 0; r < 4; r++) {
+#pragma HLS UNROLL
+            for (unsigned e = 0; e < 2; e++) {
+#pragma HLS UNROLL
+                words[r][e] = tile[p][r][where.address[r][e] & (C::tile_depth - 1)];
+            }
+        }
+        code_t codes[16];
+        lane_codes<C>(where, words, d, s.fc, codes);
+        // Lanes 0..7 add in DSP48 slices, lanes 8..15 in fabric (the LUT budget).
+        for (unsigned l = 0; l < 8; l++) {
+#pragma HLS UNROLL
+            const lane_acc_t sum_dsp = lanes.acc[p][l] + row[codes[l]];
+#pragma HLS BIND_OP variable = sum_dsp op = add impl = dsp
+            lanes.shadow[p][l] = vector_end ? sum_dsp : lanes.shadow[p][l];
+            lanes.acc[p][l] = vector_end ? lane_acc_t(0) : sum_dsp;
+        }
+        for (unsigned l = 8; l < 16; l++) {
+#pragma HLS UNROLL
+            const lane_acc_t sum_fabric = lanes.acc[p][l] + row[codes[l]];
+#pragma HLS BIND_OP variable = sum_fabric op = add impl = fabric
+            lanes.shadow[p][l] = vector_end ? sum_fabric : lanes.shadow[p][l];
+            lanes.acc[p][l] = vector_end ? lane_acc_t(0) : sum_fabric;
+        }
+    }
+    if (vector_end) {
+        s.shadow_channel = s.channel;
+        s.shadow_block = s.block;
+        s.lane = 0;
+        s.reducing = true;
+    }
+
+    if (!vector_end) {
+        s.t++;
+    } else if (!channel_end) {
+        s.t = 0;
+        if (s.block.bx + 1 < g.o_bx) {
+            s.block.bx++;
+            advance_by_four(s.block.qx, s.block.rx, d.sub);
+        } else {
+            s.block.bx = 0;
+            s.block.qx = s.block.rx = 0;
+            s.block.by++;
+            advance_by_four(s.block.qy, s.block.ry, d.sub);
+            s.row_base += g.in_bx;
+        }
+    } else if (s.channel + 1 == s.header.channels) {
+        s.running = false;
+    } else {
+        s.t = 0;
+        s.channel++;
+        s.block.by = s.block.bx = s.block.qy = s.block.ry = s.block.qx = s.block.rx = 0;
+        s.row_base = 0;
+        for (unsigned p = 0; p < C::P; p++) {
+#pragma HLS UNROLL
+            lanes.start[p] = lanes.start[p] + lanes.count[p];
+            lanes.count[p] = lanes.next_count[p];
+            lanes.next_count[p] = ahead[p];
+        }
+        s.length = s.next_max > s.floor_length ? s.next_max : s.floor_length;
+        s.next_max = ahead_max;
+    }
+}
+
+// A buffered job's output words from the out memory (FLAT: the job's codes in C order;
+// ACC: its int32 values in C order, 2 per word; BLOCKED with sub > 1: its output blocks),
+// one word per cycle; places outside the output are 0 (the memory still holds whatever an
+// earlier job left there).
+template <class C>
+void emit_buffered(axis_t &out, const code_t out_memory[16][C::out_depth / 16], unsigned words,
+                   unsigned format, unsigned outputs, unsigned out_h, unsigned out_w,
+                   unsigned out_by, unsigned out_bx) {
+    unsigned by = 0, bx = 0;
+    KCNN_CSIM(unsigned long long trips = 0;)
+EMIT:
+    for (unsigned w = 0; w < words; w++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1024 avg = 100
+        KCNN_CSIM(trips++;)
+        word_t data = 0;
+        for (unsigned b = 0; b < 16; b++) {
+#pragma HLS UNROLL
+            const code_t code = out_memory[b][w & (C::out_depth / 16 - 1)];
+            const bool inside = format == KCNN_FMT_FLAT  ? 16 * w + b < outputs
+                                : format == KCNN_FMT_ACC ? 2 * w + (b >> 3u) < outputs
+                                                         : 4 * by + (b >> 2u) < out_h && 4u * bx + (b & 3u) < out_w;
+            data.range(4 * b + 3, 4 * b) = inside ? code : code_t(0);
+        }
+        write_word(out, data, false);
+        if (++bx == out_bx) {
+            bx = 0;
+            if (++by == out_by) by = 0;
+        }
+    }
+    KCNN_CSIM(csim_log_loop(KCNN_LOOP_EMIT, trips);)
+}
+
+}  // namespace kcnn
+
+#endif  // KCNN_PARTITION_H_
