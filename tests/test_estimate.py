@@ -92,8 +92,10 @@ def test_the_limit_uses_the_lanes_the_lut_budget_holds(alexnet):
     lim = est["baselines"]["limit"]
     assert lim["lanes_in_lut_budget"] == int(DEVICE["lut"] * BUDGET["lut"] // LANE_LUT)
     assert lim["fabric_s"] == pytest.approx(
-        max(lim["stored_bytes"] / DDR_BYTES_PER_S,
-            lim["effective_pairs"] / (lim["lanes_in_lut_budget"] * 100e6))
+        max(
+            lim["stored_bytes"] / DDR_BYTES_PER_S,
+            lim["effective_pairs"] / (lim["lanes_in_lut_budget"] * 100e6),
+        )
     )
     assert est["fps"] <= lim["fps"]
 
