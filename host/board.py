@@ -24,8 +24,8 @@ reads the S2MM length once. It writes the DMA registers itself, because
 started once at load, and the kernel runs in auto-restart mode (``CTRL = 0x81`` once), so
 no step pays for ``ap_start``. Every wait has a deadline. A short answer is read back and
 its trailer names the job and the status; the intermediate trailers need no read when the
-length is right, because a refused step always answers fewer words (no job answers zero
-words, checked at load). After any fault the next run resets both DMAs, reloads the
+length is right, because a refused step always answers fewer words (a step's last job
+answers at least one word, checked at load). After any fault the next run resets both DMAs, reloads the
 overlay, starts the channels, re-arms auto-restart and probes again, and says so.
 """
 
@@ -269,15 +269,15 @@ class BoardEngine(StepEngine):
                     field="map_words",
                 )
         for step in steps:
-            for job in step.jobs:
-                # A refused job is seen from the answer's length alone only if every job
-                # answers at least one word.
-                if job.out_words < 1:
-                    raise KcnnError(
-                        f"step {step.index} job {job.index} answers no word",
-                        layer=step.layer.name,
-                        field="out_words",
-                    )
+            # A refused job drops its own answer and every later job's: the answer is
+            # shorter (and the refusal seen from its length alone) when the jobs from any
+            # job on answer at least one word, that is when the last job does.
+            if step.jobs and step.jobs[-1].out_words < 1:
+                raise KcnnError(
+                    f"step {step.index}: its last job answers no word",
+                    layer=step.layer.name,
+                    field="out_words",
+                )
             if step.jobs_b.size and self._b is None:
                 raise KcnnError(
                     f"step {step.index} sends {step.jobs_b.size} words on stream B but the "
