@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+#: LRN exponents with an exact form in + - * / sqrt; the importer refuses others.
+LRN_BETAS = (0.5, 0.75, 1.0)
+
 
 def _inverse_power(d: np.ndarray, beta: float) -> np.ndarray:
     """``d ** -beta`` for the exponents with an exact form; the importer refuses others."""

@@ -119,20 +119,22 @@ def test_thresholds_and_proof_hold(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "make,field",
+    "make,fragment",
     [
-        (lambda s: np.zeros((4, s[0], s[1] - 1, s[2]), np.float32), "shape"),
-        (lambda s: np.zeros((0, *s), np.float32), "shape"),
-        (lambda s: np.zeros((4, *s), np.int32), "dtype"),
-        (lambda s: np.full((4, *s), np.nan, np.float32), "values"),
+        (lambda s: np.zeros((4, s[0], s[1] - 1, s[2]), np.float32), "is not \\(N,"),
+        (lambda s: np.zeros((0, *s), np.float32), "empty"),
+        (lambda s: np.zeros((4, *s), np.int32), "dtype int32"),
+        (lambda s: np.full((4, *s), np.nan, np.float32), "NaN"),
+        (lambda s: [np.zeros(s, np.float32), np.zeros(3, np.float32)], "rectangular"),
+        (lambda s: np.zeros((4, *s), np.float32), "zero everywhere"),
     ],
 )
-def test_bad_calibration_is_named(make, field):
+def test_bad_calibration_is_named(make, fragment):
     model, good = case()
     calib = make(good.shape[1:])
-    with pytest.raises(KcnnError) as info:
+    with pytest.raises(KcnnError, match=fragment) as info:
         quantize(model, calib, log=None)
-    assert info.value.field == field
+    assert info.value.field == "calibration"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,70 @@
+"""The one validator of input batches: the quantizer's calibration set, ``Accelerator`` and
+the CLI all pass their inputs through :func:`check_batch` (numpy only).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from kcnn.errors import KcnnError
+
+#: Images validated (and run) at a time by default: keeps memory flat in N.
+DEFAULT_BATCH = 256
+
+
+def check_batch(x, input_shape, *, source=None, field: str = "input") -> np.ndarray:
+    """``x`` as a floating array ``(N, *input_shape)`` with N >= 1 and finite values.
+
+    The array is returned as given (a memory map stays one): callers convert it to float32
+    a batch at a time. A ragged list, a missing batch dimension, an empty batch, a
+    non-float dtype and a NaN or infinite value are each a :class:`KcnnError` naming
+    ``source`` and ``field``.
+    """
+    shape = tuple(int(d) for d in input_shape)
+    try:
+        with warnings.catch_warnings():
+            # numpy < 1.24 turns a ragged list into an object array with a warning.
+            warnings.simplefilter("ignore")
+            x = np.asarray(x)
+    except (ValueError, TypeError) as exc:
+        raise KcnnError(f"not a rectangular array: {exc}", file=source, field=field) from exc
+    if x.dtype == object:
+        raise KcnnError(
+            "not a rectangular array of numbers (ragged or mixed list)", file=source, field=field
+        )
+    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
+        raise KcnnError(
+            f"shape {x.shape} is not (N, {', '.join(map(str, shape))}); add the batch dimension N",
+            file=source,
+            field=field,
+        )
+    if x.shape[0] == 0:
+        raise KcnnError("the batch is empty (N = 0)", file=source, field=field)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise KcnnError(
+            f"dtype {x.dtype} is not a float type (float32 expected)", file=source, field=field
+        )
+    for start in range(0, len(x), DEFAULT_BATCH):
+        # Checked as float32, the type the encoders see: 1e300 is finite in float64 only.
+        with np.errstate(over="ignore"):
+            chunk = np.asarray(x[start : start + DEFAULT_BATCH], dtype=np.float32)
+        finite = np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1)
+        if not finite.all():
+            first = start + int(np.argmin(finite))
+            raise KcnnError(
+                f"input {first} holds NaN or infinite values (as float32); the encoders have "
+                "no code for them, so such inputs are refused",
+                file=source,
+                field=field,
+            )
+    return x
+
+
+def batches(x: np.ndarray, size: int):
+    """``(start, float32 chunk)`` of at most ``size`` rows of ``x``, in order."""
+    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
+        raise KcnnError(f"batch size {size!r} is not a positive integer", field="batch_size")
+    for start in range(0, len(x), int(size)):
+        yield start, np.asarray(x[start : start + size], dtype=np.float32)
