@@ -607,12 +607,15 @@ def check_layer_tables(model: KcnnModel, contract: dict, fail) -> None:
                 raise fail(
                     "thresholds must be non-decreasing with T[1] >= 1", layer.name, "thresholds"
                 )
-            if t.size and np.abs(t).max() > limit:
+            if t.size and (t.min() < -limit or t.max() > limit):
                 raise fail(
                     f"a threshold does not fit ACC_BITS={contract['ACC_BITS']}",
                     layer.name,
                     "thresholds",
                 )
+        if layer.bias.size and (layer.bias.min() < -limit or layer.bias.max() > limit):
+            raise fail(f"a bias does not fit ACC_BITS={contract['ACC_BITS']}", layer.name, "bias")
+        # Each term now fits int64: |B| < 2^31, sum|Wq| < 2^28 * 127, |Aq| <= 255.
         a_max = int(np.abs(book.aq).max()) if book.aq.size else 0
         bound = np.abs(layer.bias) + _row_weight_sums(layer) * a_max
         if bound.size and int(bound.max()) > limit:

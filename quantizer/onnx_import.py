@@ -94,11 +94,21 @@ class _Importer:
             layer=node.name or None,
         )
 
-    def attr(self, node, name: str, default=None):
+    def attr(self, node, name: str, default=None, kind=None):
+        """Attribute ``name`` of ``node`` (``default`` when absent), of type ``kind`` when
+        given (``float`` admits integers too)."""
         for attribute in node.attribute:
             if attribute.name == name:
-                return self.onnx.helper.get_attribute_value(attribute)
-        return default
+                value = self.onnx.helper.get_attribute_value(attribute)
+                break
+        else:
+            return default
+        allowed = (int, float) if kind is float else kind
+        if kind is not None and not isinstance(value, allowed):
+            shown = value if isinstance(value, (int, float, bytes, str, list)) else type(value)
+            names = "/".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise self.error(node, f"attribute {name}={shown!r} is not of type {names}")
+        return float(value) if kind is float else value
 
     def const(self, node, index: int, what: str) -> np.ndarray:
         name = node.input[index] if index < len(node.input) else ""
@@ -212,7 +222,7 @@ def _window_attrs(imp: _Importer, node, in_hw, kernel):
     strides = imp.ints(node, "strides", [1, 1], 2, 1)
     dilations = imp.ints(node, "dilations", [1, 1], 2, 1)
     pads = imp.ints(node, "pads", [0, 0, 0, 0], 4, 0)
-    auto_pad = imp.attr(node, "auto_pad", b"NOTSET")
+    auto_pad = imp.attr(node, "auto_pad", b"NOTSET", (bytes, str))
     auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         pads = [0, 0, 0, 0]
@@ -227,7 +237,7 @@ def _window_attrs(imp: _Importer, node, in_hw, kernel):
         pads = [0, 0, 0, 0]
     elif auto_pad != "NOTSET":
         raise imp.error(node, f"auto_pad {auto_pad!r} is not supported")
-    if imp.attr(node, "ceil_mode", 0):
+    if imp.attr(node, "ceil_mode", 0, int):
         # Ceil mode equals floor mode with enough extra padding at the end; the extra
         # taps read padding, which never wins a max over a non-negative map.
         for axis in range(2):
@@ -252,12 +262,12 @@ def _conv(imp: _Importer, node):
     weight = imp.floats(node, 1, "weight")
     if weight.ndim != 4 or weight.size == 0:
         raise imp.error(node, "only 2-D convolutions with a non-empty weight are supported")
-    declared = imp.attr(node, "kernel_shape")
+    declared = imp.attr(node, "kernel_shape", None, list)
     if declared is not None and list(declared) != list(weight.shape[2:]):
         raise imp.error(
             node, f"kernel_shape {list(declared)} does not match the weight {weight.shape}"
         )
-    groups = imp.attr(node, "group", 1)
+    groups = imp.attr(node, "group", 1, int)
     if not isinstance(groups, int) or groups < 1:
         raise imp.error(node, f"group={groups} must be a positive integer")
     c_in = act.shape[0]
@@ -284,13 +294,13 @@ def _gemm(imp: _Importer, node):
     act = imp.activation(node)
     if len(act.shape) != 1:
         raise imp.error(node, "expects a 2-D input; flatten the map first")
-    if imp.attr(node, "transA", 0):
+    if imp.attr(node, "transA", 0, int):
         raise imp.error(node, "transA=1 is not supported")
     weight = imp.floats(node, 1, "weight B")
     if weight.ndim != 2 or weight.size == 0:
         raise imp.error(node, f"weight B has shape {list(weight.shape)}; a 2-D matrix is needed")
-    weight = weight if imp.attr(node, "transB", 0) else weight.T
-    alpha, beta = (float(imp.attr(node, key, 1.0)) for key in ("alpha", "beta"))
+    weight = weight if imp.attr(node, "transB", 0, int) else weight.T
+    alpha, beta = (imp.attr(node, key, 1.0, float) for key in ("alpha", "beta"))
     if not (np.isfinite(alpha) and np.isfinite(beta)):
         raise imp.error(node, f"alpha={alpha} and beta={beta} must be finite")
     weight = weight * alpha
@@ -352,7 +362,7 @@ def _batchnorm(imp: _Importer, node):
         for i, what in enumerate(("", "scale", "B", "mean", "var"))
         if i
     ]
-    eps = float(imp.attr(node, "epsilon", 1e-5))
+    eps = imp.attr(node, "epsilon", 1e-5, float)
     if not np.isfinite(eps) or np.any(params[3] + eps <= 0):
         raise imp.error(node, "var + epsilon must be positive: a variance is negative")
     gain = params[0] / np.sqrt(params[3] + eps)
@@ -393,7 +403,7 @@ def _averagepool(imp: _Importer, node):
     act = imp.activation(node)
     imp.require_4d(node, act)
     attrs = _window_attrs(imp, node, act.shape[1:], imp.ints(node, "kernel_shape", None, 2, 1))
-    if any(attrs["pads"]) and not imp.attr(node, "count_include_pad", 0):
+    if any(attrs["pads"]) and not imp.attr(node, "count_include_pad", 0, int):
         raise imp.error(
             node,
             "AveragePool with padding and count_include_pad=0 divides border "
@@ -427,7 +437,7 @@ def _flatten(imp: _Importer, node):
 @handles("Flatten")
 def _flatten_node(imp: _Importer, node):
     imp.activation(node)
-    if imp.attr(node, "axis", 1) != 1:
+    if imp.attr(node, "axis", 1, int) != 1:
         raise imp.error(node, "only Flatten with axis=1 is supported")
     _flatten(imp, node)
 
@@ -463,7 +473,7 @@ def _identity(imp: _Importer, node):
 def _lrn(imp: _Importer, node):
     act = imp.activation(node)
     imp.require_4d(node, act)
-    beta = float(imp.attr(node, "beta", 0.75))
+    beta = imp.attr(node, "beta", 0.75, float)
     exact = next((b for b in LRN_BETAS if abs(beta - b) < 1e-6), None)
     if exact is None:
         raise imp.error(
@@ -471,14 +481,14 @@ def _lrn(imp: _Importer, node):
             f"LRN beta={beta} has no exact +-*/sqrt form for the host; "
             f"supported beta: {', '.join(map(str, LRN_BETAS))}",
         )
-    size = imp.attr(node, "size")
+    size = imp.attr(node, "size", None, int)
     if not isinstance(size, int) or size < 1 or size % 2 == 0:
         raise imp.error(node, f"LRN size={size} must be a positive odd integer")
     attrs = {
         "size": size,
-        "alpha": float(imp.attr(node, "alpha", 1e-4)),
+        "alpha": imp.attr(node, "alpha", 1e-4, float),
         "beta": exact,
-        "bias": float(imp.attr(node, "bias", 1.0)),
+        "bias": imp.attr(node, "bias", 1.0, float),
     }
     # bias > 0 and alpha >= 0 keep the base of the power positive for every input.
     if not (np.isfinite(attrs["alpha"]) and attrs["alpha"] >= 0):
@@ -493,7 +503,7 @@ def _softmax(imp: _Importer, node):
     act = imp.activation(node)
     if len(act.shape) != 1:
         raise imp.error(node, "Softmax is supported only on the 2-D logits")
-    axis = int(imp.attr(node, "axis", 1 if imp.opset < 13 else -1))
+    axis = imp.attr(node, "axis", 1 if imp.opset < 13 else -1, int)
     if axis not in (1, -1):
         raise imp.error(node, f"Softmax axis={axis} is not supported; use the class axis")
     imp.push(node, "softmax", act.shape)
@@ -501,7 +511,7 @@ def _softmax(imp: _Importer, node):
 
 @handles("Constant")
 def _constant(imp: _Importer, node):
-    value = imp.attr(node, "value")
+    value = imp.attr(node, "value", None, imp.onnx.TensorProto)
     if value is not None:
         imp.consts[node.output[0]] = imp.numpy_helper.to_array(value)
         return
@@ -533,7 +543,7 @@ def _constant_of_shape(imp: _Importer, node):
             f"would build a constant of {elements:,} values (limits: {MAX_TENSOR_VALUES:,} "
             f"per tensor, {MAX_MODEL_WEIGHTS:,} for all constants)",
         )
-    value = imp.attr(node, "value")
+    value = imp.attr(node, "value", None, imp.onnx.TensorProto)
     fill = (
         imp.numpy_helper.to_array(value).reshape(-1)
         if value is not None
