@@ -13,6 +13,7 @@ import json
 import sys
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 
 from kcnn.errors import KcnnError
@@ -98,13 +99,19 @@ def cmd_report(args) -> None:
 
 
 def _load_array(path, field="input"):
-    """A `.npy` array; a regular file is memory-mapped, so a large input costs no memory
-    until its batches are read."""
+    """A `.npy` array; a regular file is read a batch at a time when it is used
+    (:class:`kcnn.inputs.NpyRows`), so a large input costs no memory up front."""
     import numpy as np
 
+    from kcnn.inputs import NpyRows
+
     try:
-        mmap = "r" if Path(path).is_file() else None
-        array = np.load(path, mmap_mode=mmap, allow_pickle=False)
+        if Path(path).is_file() and not zipfile.is_zipfile(path):
+            try:
+                return NpyRows(path)
+            except ValueError:
+                pass  # Fortran order or no batch dimension: loaded whole and checked
+        array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise KcnnError(f"cannot read a .npy array: {exc}", file=path, field=field) from exc
     if not isinstance(array, np.ndarray):
@@ -112,9 +119,26 @@ def _load_array(path, field="input"):
     return array
 
 
-def _load_dataset(path):
-    import zipfile
+def _stored_rows(path, member):
+    """``member`` of an `.npz` read in batches where it is stored uncompressed (as
+    ``np.savez`` writes it), else None."""
+    from kcnn.inputs import NpyRows
 
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset)
+        local = handle.read(30)  # the local header's name and extra lengths may differ
+    start = info.header_offset + 30 + int.from_bytes(local[26:28], "little")
+    try:
+        return NpyRows(path, start + int.from_bytes(local[28:30], "little"))
+    except ValueError:
+        return None
+
+
+def _load_dataset(path):
     import numpy as np
 
     try:
@@ -133,7 +157,8 @@ def _load_dataset(path):
                 raise KcnnError(
                     f"needs arrays 'x' and 'y', has {sorted(data.files)}", file=path, field="x/y"
                 )
-            x, y = data["x"], data["y"]
+            x = _stored_rows(path, "x.npy")
+            x, y = (data["x"] if x is None else x), data["y"]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise KcnnError(f"cannot read a .npz dataset: {exc}", file=path) from exc
     if not np.issubdtype(y.dtype, np.integer) or y.shape != (len(x),):
