@@ -31,7 +31,8 @@ def lrn(x: np.ndarray, size: int, alpha: float, beta: float, bias: float) -> np.
     square = x * x
     total = np.zeros_like(x)
     low, high = (size - 1) // 2, size - 1 - (size - 1) // 2
-    for offset in range(-low, high + 1):
+    # Offsets past the last channel reach no channel (a window wider than the map).
+    for offset in range(max(-low, 1 - channels), min(high, channels - 1) + 1):
         # total[:, c] += square[:, c + offset] wherever c + offset is a channel
         dst = slice(max(0, -offset), min(channels, channels - offset))
         src = slice(max(0, offset), min(channels, channels + offset))

@@ -210,7 +210,7 @@ def test_mutated_arrays_with_matching_checksums(base, folder, data):
             st.sampled_from([0, 1, -1, 2, info.max, info.min])
             | st.integers(int(max(info.min, -(2**62))), int(min(info.max, 2**62)))
         )
-        array.reshape(-1)[index] = value
+        array.reshape(-1)[index] = min(max(value, info.min), info.max)
     elif how == "grow":
         array = np.concatenate([array, array[-1:] if array.size else np.zeros(1, array.dtype)])
     elif how == "shrink":
