@@ -92,13 +92,17 @@ def check_outputs(outputs: dict, inputs: dict | None = None) -> dict[str, Output
         for in_field, in_path in (inputs or {}).items():
             if in_path is not None and str(in_path) != STDOUT and _same(out.path, str(in_path)):
                 raise _fail(
-                    out.path, field, f"is also the input {in_field}; writing it would destroy it"
+                    out.path,
+                    field,
+                    f"is the same file as the input ({in_field}); writing it would destroy it",
                 )
     names = list(planned)
     for i, first in enumerate(names):
         for second in names[i + 1 :]:
             if _same(planned[first].path, planned[second].path):
-                raise _fail(planned[second].path, second, f"is also the output {first}")
+                raise _fail(
+                    planned[second].path, second, f"is the same file as the output ({first})"
+                )
     return planned
 
 

@@ -314,7 +314,9 @@ def _depth(value) -> int:
     return deepest
 
 
-def read_member(archive: zipfile.ZipFile, name: str, limit: int, fail) -> bytes:
+def read_member(
+    archive: zipfile.ZipFile, name: str, limit: int, fail, why="its declared shape can take"
+) -> bytes:
     """A zip member's bytes, refused before reading when it declares more than ``limit``
     bytes, is encrypted or uses a method other than stored/deflate; decompression stops at
     the declared size. ``fail(message)`` returns the exception to raise."""
@@ -330,10 +332,7 @@ def read_member(archive: zipfile.ZipFile, name: str, limit: int, fail) -> bytes:
             "deflate expected)"
         )
     if info.file_size > limit:
-        raise fail(
-            f"declares {info.file_size:,} bytes, more than the {limit:,} its declared "
-            "shape can take"
-        )
+        raise fail(f"declares {info.file_size:,} bytes, more than the {limit:,} {why}")
     try:
         with archive.open(info) as handle:
             data = handle.read(limit + 1)
@@ -348,7 +347,7 @@ def read_member(archive: zipfile.ZipFile, name: str, limit: int, fail) -> bytes:
     ) as exc:
         raise fail(f"unreadable zip member: {exc}") from exc
     if len(data) > limit:
-        raise fail(f"holds more than the {limit:,} bytes its declared shape can take")
+        raise fail(f"holds more than the {limit:,} bytes {why}")
     return data
 
 
@@ -640,9 +639,9 @@ def load(path) -> KcnnModel:
     with archive:
 
         def fail(message):
-            return KcnnError(f"manifest.json: {message}", file=path, field=MANIFEST)
+            return KcnnError(message, file=path, field=MANIFEST)
 
-        data = read_member(archive, MANIFEST, MAX_MANIFEST_BYTES, fail)
+        data = read_member(archive, MANIFEST, MAX_MANIFEST_BYTES, fail, "a manifest may take")
         try:
             manifest = json.loads(data)
         except (ValueError, RecursionError) as exc:

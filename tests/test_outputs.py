@@ -119,7 +119,7 @@ def test_an_output_that_is_an_input_or_another_output_is_refused(files, args):
     (files / "sub").mkdir()
     os.link(files / "x.npy", files / "hard.npy")
     before = {p.name: p.read_bytes() for p in files.iterdir() if p.is_file()}
-    one_line_error(kcnn(*args, cwd=files), "is also the")
+    one_line_error(kcnn(*args, cwd=files), "same file as the")
     after = {p.name: p.read_bytes() for p in files.iterdir() if p.is_file()}
     assert after == before
 

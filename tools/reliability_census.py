@@ -33,7 +33,7 @@ def main(argv=None) -> int:
             if wanted and case.name not in wanted:
                 continue
             start = time.monotonic()
-            failure = run_case(case, Path(root) / case.name)
+            failure, said = run_case(case, Path(root) / case.name)
             seconds = time.monotonic() - start
             rows.append(
                 {
@@ -42,6 +42,7 @@ def main(argv=None) -> int:
                     "what": case.what,
                     "handled": failure is None,
                     "why": failure,
+                    "said": said,
                     "seconds": seconds,
                 }
             )
