@@ -161,3 +161,27 @@ def test_activation_aware_scores_keep_weights_on_strong_inputs():
     pruned = prune(weight, 0.25, channel_scores(weight, rms))
     assert np.count_nonzero(pruned[:, 1]) == pruned.size * 0.25
     assert np.count_nonzero(pruned[:, [0, 2, 3]]) == 0
+
+
+@pytest.mark.parametrize("name", ["lenet5", "alexnet_mnist"])
+def test_outlier_clipping_stays_silent_on_the_bundled_models(name):
+    import warnings
+
+    from kcnn import models
+
+    calib = models.calibration_digits()[:256]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a clipping warning would fail the run
+        q = quantize(models.model_path(name), calib, log=None, density=0.5)
+    assert "clipped" not in q.meta["calibration"]
+
+
+def test_outliers_are_clipped_to_the_robust_range():
+    from kcnn.quantizer.passes import robust_range
+
+    values = np.random.default_rng(0).standard_normal(100_000)
+    assert robust_range(values, "map") is None
+    values[7] = 1e30
+    with pytest.warns(RuntimeWarning, match="outliers"):
+        robust = robust_range(values, "map")
+    assert robust == pytest.approx(np.percentile(np.abs(values), 99.99))
