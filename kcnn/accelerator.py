@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 
 from kcnn.errors import KcnnError, require
-from kcnn.inputs import DEFAULT_BATCH, batches, check_batch
+from kcnn.inputs import DEFAULT_BATCH, batches, check_batch, check_batch_size
 from kcnn.kfile import load
 
 BACKENDS = ("auto", "sim", "csim", "board")
@@ -68,9 +68,8 @@ class Accelerator:
         batch_size: int = DEFAULT_BATCH,
     ):
         _check_backend(backend)
-        next(batches(np.zeros(1), batch_size))  # refuses a bad batch size before the load
+        self.batch_size = check_batch_size(batch_size)
         self.path = path
-        self.batch_size = int(batch_size)
         self.model = load(path)
         self._closed = False
         self._engine = None

@@ -68,11 +68,17 @@ def _as_array(x, source, field) -> np.ndarray:
     return x
 
 
-def batches(x: np.ndarray, size: int):
-    """``(start, float32 chunk)`` of at most ``size`` rows of ``x``, in order."""
+def check_batch_size(size) -> int:
+    """``size`` as a positive int, or a :class:`KcnnError`."""
     if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
         raise KcnnError(f"batch size {size!r} is not a positive integer", field="batch_size")
-    for start in range(0, len(x), int(size)):
+    return int(size)
+
+
+def batches(x: np.ndarray, size: int):
+    """``(start, float32 chunk)`` of at most ``size`` rows of ``x``, in order."""
+    size = check_batch_size(size)
+    for start in range(0, len(x), size):
         yield start, np.asarray(x[start : start + size], dtype=np.float32)
 
 

@@ -426,7 +426,17 @@ def build_tables(run: Run) -> KcnnModel:
             table = run.weights[layer.name]
             acc_scale = table.scale * maps[q.in_map].scale
             q.codes, q.wq, q.w_scale = table.codes, table.wq, table.scale
-            q.bias = np.round(layer.bias / acc_scale).astype(np.int64)
+            bias = np.round(layer.bias / acc_scale)
+            reach = float(1 << (ARITHMETIC_CONTRACT["ACC_BITS"] - 1)) - 1
+            if not np.all(np.abs(bias) <= reach):  # NaN fails too
+                raise KcnnError(
+                    f"a bias is {float(np.max(np.abs(bias))):.3g} accumulator units, beyond "
+                    f"ACC_BITS={ARITHMETIC_CONTRACT['ACC_BITS']}: the bias is huge next to the "
+                    "weights and inputs",
+                    layer=layer.name,
+                    field="bias",
+                )
+            q.bias = bias.astype(np.int64)
             if q.out_map is not None:
                 t = np.ceil(run.float_thresholds[q.out_map] / acc_scale)
                 t = np.maximum.accumulate(np.maximum(t, 1.0)) if t.size else t

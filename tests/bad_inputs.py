@@ -206,6 +206,19 @@ def quantize_small(folder, *extra):
     return cli(folder, "quantize", "small.onnx", "--calib", "calib.npy", "-o", "q.kcnn", *extra)
 
 
+def given(name, array, *args):
+    """Save ``array`` (a dict of arrays: an .npz) as ``name``, then run ``kcnn ARGS``."""
+
+    def act(folder):
+        if isinstance(array, dict):
+            np.savez(folder / name, **array)
+        else:
+            np.save(folder / name, array)
+        return cli(folder, *args)
+
+    return act
+
+
 def no_file(name):
     def check(folder):
         return f"{name} was written" if (folder / name).exists() else None
@@ -639,10 +652,17 @@ CASES = [
         "calib-all-zero",
         2,
         "an all-zero calibration set",
-        lambda f: (
-            np.save(f / "zero.npy", np.zeros((8, 3, 16, 16), np.float32)),
-            cli(f, "quantize", "small.onnx", "--calib", "zero.npy", "-o", "q.kcnn", *QUANTIZE),
-        )[1],
+        given(
+            "zero.npy",
+            np.zeros((8, 3, 16, 16), np.float32),
+            "quantize",
+            "small.onnx",
+            "--calib",
+            "zero.npy",
+            "-o",
+            "q.kcnn",
+            *QUANTIZE,
+        ),
         fragments=("zero everywhere",),
         check=no_file("q.kcnn"),
     ),
@@ -960,30 +980,21 @@ CASES = [
         "run-empty-batch",
         3,
         "an empty input batch",
-        lambda f: (
-            np.save(f / "e.npy", np.zeros((0, 1, 28, 28), np.float32)),
-            cli(f, "run", "m.kcnn", "e.npy"),
-        )[1],
+        given("e.npy", np.zeros((0, 1, 28, 28), np.float32), "run", "m.kcnn", "e.npy"),
         fragments=("empty",),
     ),
     Case(
         "run-wrong-shape",
         3,
         "inputs of the wrong shape",
-        lambda f: (
-            np.save(f / "w.npy", np.zeros((2, 28, 28), np.float32)),
-            cli(f, "run", "m.kcnn", "w.npy"),
-        )[1],
+        given("w.npy", np.zeros((2, 28, 28), np.float32), "run", "m.kcnn", "w.npy"),
         fragments=("w.npy",),
     ),
     Case(
         "run-int-inputs",
         3,
         "integer inputs",
-        lambda f: (
-            np.save(f / "i.npy", np.zeros((2, 1, 28, 28), np.int32)),
-            cli(f, "run", "m.kcnn", "i.npy"),
-        )[1],
+        given("i.npy", np.zeros((2, 1, 28, 28), np.int32), "run", "m.kcnn", "i.npy"),
         fragments=("dtype",),
     ),
     Case(
@@ -1114,22 +1125,25 @@ CASES = [
         "report-input-nan",
         5,
         "a NaN pixel (report --input)",
-        lambda f: (
-            np.save(f / "n.npy", np.full((2, 1, 28, 28), np.nan, np.float32)),
-            cli(f, "report", "m.kcnn", "--input", "n.npy"),
-        )[1],
+        given(
+            "n.npy",
+            np.full((2, 1, 28, 28), np.nan, np.float32),
+            "report",
+            "m.kcnn",
+            "--input",
+            "n.npy",
+        ),
         fragments=("NaN",),
     ),
     Case(
         "eval-nan",
         5,
         "a NaN pixel (eval)",
-        lambda f: (
-            np.savez(
-                f / "n.npz", x=np.full((2, 1, 28, 28), np.nan, np.float32), y=np.zeros(2, int)
-            ),
-            cli(f, "eval", "m.kcnn", "--onnx", "m.onnx", "--data", "n.npz"),
-        )[1],
+        given(
+            "n.npz",
+            {"x": np.full((2, 1, 28, 28), np.nan, np.float32), "y": np.zeros(2, int)},
+            *("eval", "m.kcnn", "--onnx", "m.onnx", "--data", "n.npz"),
+        ),
         fragments=("NaN",),
     ),
     Case(
@@ -1143,10 +1157,17 @@ CASES = [
         "calib-nan",
         5,
         "a NaN calibration pixel",
-        lambda f: (
-            np.save(f / "n.npy", np.full((4, 3, 16, 16), np.nan, np.float32)),
-            cli(f, "quantize", "small.onnx", "--calib", "n.npy", "-o", "q.kcnn", *QUANTIZE),
-        )[1],
+        given(
+            "n.npy",
+            np.full((4, 3, 16, 16), np.nan, np.float32),
+            "quantize",
+            "small.onnx",
+            "--calib",
+            "n.npy",
+            "-o",
+            "q.kcnn",
+            *QUANTIZE,
+        ),
         fragments=("NaN",),
         check=no_file("q.kcnn"),
     ),

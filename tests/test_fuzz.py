@@ -23,12 +23,6 @@ from kcnn.kfile import load
 from kcnn.sim.engine import Simulator
 
 pytest.importorskip("onnxruntime")
-csim = pytest.importorskip("kcnn.sim.csim")
-try:
-    csim.compiler()
-    csim.ap_types_dir()
-except KcnnError as exc:  # pragma: no cover - depends on the machine
-    pytest.skip(str(exc), allow_module_level=True)
 
 import onnx  # noqa: E402
 import onnx_cases  # noqa: E402
@@ -48,6 +42,12 @@ def budget(examples: int):
         deadline=None,
         suppress_health_check=list(HealthCheck),
     )
+
+
+@pytest.fixture(scope="module")
+def check(csim):
+    """``check(path)``: see :func:`outcome`."""
+    return lambda path: outcome(path, csim)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def inputs_for(model) -> np.ndarray:
     return rng.standard_normal((2, *model.input_shape)).astype(np.float32)
 
 
-def outcome(path) -> str:
+def outcome(path, csim) -> str:
     """ "error" (a KcnnError) or "same" (loads; sim and csim agree bit for bit)."""
     try:
         model = load(path)
@@ -103,7 +103,7 @@ def fresh(folder, suffix=".kcnn"):
 
 @budget(200)
 @given(data=st.data())
-def test_truncated_and_bit_flipped_files(base, folder, data):
+def test_truncated_and_bit_flipped_files(base, folder, check, data):
     raw = bytearray(base.read_bytes())
     how = data.draw(st.sampled_from(["truncate", "flip", "overwrite"]))
     if how == "truncate":
@@ -116,7 +116,7 @@ def test_truncated_and_bit_flipped_files(base, folder, data):
         raw[start : start + 8] = data.draw(st.binary(min_size=1, max_size=8))
     path = fresh(folder)
     path.write_bytes(bytes(raw))
-    outcome(path)
+    check(path)
 
 
 def _paths(value, prefix=()):
@@ -173,7 +173,7 @@ def _nudged(value, data):
 
 @budget(300)
 @given(data=st.data())
-def test_mutated_manifests(base, folder, data):
+def test_mutated_manifests(base, folder, check, data):
     members = read_members(base)
     meta = json.loads(members["manifest.json"])
     paths = [p for p, _ in _paths(meta) if p and p[0] != "sha256"]
@@ -189,12 +189,12 @@ def test_mutated_manifests(base, folder, data):
     else:
         parent[path[-1]] = _nudged(parent[path[-1]], data)
     members["manifest.json"] = json.dumps(meta).encode()
-    outcome(write_members(fresh(folder), members))
+    check(write_members(fresh(folder), members))
 
 
 @budget(200)
 @given(data=st.data())
-def test_mutated_arrays_with_matching_checksums(base, folder, data):
+def test_mutated_arrays_with_matching_checksums(base, folder, check, data):
     """Arrays edited and their checksums updated, so that the values reach validation."""
     import hashlib
 
@@ -220,7 +220,7 @@ def test_mutated_arrays_with_matching_checksums(base, folder, data):
     members[name] = npy_bytes(array)
     meta["sha256"][name] = hashlib.sha256(members[name]).hexdigest()
     members["manifest.json"] = json.dumps(meta).encode()
-    outcome(write_members(fresh(folder), members))
+    check(write_members(fresh(folder), members))
 
 
 # ---- ONNX graphs ----------------------------------------------------------------------
@@ -252,7 +252,7 @@ def graph():
     return model, calib
 
 
-def quantized(model, calib, folder) -> str:
+def quantized(model, calib, folder, check) -> str:
     from kcnn.quantizer import quantize
 
     try:
@@ -260,12 +260,12 @@ def quantized(model, calib, folder) -> str:
     except KcnnError as exc:
         event(f"quantizer refused: {str(exc)[:60]}")
         return "error"
-    return outcome(q.save(fresh(folder)))
+    return check(q.save(fresh(folder)))
 
 
 @budget(50)
 @given(data=st.data())
-def test_mutated_onnx_attributes(graph, folder, data):
+def test_mutated_onnx_attributes(graph, folder, check, data):
     model, calib = graph
     model = onnx.ModelProto.FromString(model.SerializeToString())
     nodes = [n for n in model.graph.node if n.op_type in ATTRIBUTES and ATTRIBUTES[n.op_type]]
@@ -278,12 +278,12 @@ def test_mutated_onnx_attributes(graph, folder, data):
         value = data.draw(ATTRIBUTE_VALUES)
         kind = onnx.AttributeProto.INTS if value == [] else None  # not inferable from []
         node.attribute.append(helper.make_attribute(key, value, attr_type=kind))
-    quantized(model, calib, folder)
+    quantized(model, calib, folder, check)
 
 
 @budget(50)
 @given(data=st.data())
-def test_mutated_onnx_initializers(graph, folder, data):
+def test_mutated_onnx_initializers(graph, folder, check, data):
     model, calib = graph
     model = onnx.ModelProto.FromString(model.SerializeToString())
     inits = list(model.graph.initializer)
@@ -295,7 +295,7 @@ def test_mutated_onnx_initializers(graph, folder, data):
             init.dims[data.draw(st.integers(0, len(init.dims) - 1))] += data.draw(
                 st.sampled_from([-1, 1, 7])
             )
-        quantized(model, calib, folder)
+        quantized(model, calib, folder, check)
         return
     if how == "value" and value.size:
         special = st.sampled_from([np.nan, np.inf, -np.inf, 0.0, 1e30, -1e30, 3.0])
@@ -309,4 +309,4 @@ def test_mutated_onnx_initializers(graph, folder, data):
     elif how == "empty":
         value = value.reshape(-1)[:0]
     init.CopyFrom(numpy_helper.from_array(np.asarray(value), init.name))
-    quantized(model, calib, folder)
+    quantized(model, calib, folder, check)
