@@ -568,16 +568,20 @@ def _shape_any(reader, entry, key, layer):
 
 
 def _row_weight_sums(layer: QLayer) -> np.ndarray:
-    """``sum_i |Wq[w_i]|`` per output channel, in row blocks of bounded size."""
-    rows = layer.codes.reshape(layer.codes.shape[0], -1)
-    w_abs = np.concatenate([[0], np.abs(layer.wq)])
-    sums = np.zeros(rows.shape[0], np.int64)
-    step = max(1, (1 << 22) // max(1, rows.shape[1]))
-    for start in range(0, rows.shape[0], step):
-        block = rows[start : start + step]
-        for code in range(1, len(w_abs)):
-            sums[start : start + step] += w_abs[code] * np.count_nonzero(block == code, axis=1)
-    return sums
+    """``sum_i |Wq[w_i]|`` per output channel, over chunks of at most 2^22 weights (the
+    largest layer's weights, decoded at once, would take 8 bytes each)."""
+    rows = layer.codes.shape[0]
+    flat = layer.codes.reshape(-1)
+    row_len = max(1, flat.size // rows)
+    w_abs = np.concatenate([[0.0], np.abs(layer.wq).astype(np.float64)])
+    sums = np.zeros(rows)
+    chunk = 1 << 22
+    for start in range(0, flat.size, chunk):
+        codes = flat[start : start + chunk]
+        row = np.arange(start, start + codes.size) // row_len
+        # float64 sums are exact here: at most 2^28 weights of |Wq| <= 127.
+        sums += np.bincount(row, weights=w_abs[codes], minlength=rows)
+    return sums.astype(np.int64)
 
 
 def check_layer_tables(model: KcnnModel, contract: dict, fail) -> None:
