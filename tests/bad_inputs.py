@@ -54,7 +54,6 @@ class Case:
     expect: str = "error"  # "error": one error line, exit 1; "ok": exit 0
     fragments: tuple = ()  # expected in the error line (or a warning for "ok")
     check: Callable[[Path], str | None] | None = None  # extra condition after the run
-    memory_mb: int | None = None  # run in a subprocess under RLIMIT_AS of this size
     root: bool = False  # makes a device node (mknod needs root)
 
 
@@ -204,6 +203,11 @@ QUANTIZE = ("--density", "0.5", "--weight-clusters", "6")
 
 def quantize_small(folder, *extra):
     return cli(folder, "quantize", "small.onnx", "--calib", "calib.npy", "-o", "q.kcnn", *extra)
+
+
+def command(*args):
+    """``kcnn ARGS`` in the case's folder."""
+    return lambda folder: cli(folder, *args)
 
 
 def given(name, array, *args):
@@ -522,6 +526,16 @@ def accelerator(call):
     return act
 
 
+def within(memory_mb, build, *args):
+    """``build(folder)``, then ``kcnn ARGS`` in a subprocess under ``RLIMIT_AS``."""
+
+    def act(folder):
+        build(folder)
+        return limited(folder, memory_mb, *args)
+
+    return act
+
+
 def many_digits(folder):
     """5,000 digits under 512 MiB of address space (the unbatched run needed 1 GiB)."""
     from kcnn import models
@@ -558,33 +572,39 @@ CASES = [
         "out-dash",
         1,
         "-o - (standard output)",
-        lambda f: cli(f, "run", "m.kcnn", "x.npy", "-o", "-"),
+        command("run", "m.kcnn", "x.npy", "-o", "-"),
         "ok",
         check=no_file("-"),
     ),
-    Case(
-        "out-is-input-npy",
-        1,
-        "run -o equal to the input array",
-        lambda f: cli(f, "run", "m.kcnn", "x.npy", "-o", "x.npy"),
-        fragments=("same file as the input",),
-        check=unchanged("x.npy"),
-    ),
-    Case(
-        "out-is-input-kcnn",
-        1,
-        "run -o equal to the .kcnn",
-        lambda f: cli(f, "run", "m.kcnn", "x.npy", "-o", "m.kcnn"),
-        fragments=("same file as the input",),
-        check=unchanged("m.kcnn"),
-    ),
-    Case(
-        "out-is-input-onnx",
-        1,
-        "quantize -o equal to the ONNX model",
-        lambda f: cli(f, "quantize", "m.onnx", "--calib", "x.npy", "-o", "m.onnx"),
-        fragments=("same file as the input",),
-        check=unchanged("m.onnx"),
+    *(
+        Case(
+            name,
+            1,
+            what,
+            command(*args),
+            fragments=("same file as the input",),
+            check=unchanged(kept),
+        )
+        for name, what, args, kept in (
+            (
+                "out-is-input-npy",
+                "run -o equal to the input array",
+                ("run", "m.kcnn", "x.npy", "-o", "x.npy"),
+                "x.npy",
+            ),
+            (
+                "out-is-input-kcnn",
+                "run -o equal to the .kcnn",
+                ("run", "m.kcnn", "x.npy", "-o", "m.kcnn"),
+                "m.kcnn",
+            ),
+            (
+                "out-is-input-onnx",
+                "quantize -o equal to the ONNX model",
+                ("quantize", "m.onnx", "--calib", "x.npy", "-o", "m.onnx"),
+                "m.onnx",
+            ),
+        )
     ),
     Case(
         "out-hard-link-input",
@@ -616,7 +636,7 @@ CASES = [
         "out-below-file",
         1,
         "-o below a file",
-        lambda f: cli(f, "run", "m.kcnn", "x.npy", "-o", "x.npy/y.npy"),
+        command("run", "m.kcnn", "x.npy", "-o", "x.npy/y.npy"),
         fragments=("not a folder",),
     ),
     Case(
@@ -812,54 +832,47 @@ CASES = [
         onnx_edit(set_init("bn_a.var", lambda v: -v)),
         fragments=("variance",),
     ),
-    Case(
-        "onnx-stride-zero",
-        3,
-        "Conv strides 0",
-        onnx_edit(set_attr("conv_a", "strides", [0, 1])),
-        fragments=("strides",),
-    ),
-    Case(
-        "onnx-pads-negative",
-        3,
-        "negative Conv pads",
-        onnx_edit(set_attr("conv_a", "pads", [-1, 1, 1, 1])),
-        fragments=("pads",),
-    ),
-    Case(
-        "onnx-dilation-zero",
-        3,
-        "Conv dilations 0",
-        onnx_edit(set_attr("conv_a", "dilations", [0, 0])),
-        fragments=("dilations",),
-    ),
-    Case(
-        "onnx-strides-length",
-        3,
-        "Conv strides of the wrong length",
-        onnx_edit(set_attr("conv_a", "strides", [1])),
-        fragments=("strides",),
-    ),
-    Case(
-        "onnx-group-zero",
-        3,
-        "Conv group 0",
-        onnx_edit(set_attr("conv_b", "group", 0)),
-        fragments=("group",),
-    ),
-    Case(
-        "onnx-kernel-shape-mismatch",
-        3,
-        "Conv kernel_shape unlike its weight",
-        onnx_edit(set_attr("conv_a", "kernel_shape", [5, 5])),
-        fragments=("kernel_shape",),
-    ),
-    Case(
-        "onnx-maxpool-no-kernel",
-        3,
-        "MaxPool without kernel_shape",
-        onnx_edit(set_attr("pool_a", "kernel_shape", None)),
-        fragments=("kernel_shape",),
+    *(
+        Case(name, 3, what, onnx_edit(set_attr(node, key, value)), fragments=(fragment,))
+        for name, what, node, key, value, fragment in (
+            ("onnx-stride-zero", "Conv strides 0", "conv_a", "strides", [0, 1], "strides"),
+            ("onnx-pads-negative", "negative Conv pads", "conv_a", "pads", [-1, 1, 1, 1], "pads"),
+            ("onnx-dilation-zero", "Conv dilations 0", "conv_a", "dilations", [0, 0], "dilations"),
+            (
+                "onnx-strides-length",
+                "Conv strides of the wrong length",
+                "conv_a",
+                "strides",
+                [1],
+                "strides",
+            ),
+            ("onnx-group-zero", "Conv group 0", "conv_b", "group", 0, "group"),
+            (
+                "onnx-kernel-shape-mismatch",
+                "Conv kernel_shape unlike its weight",
+                "conv_a",
+                "kernel_shape",
+                [5, 5],
+                "kernel_shape",
+            ),
+            (
+                "onnx-maxpool-no-kernel",
+                "MaxPool without kernel_shape",
+                "pool_a",
+                "kernel_shape",
+                None,
+                "kernel_shape",
+            ),
+            ("onnx-lrn-size-zero", "LRN size 0", "lrn_a", "size", 0, "size"),
+            (
+                "onnx-kernel-larger-than-input",
+                "a pooling kernel larger than its input",
+                "pool_b",
+                "kernel_shape",
+                [40, 40],
+                "pool_b",
+            ),
+        )
     ),
     Case(
         "onnx-gemm-bias-length",
@@ -867,20 +880,6 @@ CASES = [
         "a Gemm bias of the wrong length",
         onnx_edit(set_init("fc_a.b", lambda b: np.zeros(3, np.float32))),
         fragments=("bias",),
-    ),
-    Case(
-        "onnx-lrn-size-zero",
-        3,
-        "LRN size 0",
-        onnx_edit(set_attr("lrn_a", "size", 0)),
-        fragments=("size",),
-    ),
-    Case(
-        "onnx-kernel-larger-than-input",
-        3,
-        "a pooling kernel larger than its input",
-        onnx_edit(set_attr("pool_b", "kernel_shape", [40, 40])),
-        fragments=("pool_b",),
     ),
     Case(
         "onnx-weight-dims",
@@ -1002,28 +1001,28 @@ CASES = [
         "run-not-npy",
         3,
         "an input that is not a .npy",
-        lambda f: cli(f, "run", "m.kcnn", "m.onnx"),
+        command("run", "m.kcnn", "m.onnx"),
         fragments=("m.onnx",),
     ),
     Case(
         "eval-onnx-not-onnx",
         3,
         "eval --onnx with a file that is not ONNX",
-        lambda f: cli(f, "eval", "m.kcnn", "--onnx", "x.npy", "--data", "data.npz"),
+        command("eval", "m.kcnn", "--onnx", "x.npy", "--data", "data.npz"),
         fragments=("x.npy",),
     ),
     Case(
         "eval-onnx-input-size",
         3,
         "eval --onnx whose input size differs",
-        lambda f: cli(f, "eval", "m.kcnn", "--onnx", "small.onnx", "--data", "data.npz"),
+        command("eval", "m.kcnn", "--onnx", "small.onnx", "--data", "data.npz"),
         fragments=("small.onnx", "input"),
     ),
     Case(
         "eval-data-npy",
         3,
         "eval --data given a .npy",
-        lambda f: cli(f, "eval", "m.kcnn", "--onnx", "m.onnx", "--data", "x.npy"),
+        command("eval", "m.kcnn", "--onnx", "m.onnx", "--data", "x.npy"),
         fragments=("x.npy", ".npz"),
     ),
     Case(
@@ -1044,7 +1043,7 @@ CASES = [
         "quantize-calib-shape",
         3,
         "calibration inputs of the wrong shape",
-        lambda f: cli(f, "quantize", "small.onnx", "--calib", "x.npy", "-o", "q.kcnn"),
+        command("quantize", "small.onnx", "--calib", "x.npy", "-o", "q.kcnn"),
         fragments=("x.npy",),
     ),
     Case(
@@ -1069,40 +1068,42 @@ CASES = [
         fragments=("batch",),
     ),
     # 4. memory bounded by the work
-    Case(
-        "mem-member-2gib",
-        4,
-        "a .kcnn member declaring 2 GiB",
-        lambda f: (zip_bomb(f), limited(f, 1024, "run", "bad.kcnn", "x.npy"))[1],
-        fragments=("fc1",),
-        memory_mb=1024,
-    ),
-    Case(
-        "mem-layer-120x5e6",
-        4,
-        "a .kcnn declaring a 120 x 5e6 layer",
-        lambda f: (huge_layer(f), limited(f, 1024, "report", "bad.kcnn"))[1],
-        fragments=("fc1",),
-        memory_mb=1024,
-    ),
-    Case(
-        "mem-manifest-1gib",
-        4,
-        "1 GiB of manifest padding",
-        lambda f: (padded_manifest(f), limited(f, 1024, "report", "bad.kcnn"))[1],
-        fragments=("manifest.json",),
-        memory_mb=1024,
-    ),
-    Case(
-        "mem-constant-of-shape",
-        4,
-        "an ONNX ConstantOfShape of 4e9 values",
-        lambda f: (
-            save_onnx(f, big_constant),
-            limited(f, 2048, "quantize", "bad.onnx", "--calib", "calib.npy", "-o", "q.kcnn"),
-        )[1],
-        fragments=("bad.onnx",),
-        memory_mb=2048,
+    *(
+        Case(name, 4, what, within(megabytes, build, *args), fragments=(fragment,))
+        for name, what, megabytes, build, args, fragment in (
+            (
+                "mem-member-2gib",
+                "a .kcnn member of 2 GiB of zeros (2 MB zipped)",
+                1024,
+                zip_bomb,
+                ("run", "bad.kcnn", "x.npy"),
+                "fc1",
+            ),
+            (
+                "mem-layer-120x5e6",
+                "a .kcnn declaring a 120 x 5e6 layer",
+                1024,
+                huge_layer,
+                ("report", "bad.kcnn"),
+                "fc1",
+            ),
+            (
+                "mem-manifest-1gib",
+                "1 GiB of manifest padding",
+                1024,
+                padded_manifest,
+                ("report", "bad.kcnn"),
+                "manifest.json",
+            ),
+            (
+                "mem-constant-of-shape",
+                "an ONNX ConstantOfShape of 4e9 values",
+                2048,
+                lambda f: save_onnx(f, big_constant),
+                ("quantize", "bad.onnx", "--calib", "calib.npy", "-o", "q.kcnn"),
+                "bad.onnx",
+            ),
+        )
     ),
     Case(
         "mem-run-5000",
@@ -1110,7 +1111,6 @@ CASES = [
         "kcnn run on 5,000 digits within 512 MiB of address space",
         many_digits,
         "ok",
-        memory_mb=512,
     ),
     # 5. non-finite and absurd values
     Case("run-nan", 5, "a NaN pixel (run)", with_pixel(np.nan), fragments=("NaN", "input 1")),
