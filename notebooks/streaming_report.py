@@ -35,6 +35,8 @@ from kcnn.tiler import plan_jobs, stream_words
 
 #: Columns of every job row in the JSON.
 JOB_FIELDS = ("ch0", "channels", "row0", "rows", "words_in", "words_out", "cycles")
+#: The command's defaults: the weight seed and the number of calibration images.
+SEED, IMAGES = 0, 8
 
 
 def layer_labels(model: KcnnModel) -> dict[str, str]:
@@ -148,14 +150,21 @@ def to_json(obj: dict) -> str:
     return flat.sub(lambda m: "[" + re.sub(r",\n\s*", ", ", m.group(1)) + "]", text) + "\n"
 
 
+def quantize_bvlc(onnx_path, images: int, log=sys.stderr) -> KcnnModel:
+    """Quantize the BVLC AlexNet graph at default settings on ``images`` calibration images."""
+    from kcnn.models.bvlc import calibration_images
+    from kcnn.quantizer import quantize
+
+    return quantize(onnx_path, calibration_images(images), name="bvlc_alexnet", log=log)
+
+
 def build_model(seed: int, images: int) -> KcnnModel:
     """Build the BVLC AlexNet graph in a temporary folder and quantize it (default settings)."""
-    from kcnn.models.bvlc import build_bvlc_alexnet, calibration_images
-    from kcnn.quantizer import quantize
+    from kcnn.models.bvlc import build_bvlc_alexnet
 
     with tempfile.TemporaryDirectory() as folder:
         onnx_path = build_bvlc_alexnet(Path(folder) / "bvlc_alexnet.onnx", seed=seed)
-        return quantize(onnx_path, calibration_images(images), name="bvlc_alexnet")
+        return quantize_bvlc(onnx_path, images)
 
 
 def main(argv=None) -> int:
@@ -164,8 +173,10 @@ def main(argv=None) -> int:
         description=__doc__.splitlines()[0],
     )
     parser.add_argument("out", type=Path, help="the JSON to write")
-    parser.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
-    parser.add_argument("--images", type=int, default=8, help="calibration images (default 8)")
+    parser.add_argument("--seed", type=int, default=SEED, help=f"weight seed (default {SEED})")
+    parser.add_argument(
+        "--images", type=int, default=IMAGES, help=f"calibration images (default {IMAGES})"
+    )
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     try:

@@ -4,15 +4,17 @@ import json
 import subprocess
 import sys
 
+import environments
 import numpy as np
 import pytest
 
-pytest.importorskip("onnxruntime")
+ort = environments.importorskip("onnxruntime")
 
 import onnx  # noqa: E402
 import onnx_cases  # noqa: E402
 
 from kcnn import Accelerator, KcnnError  # noqa: E402
+from kcnn.kfile import load  # noqa: E402
 from kcnn.quantizer import quantize  # noqa: E402
 from kcnn.sim.engine import run  # noqa: E402
 
@@ -99,7 +101,18 @@ def test_cli_eval_json(files):
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["n"] == 10 and result["backend"] == "sim"
-    assert 0 <= result["agreement"] <= 1 and "compute_reduction" in result["totals"]
+    assert "compute_reduction" in result["totals"]
+    # The same figures counted here, with onnxruntime called directly.
+    with np.load(files / "data.npz") as data:
+        x, y = data["x"], data["y"]
+    session = ort.InferenceSession(str(files / "model.onnx"), providers=["CPUExecutionProvider"])
+    float_labels = session.run(None, {session.get_inputs()[0].name: x})[0].argmax(axis=1)
+    kcnn_labels = run(load(files / "m.kcnn"), x)[1].argmax(axis=1)
+    assert result["float_accuracy"] == np.mean(float_labels == y)
+    assert result["kcnn_accuracy"] == np.mean(kcnn_labels == y)
+    assert result["agreement"] == np.mean(kcnn_labels == float_labels)
+    # Better than a model that always answers the float model's most frequent class.
+    assert result["agreement"] > np.bincount(float_labels).max() / len(x)
 
 
 def test_cli_report_with_inputs_counts_on_the_simulator(files):

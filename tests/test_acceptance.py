@@ -4,10 +4,11 @@ The defaults were chosen on the train/validation split only; the same settings s
 every model. The figures are tabled in models/README.md.
 """
 
+import environments
 import numpy as np
 import pytest
 
-pytest.importorskip("onnxruntime")
+environments.importorskip("onnxruntime")
 
 from kcnn import models  # noqa: E402
 from kcnn.quantizer import quantize  # noqa: E402

@@ -4,13 +4,14 @@ Runs in the board environment of tools/test.sh (Python 3.10, numpy 1.x, pynq 3.x
 ``csim`` extra): ``pynq.lib.dma.DMA``, ``KcnnIP`` (a ``pynq.DefaultIP``), ``MMIO`` and
 ``pynq.allocate`` drive ``tests/fake_board.py``, whose kernel is the HLS top's C-sim. There the
 results must equal, bit for bit, the files the main environment wrote with tools/golden.py
-(missing files fail). Elsewhere, without pynq, the module is skipped.
+(missing files fail).
 """
 
 import os
 import time
 from pathlib import Path
 
+import environments
 import numpy as np
 import pytest
 
@@ -18,10 +19,8 @@ from kcnn import models
 from kcnn.errors import KcnnError
 from kcnn.kfile import load
 
-if os.environ.get("KCNN_BOARD_ENV") == "1":
-    import pynq  # the board environment must have it: fail, not skip
-else:
-    pynq = pytest.importorskip("pynq", reason="pynq not installed (the board environment has it)")
+pytestmark = pytest.mark.board_env
+pynq = environments.importorskip("pynq")
 
 from fake_board import IP_REGISTERS, FakeZynq, write_overlay  # noqa: E402
 

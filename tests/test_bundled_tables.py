@@ -10,6 +10,8 @@ import pytest
 from kcnn import Accelerator, models
 from kcnn.kfile import load
 
+pytestmark = [pytest.mark.main_env, pytest.mark.board_env]
+
 README = Path(models.__file__).with_name("README.md")
 
 

@@ -4,10 +4,11 @@ import json
 import subprocess
 import sys
 
+import environments
 import numpy as np
 import pytest
 
-pytest.importorskip("onnxruntime")
+environments.importorskip("onnxruntime")
 
 import onnx  # noqa: E402
 import onnx_cases  # noqa: E402

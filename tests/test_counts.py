@@ -5,6 +5,8 @@ import pytest
 
 from kcnn.counts import effective_pairs
 
+pytestmark = [pytest.mark.main_env, pytest.mark.board_env]
+
 
 def brute_force_conv(weight_nz, act_nz, attrs):
     n, c_in, h, w = act_nz.shape

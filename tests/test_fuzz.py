@@ -4,7 +4,7 @@ bit-flipped, ONNX graphs with mutated attributes and initializers. Every case en
 last acc) on the simulator and the C-sim.
 
 Seeds are fixed (``derandomize``) and no example database is written; the budget is
-``max_examples`` per property, ten times larger with ``KCNN_SLOW=full``.
+``max_examples`` per property, ten times larger with ``KCNN_FUZZ=full``.
 """
 
 import itertools
@@ -28,7 +28,7 @@ import onnx  # noqa: E402
 import onnx_cases  # noqa: E402
 from onnx import helper, numpy_helper  # noqa: E402
 
-SCALE = 10 if os.environ.get("KCNN_SLOW") == "full" else 1
+SCALE = 10 if os.environ.get("KCNN_FUZZ") == "full" else 1
 #: Small caches, so that the C-sim splits layers into many jobs.
 SMALL = {"P": 4, "IN_DEPTH": 512, "W_DEPTH": 2048, "OUT_DEPTH": 256}
 _COUNTER = itertools.count()

@@ -1,8 +1,8 @@
 """Bit equality across environments: the board's Python 3.10 + numpy 1.x against files the
 main environment (Python 3.11 + numpy 2.x) wrote with tools/golden.py.
 
-Runs when ``KCNN_GOLDEN_DIR`` is set (tools/test.sh sets it for the board environment);
-there, missing files fail the test.
+Runs in the board environment, where tools/test.sh sets ``KCNN_GOLDEN_DIR``; missing files
+fail the test.
 """
 
 import os
@@ -14,7 +14,10 @@ import pytest
 from kcnn import Accelerator, models
 
 GOLDEN = os.environ.get("KCNN_GOLDEN_DIR")
-pytestmark = pytest.mark.skipif(GOLDEN is None, reason="KCNN_GOLDEN_DIR is not set")
+pytestmark = [
+    pytest.mark.board_env,
+    pytest.mark.skipif(GOLDEN is None, reason="KCNN_GOLDEN_DIR is not set"),
+]
 
 
 @pytest.mark.parametrize("name", models.MODELS)

@@ -6,10 +6,10 @@ IP. Our reader must agree with pynq's own parser on base addresses, register off
 the DMA parameters its driver reads.
 """
 
-import os
 from pathlib import Path
 
 import pytest
+from test_tcl import AXI_DMA_PARAMS
 
 from kcnn.errors import KcnnError
 from kcnn.host.hwh import find_ip, read_hwh, register_offset
@@ -26,13 +26,12 @@ DMA_DRIVER_PARAMETERS = [
     "c_m_axi_s2mm_data_width",
 ]
 
+pytestmark = pytest.mark.board_env
+
 
 @pytest.fixture(scope="module")
 def resizer():
-    if os.environ.get("KCNN_BOARD_ENV") == "1":
-        import pynqmetadata  # the board environment must have it: fail, not skip
-    else:
-        pynqmetadata = pytest.importorskip("pynqmetadata", reason="pynqmetadata not installed")
+    pynqmetadata = pytest.importorskip("pynqmetadata")
     path = Path(pynqmetadata.__file__).parent / "tests" / "hwhs" / "resizer.hwh"
     assert path.is_file(), f"{path} missing from pynqmetadata"
     return path
@@ -73,7 +72,7 @@ def test_addresses_registers_and_dma_parameters(resizer):
 
 
 def test_reader_agrees_with_pynqs_parser(resizer):
-    pytest.importorskip("pynq", reason="pynq not installed")
+    pytest.importorskip("pynq")
     from pynqmetadata.frontends import Metadata
 
     try:
@@ -92,6 +91,17 @@ def test_reader_agrees_with_pynqs_parser(resizer):
     assert all(dma[k] == theirs["axi_dma_0"]["parameters"][k] for k in DMA_DRIVER_PARAMETERS)
 
 
+def test_dma_parameter_list_of_build_tcl_matches_the_hwh(resizer):
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(resizer).getroot()
+    (module,) = [m for m in root.iter("MODULE") if ":axi_dma:" in m.get("VLNV", "")]
+    names = {p.get("NAME") for p in module.iter("PARAMETER")}
+    user = {n for n in names if n == "Component_Name" or n.startswith("c_")}
+    assert user == AXI_DMA_PARAMS
+
+
+@pytest.mark.main_env
 def test_bad_files_are_named(tmp_path):
     bad = tmp_path / "x.hwh"
     bad.write_text("<NOTVIVADO/>")

@@ -1,9 +1,10 @@
 """ONNX import and lowering, checked against onnxruntime on the original model."""
 
+import environments
 import numpy as np
 import pytest
 
-pytest.importorskip("onnxruntime")
+environments.importorskip("onnxruntime")
 
 import onnx_cases  # noqa: E402
 

@@ -1,17 +1,22 @@
-"""The notebooks in notebooks/ run headless in sim mode and end in their own checks.
+"""The notebooks in notebooks/ run headless and end in their own checks.
 
 Each notebook's last cell asserts accuracy and bit-equality bounds, so a wrong result fails
-here, not only an exception. The committed copies carry no outputs, and the installed
-package delivers them to the board through the ``pynq.notebooks`` entry point.
+here, not only an exception. Their ``parameters`` cell picks the back-end: its default,
+``auto``, runs the simulator when there is no board, and "equals sim bit for bit" would then
+compare the simulator with itself. Here they run on the HLS kernels' C simulation (``csim``)
+in the main environment and on the fake PYNQ-Z2 of tests/fake_board.py (``board``) in the
+board environment, each against the simulator. The committed copies carry no outputs, and
+the installed package delivers them to the board through the ``pynq.notebooks`` entry point.
 """
 
 import json
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import environments
 import pytest
 
-pytest.importorskip("nbclient", reason="nbclient is not installed (it comes with the `test` extra)")
+environments.importorskip("nbclient")
 
 import nbformat  # noqa: E402 - nbclient brings it
 from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
@@ -25,20 +30,41 @@ STREAMING_JSON = "alexnet_streaming.json"
 CELL_TIMEOUT = 300
 #: What the board does not have; a notebook must run without any of them.
 OFF_BOARD = ["kcnn.quantizer", "onnx", "onnxruntime", "sklearn", "scipy", "torch"]
+#: Each environment runs the notebooks on a back-end other than the simulator.
+BACKENDS = [
+    pytest.param("csim", marks=pytest.mark.main_env, id="csim"),
+    pytest.param("board", marks=pytest.mark.board_env, id="board"),
+]
+#: Run in the kernel before the notebook when the back-end is the board: only the physical
+#: board is faked (the FPGA manager's file and the pynq device); the rest is the real stack.
+FAKE_BOARD = """\
+import os, sys
+sys.path.insert(0, {tests!r})
+import pynq
+import kcnn.accelerator
+from fake_board import FakeZynq
+pynq.Device.active_device = FakeZynq()
+kcnn.accelerator.board_present = lambda: True
+os.environ["KCNN_OVERLAY"] = {overlay!r}
+"""
 
 
 def _ids(path: Path) -> str:
     return path.stem
 
 
+@pytest.mark.main_env
+@pytest.mark.board_env
 def test_the_three_notebooks_are_there():
     names = [path.stem for path in NOTEBOOKS]
     assert len(names) >= 3, names
     assert (FOLDER / STREAMING_JSON).stat().st_size < 200_000
 
 
+@pytest.mark.main_env
+@pytest.mark.board_env
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
-def test_committed_without_outputs(path):
+def test_committed_without_outputs_with_a_backend_parameter(path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     stale = [
@@ -48,6 +74,8 @@ def test_committed_without_outputs(path):
     ]
     assert not stale, f"cells {stale} carry outputs or execution counts; clear them"
     assert nb.metadata.kernelspec.name == "python3"
+    (parameters,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert 'BACKEND = "auto"' in parameters.source.splitlines()
 
 
 def _python3_of_this_interpreter() -> KernelManager:
@@ -57,12 +85,25 @@ def _python3_of_this_interpreter() -> KernelManager:
     return KernelManager(kernel_name="python3", kernel_spec_manager=specs)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
-def test_notebook_runs_and_checks_pass(path, tmp_path):
+def test_notebook_runs_and_checks_pass(path, backend, tmp_path):
     nb = nbformat.read(path, as_version=4)
-    # One extra cell, after the notebook's own checks, lists the off-board packages that
-    # ended up imported.
-    probe = f"import json, sys; print(json.dumps([m for m in {OFF_BOARD!r} if m in sys.modules]))"
+    # As papermill does: the new values in a cell right after the tagged one.
+    (at,) = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    nb.cells.insert(at + 1, nbformat.v4.new_code_cell(f"BACKEND = {backend!r}"))
+    if backend == "board":
+        fake_board = pytest.importorskip("fake_board")  # it needs pynq
+
+        overlay = fake_board.write_overlay(tmp_path / "overlay")
+        setup = FAKE_BOARD.format(tests=str(Path(__file__).parent), overlay=str(overlay))
+        nb.cells.insert(0, nbformat.v4.new_code_cell(setup))
+    # One extra cell, after the notebook's own checks, says which back-end ran and lists
+    # the off-board packages that ended up imported.
+    probe = (
+        "import json, sys; print(json.dumps({'backend': acc.backend, 'off_board': "
+        f"[m for m in {OFF_BOARD!r} if m in sys.modules]}}))"
+    )
     nb.cells.append(nbformat.v4.new_code_cell(probe))
     client = NotebookClient(
         nb,
@@ -76,9 +117,13 @@ def test_notebook_runs_and_checks_pass(path, tmp_path):
     client.execute(cleanup_kc=True)  # CellExecutionError on any failing cell, asserts included
     outputs = nb.cells[-1].outputs
     text = "".join(out.get("text", "") for out in outputs if out.output_type == "stream")
-    assert json.loads(text) == [], f"{path.name} imported packages the board lacks"
+    ran = json.loads(text)
+    assert ran["backend"] == backend
+    assert ran["off_board"] == [], f"{path.name} imported packages the board lacks"
 
 
+@pytest.mark.main_env
+@pytest.mark.board_env
 def test_pynq_entry_point_delivers_this_folder():
     # pynq get-notebooks imports the entry point's module and copies the folder it lives in.
     found = [ep for ep in entry_points(group="pynq.notebooks") if ep.name == "kcnn"]
@@ -87,35 +132,3 @@ def test_pynq_entry_point_delivers_this_folder():
     shipped = {p.name for p in Path(module.__path__[0]).iterdir()}
     wanted = {p.name for p in NOTEBOOKS} | {STREAMING_JSON}
     assert wanted <= shipped, f"not installed: {sorted(wanted - shipped)}"
-
-
-def _assert_close(made, committed, where="report"):
-    """Same structure and strings; numbers within 0.1 % (a quantizer run on other numpy or
-    onnxruntime builds may move the calibration densities in their last digits)."""
-    if isinstance(committed, dict):
-        assert made.keys() == committed.keys(), where
-        for key in committed:
-            _assert_close(made[key], committed[key], f"{where}.{key}")
-    elif isinstance(committed, list):
-        assert len(made) == len(committed), where
-        for index, (a, b) in enumerate(zip(made, committed, strict=True)):
-            _assert_close(a, b, f"{where}[{index}]")
-    elif isinstance(committed, (int, float)) and not isinstance(committed, bool):
-        assert made == pytest.approx(committed, rel=1e-3, abs=1e-9), where
-    else:
-        assert made == committed, where
-
-
-@pytest.mark.slow
-def test_streaming_json_is_what_its_command_makes(tmp_path, slow_full):
-    if not slow_full:
-        pytest.skip("rebuilds and quantizes the AlexNet-sized model (about a minute): full tier")
-    pytest.importorskip("onnxruntime")
-    from kcnn.notebooks.streaming_report import main
-
-    out = tmp_path / STREAMING_JSON
-    assert main([str(out)]) == 0
-    made = json.loads(out.read_text())
-    committed = json.loads((FOLDER / STREAMING_JSON).read_text())
-    # A stale file fails here: remake it with the command in notebooks/__init__.py.
-    _assert_close(made, committed)

@@ -10,6 +10,8 @@ from kcnn.config import ARITHMETIC_CONTRACT, BUILD_DEFAULTS
 from kcnn.errors import KcnnError
 from kcnn.overlay import OVERLAY_ENV, find_overlay, read_overlay_config
 
+pytestmark = [pytest.mark.main_env, pytest.mark.board_env]
+
 
 def make_overlay(folder, files=("kcnn.bit", "kcnn.hwh", "kcnn.json")):
     folder.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.main_env, pytest.mark.board_env]
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

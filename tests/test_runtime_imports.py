@@ -4,6 +4,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = [pytest.mark.main_env, pytest.mark.board_env]
+
 RUNTIME_MODULES = [
     "kcnn",
     "kcnn.kfile",

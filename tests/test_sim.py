@@ -7,6 +7,9 @@ from kcnn import hostops
 from kcnn.kfile import Codebook, KcnnModel, QLayer
 from kcnn.sim.engine import Simulator, maxpool_codes
 
+# The tests that need no quantizer also run on the board's Python and numpy.
+pytestmark = pytest.mark.main_env
+
 
 def fabric_layer(layer, codes, book):
     layer.in_map = "m"
@@ -43,6 +46,7 @@ def direct_conv(layer, codes, book):
     return out
 
 
+@pytest.mark.board_env
 @pytest.mark.parametrize(
     "groups,strides,pads,dilations",
     [
@@ -76,6 +80,7 @@ def test_conv_matches_product_table_loops(groups, strides, pads, dilations):
     assert np.array_equal(acc.astype(np.int64), direct_conv(layer, codes, book))
 
 
+@pytest.mark.board_env
 def test_fc_matches_product_table_loops():
     rng = np.random.default_rng(9)
     layer = QLayer(
@@ -106,6 +111,7 @@ def test_fc_matches_product_table_loops():
     assert np.array_equal(fabric_layer(layer, codes, book).astype(np.int64), expected)
 
 
+@pytest.mark.board_env
 def test_maxpool_on_codes_pads_with_code_zero():
     codes = np.arange(1, 17, dtype=np.uint8).reshape(1, 1, 4, 4)
     layer = QLayer(
@@ -118,6 +124,7 @@ def test_maxpool_on_codes_pads_with_code_zero():
     assert maxpool_codes(layer, codes).tolist() == [[[[11, 12], [15, 16]]]]
 
 
+@pytest.mark.board_env
 def test_lrn_matches_the_onnx_definition():
     x = np.random.default_rng(2).random((2, 7, 3, 3)) * 40
     size, alpha, beta, bias = 5, 1e-2, 0.75, 2.0
@@ -162,6 +169,7 @@ def test_simulator_equals_the_independent_reference(case, tmp_path):
         previous = layer.name
 
 
+@pytest.mark.board_env
 def test_fc_at_the_accumulator_bound_equals_the_reference():
     from reference_model import fc as reference_fc
 

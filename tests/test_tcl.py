@@ -27,14 +27,18 @@ HLS_TCL = ROOT / "hls" / "build_ip.tcl"
 HARNESS = Path(__file__).with_name("tcl_dryrun.tcl")
 TCLSH = shutil.which("tclsh")
 
-pytestmark = pytest.mark.skipif(TCLSH is None, reason="tclsh not installed (apt install tcl)")
+pytestmark = [
+    pytest.mark.main_env,
+    pytest.mark.board_env,
+    pytest.mark.skipif(TCLSH is None, reason="tclsh not installed (apt-get install tcl)"),
+]
 
 # The user-settable parameters of xilinx.com:ip:axi_dma:7.1 (the lower-case CONFIG names),
 # extracted once from the MODULE axi_dma_0 / PARAMETERS of pynqmetadata 0.2.0's
 # pynqmetadata/tests/hwhs/resizer.hwh (a Vivado 2019.2 hand-off for a 7z020 design with an
 # AXI DMA and an HLS IP; the package is on PyPI, Xilinx/PYNQ-Metadata on GitHub). Committed
-# because installing pynqmetadata pulls pydantic, ipython and jsonschema; when it is installed
-# anyway, test_dma_parameter_list_matches_hwh re-reads the file.
+# because installing pynqmetadata pulls pydantic, ipython and jsonschema; the board
+# environment has it, and tests/test_hwh.py re-reads the file there.
 AXI_DMA_PARAMS = frozenset(
     """
     Component_Name c_include_sg c_enable_multi_channel c_num_mm2s_channels c_num_s2mm_channels
@@ -297,22 +301,6 @@ def test_dma_config_names_are_real_axi_dma_parameters(tmp_path: Path) -> None:
     names = {key.removeprefix("CONFIG.") for key in dma}
     assert all(key.startswith("CONFIG.") for key in dma)
     assert names <= AXI_DMA_PARAMS, names - AXI_DMA_PARAMS
-
-
-def test_dma_parameter_list_matches_hwh() -> None:
-    if os.environ.get("KCNN_BOARD_ENV") == "1":
-        import pynqmetadata as metadata  # the board environment has it: fail, not skip
-    else:
-        metadata = pytest.importorskip("pynqmetadata", reason="pynqmetadata not installed")
-    hwh = Path(metadata.__file__).parent / "tests" / "hwhs" / "resizer.hwh"
-    assert hwh.is_file(), f"{hwh} not shipped"
-    import xml.etree.ElementTree as ET
-
-    root = ET.parse(hwh).getroot()
-    (module,) = [m for m in root.iter("MODULE") if ":axi_dma:" in m.get("VLNV", "")]
-    names = {p.get("NAME") for p in module.iter("PARAMETER")}
-    user = {n for n in names if n == "Component_Name" or n.startswith("c_")}
-    assert user == AXI_DMA_PARAMS
 
 
 def test_streams_and_control_match_the_hls_top(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ from kcnn.errors import KcnnError
 from kcnn.kfile import QLayer
 from kcnn.tiler import plan_jobs
 
+pytestmark = [pytest.mark.main_env, pytest.mark.board_env]
+
 
 def conv_layer(
     c_in=8,
