@@ -4,9 +4,10 @@ a run that succeeds and keeps what it must keep."""
 
 import os
 
+import environments
 import pytest
 
-pytest.importorskip("onnxruntime")
+environments.importorskip("onnxruntime")
 
 from bad_inputs import CASES, run_case  # noqa: E402
 

@@ -12,6 +12,7 @@ import json
 import os
 import zipfile
 
+import environments
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -22,7 +23,7 @@ from kcnn.errors import KcnnError
 from kcnn.kfile import load
 from kcnn.sim.engine import Simulator
 
-pytest.importorskip("onnxruntime")
+environments.importorskip("onnxruntime")
 
 import onnx  # noqa: E402
 import onnx_cases  # noqa: E402
