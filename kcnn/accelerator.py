@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 
 from kcnn.errors import KcnnError, require
+from kcnn.inputs import DEFAULT_BATCH, batches, check_batch, check_batch_size
 from kcnn.kfile import load
 
 BACKENDS = ("auto", "sim", "csim", "board")
@@ -61,6 +62,9 @@ class Accelerator:
         ``$KCNN_OVERLAY``, then the installed package (see :mod:`kcnn.overlay`).
     timeout_s
         The board's deadline for each wait.
+    batch_size
+        Images run at a time: outputs are gathered batch by batch, so the memory a run
+        takes does not grow with N beyond the outputs themselves.
     """
 
     def __init__(
@@ -70,8 +74,10 @@ class Accelerator:
         params=None,
         overlay=None,
         timeout_s: float = 5.0,
+        batch_size: int = DEFAULT_BATCH,
     ):
         _check_backend(backend)
+        self.batch_size = check_batch_size(batch_size)
         self.path = path
         self.model = load(path)
         self._closed = False
@@ -116,25 +122,24 @@ class Accelerator:
             self._engine = Simulator(self.model)
 
     # ---- inputs ---------------------------------------------------------------------
-    def check_input(self, x) -> np.ndarray:
-        """``x`` as float32 ``(N, *input_shape)``, or a clear error (a missing N is one)."""
+    def check_input(self, x, source=None) -> np.ndarray:
+        """``x`` validated as ``(N, *input_shape)`` floats (see :func:`kcnn.inputs.check_batch`);
+        ``source`` names where it came from in errors."""
         if self._closed:
             raise KcnnError("the accelerator is closed", file=self.path)
-        x = np.asarray(x)
-        shape = tuple(self.model.input_shape)
-        if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
-            raise KcnnError(
-                f"input shape {x.shape} is not (N, {', '.join(map(str, shape))});"
-                " add the batch dimension N",
-                file=self.path,
-                field="input",
-            )
-        if not np.issubdtype(x.dtype, np.floating):
-            raise KcnnError(f"input dtype {x.dtype} is not float32", file=self.path, field="input")
-        return x.astype(np.float32, copy=False)
+        return check_batch(x, self.model.input_shape, source=source, field="input")
 
     def _run(self, x, trace=False):
-        return self._engine.run(self.check_input(x), trace=trace)
+        x = self.check_input(x)
+        outputs, logits, maps = [], [], {}
+        for _, chunk in batches(x, self.batch_size):
+            out, raw, traced = self._engine.run(chunk, trace=trace)
+            outputs.append(out)
+            logits.append(raw)
+            for name, codes in traced.items():
+                maps.setdefault(name, []).append(codes)
+        maps = {name: np.concatenate(parts) for name, parts in maps.items()}
+        return np.concatenate(outputs), np.concatenate(logits), maps
 
     # ---- the API --------------------------------------------------------------------
     def run(self, x, logits: bool = False) -> np.ndarray:

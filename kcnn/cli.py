@@ -1,7 +1,9 @@
 """The ``kcnn`` command line: a thin layer over the Python API.
 
 ``--json`` prints exactly one JSON object on stdout; tables and notices go to stderr.
-User errors print one line (``--debug`` shows the traceback) and exit 1.
+User errors print one line and exit 1; an unexpected exception is a bug in kcnn and prints
+one line saying so and exits 3 (``--debug`` shows the traceback of either). Every output
+is checked before the work starts and written all or none (:mod:`kcnn.files`).
 """
 
 from __future__ import annotations
@@ -10,30 +12,46 @@ import argparse
 import json
 import sys
 import tempfile
+import warnings
+import zipfile
 from pathlib import Path
 
 from kcnn.errors import KcnnError
-from kcnn.files import atomic_write
+from kcnn.files import STDOUT, check_outputs, write_outputs
+from kcnn.inputs import DEFAULT_BATCH
+
+#: Exit status of an unexpected exception (a bug); user errors exit 1, usage errors 2.
+EXIT_BUG = 3
 
 
-def write_json_atomic(path, obj) -> None:
+def _json_writer(obj):
     text = json.dumps(obj, indent=1) + "\n"
-    atomic_write(path, lambda handle: handle.write(text.encode()))
+    return lambda handle: handle.write(text.encode())
 
 
-def _write_json(args, obj: dict) -> None:
-    if args.json_out:
-        write_json_atomic(args.json_out, obj)
-    if args.json:
+def _outputs(args, inputs: dict, **outputs):
+    """Check the command's outputs (``--json-out`` included) against its inputs, up front."""
+    outputs["json_out"] = getattr(args, "json_out", None)
+    planned = check_outputs(outputs, inputs)
+    if getattr(args, "json", False) and any(o.path == STDOUT for o in planned.values()):
+        raise KcnnError("--json prints on standard output, so no output may be '-'", field="json")
+    return planned
+
+
+def _finish(args, planned: dict, writers: dict, obj: dict | None) -> None:
+    """Write every output at once, then print the JSON object (``--json``)."""
+    if obj is not None and "json_out" in planned:
+        writers["json_out"] = _json_writer(obj)
+    write_outputs([(planned[name], writers[name]) for name in planned])
+    if obj is not None and args.json:
         json.dump(obj, sys.stdout)
         sys.stdout.write("\n")
 
 
-def _emit(args, report: dict) -> None:
+def _print_report(report: dict) -> None:
     from kcnn.report import format_report
 
     print(format_report(report), file=sys.stderr)
-    _write_json(args, report)
 
 
 def _quantize_options(args) -> dict:
@@ -46,27 +64,30 @@ def _quantize_options(args) -> dict:
 
 
 def cmd_quantize(args) -> None:
+    from kcnn.kfile import writer
     from kcnn.quantizer import quantize
     from kcnn.report import build_report
 
+    planned = _outputs(args, {"model": args.model, "calib": args.calib}, output=args.output)
     model = quantize(args.model, args.calib, **_quantize_options(args))
     report = build_report(model)
-    model.save(args.output)
+    _print_report(report)
+    _finish(args, planned, {"output": writer(model)}, report)
     print(f"kcnn quantize: wrote {args.output}", file=sys.stderr)
-    _emit(args, report)
 
 
 def cmd_report(args) -> None:
     from kcnn.kfile import load
     from kcnn.report import build_report
 
+    planned = _outputs(args, {"kcnn": args.kcnn, "input": args.input})
     model = load(args.kcnn)
     if args.input:
-        from kcnn.accelerator import Accelerator
+        from kcnn.inputs import check_batch
         from kcnn.sim.counts import measure
 
-        with Accelerator(args.kcnn, backend="sim") as acc:
-            model.meta["calibration"] = measure(model, acc.check_input(_load_array(args.input)))
+        x = check_batch(_load_array(args.input), model.input_shape, source=args.input)
+        model.meta["calibration"] = measure(model, x, args.batch_size)
     report = build_report(model)
     if args.estimate:
         from kcnn.estimate import estimate, format_estimate
@@ -84,27 +105,72 @@ def cmd_report(args) -> None:
         if overlay is not None:
             print(format_measured(overlay, report["estimate"]["resources"]), file=sys.stderr)
             report["overlay"] = {k: overlay.get(k) for k in ("timing", "utilization")}
-    _emit(args, report)
+    _print_report(report)
+    _finish(args, planned, {}, report)
 
 
 def _load_array(path, field="input"):
+    """A `.npy` array; a regular file is read a batch at a time when it is used
+    (:class:`kcnn.inputs.NpyRows`), so a large input costs no memory up front."""
     import numpy as np
 
+    from kcnn.inputs import NpyRows
+
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+        if Path(path).is_file() and not zipfile.is_zipfile(path):
+            try:
+                return NpyRows(path)
+            except ValueError:
+                pass  # Fortran order or no batch dimension: loaded whole and checked
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
         raise KcnnError(f"cannot read a .npy array: {exc}", file=path, field=field) from exc
+    if not isinstance(array, np.ndarray):
+        raise KcnnError("is an .npz archive; a .npy array is expected", file=path, field=field)
+    return array
+
+
+def _stored_rows(path, member):
+    """``member`` of an `.npz` read in batches where it is stored uncompressed (as
+    ``np.savez`` writes it), else None."""
+    from kcnn.inputs import NpyRows
+
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset)
+        local = handle.read(30)  # the local header's name and extra lengths may differ
+    start = info.header_offset + 30 + int.from_bytes(local[26:28], "little")
+    try:
+        return NpyRows(path, start + int.from_bytes(local[28:30], "little"))
+    except ValueError:
+        return None
 
 
 def _load_dataset(path):
     import numpy as np
 
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise KcnnError(f"cannot read a .npz dataset: {exc}", file=path) from exc
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise KcnnError(
+            "is a single .npy array; a .npz with arrays 'x' (inputs) and 'y' (labels) is "
+            "expected (np.savez(path, x=x, y=y))",
+            file=path,
+        )
+    try:
+        with data:
             if "x" not in data or "y" not in data:
-                raise KcnnError("needs arrays 'x' and 'y'", file=path, field="x/y")
-            x, y = data["x"], data["y"]
-    except (OSError, ValueError) as exc:
+                raise KcnnError(
+                    f"needs arrays 'x' and 'y', has {sorted(data.files)}", file=path, field="x/y"
+                )
+            x = _stored_rows(path, "x.npy")
+            x, y = (data["x"] if x is None else x), data["y"]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise KcnnError(f"cannot read a .npz dataset: {exc}", file=path) from exc
     if not np.issubdtype(y.dtype, np.integer) or y.shape != (len(x),):
         raise KcnnError(
@@ -119,10 +185,10 @@ def _backend_note(acc) -> None:
     print(f"kcnn: backend {acc.backend} ({acc.reason})", file=sys.stderr)
 
 
-def _save_npy_atomic(path, array) -> None:
+def _npy_writer(array):
     import numpy as np
 
-    atomic_write(path, lambda handle: np.save(handle, array, allow_pickle=False))
+    return lambda handle: np.save(handle, array, allow_pickle=False)
 
 
 def cmd_run(args) -> None:
@@ -130,12 +196,13 @@ def cmd_run(args) -> None:
 
     from kcnn.accelerator import Accelerator
 
+    planned = _outputs(args, {"kcnn": args.kcnn, "input": args.input}, output=args.output)
     x = _load_array(args.input)
-    with Accelerator(args.kcnn, backend=args.backend) as acc:
+    with Accelerator(args.kcnn, backend=args.backend, batch_size=args.batch_size) as acc:
         _backend_note(acc)
-        out = acc.run(x, logits=args.logits)
+        out = acc.run(acc.check_input(x, source=args.input), logits=args.logits)
     if args.output:
-        _save_npy_atomic(args.output, out.astype(np.float64))
+        _finish(args, planned, {"output": _npy_writer(out.astype(np.float64))}, None)
         print(f"kcnn run: wrote {args.output} {out.shape}", file=sys.stderr)
         return
     for index, row in enumerate(out):
@@ -143,19 +210,23 @@ def cmd_run(args) -> None:
         print(f"{index}\t{label}\t{row[label]:.6g}")
 
 
-def evaluate(kcnn_path, onnx_path, x, y, backend="auto", counts=False, batch=64) -> dict:
-    """Float vs KCNN accuracy on labelled data (the body of ``kcnn eval``)."""
+def evaluate(
+    kcnn_path, onnx_path, x, y, backend="auto", counts=False, batch=DEFAULT_BATCH, source=None
+) -> dict:
+    """Float vs KCNN accuracy on labelled data (the body of ``kcnn eval``), in batches;
+    ``source`` names where ``x`` came from in errors."""
     import numpy as np
     from tqdm import tqdm
 
     from kcnn.accelerator import Accelerator
-    from kcnn.quantizer.reference import run_onnx
+    from kcnn.quantizer.reference import check_reference, run_onnx
 
-    with Accelerator(kcnn_path, backend=backend) as acc:
+    with Accelerator(kcnn_path, backend=backend, batch_size=batch) as acc:
         _backend_note(acc)
-        x = acc.check_input(x)
+        x = acc.check_input(x, source=source)
+        sess = check_reference(onnx_path, acc.model)
         with tqdm(total=2 * len(x), desc="kcnn eval", file=sys.stderr, unit="img") as bar:
-            reference = run_onnx(onnx_path, x, batch=batch, progress=bar.update)
+            reference = run_onnx(onnx_path, x, batch=batch, progress=bar.update, session=sess)
             labels = []
             for start in range(0, len(x), batch):
                 chunk = x[start : start + batch]
@@ -174,7 +245,7 @@ def evaluate(kcnn_path, onnx_path, x, y, backend="auto", counts=False, batch=64)
             from kcnn.report import build_report
             from kcnn.sim.counts import measure
 
-            acc.model.meta["calibration"] = measure(acc.model, x)
+            acc.model.meta["calibration"] = measure(acc.model, x, batch)
             result["totals"] = build_report(acc.model)["totals"]
     return result
 
@@ -188,10 +259,13 @@ def _accuracy_line(result) -> str:
 
 
 def cmd_eval(args) -> None:
+    planned = _outputs(args, {"kcnn": args.kcnn, "onnx": args.onnx, "data": args.data})
     x, y = _load_dataset(args.data)
-    result = evaluate(args.kcnn, args.onnx, x, y, args.backend, args.counts)
+    result = evaluate(
+        args.kcnn, args.onnx, x, y, args.backend, args.counts, args.batch_size, source=args.data
+    )
     print(_accuracy_line(result), file=sys.stderr)
-    _write_json(args, result)
+    _finish(args, planned, {}, result)
 
 
 def cmd_demo(args) -> None:
@@ -199,6 +273,7 @@ def cmd_demo(args) -> None:
     from kcnn.quantizer import quantize
     from kcnn.report import build_report, format_report
 
+    planned = _outputs(args, {})
     name = "alexnet_mnist"
     print(
         f"kcnn demo: quantizing the bundled {name} on {models.DEFAULT_CALIBRATION} "
@@ -218,12 +293,33 @@ def cmd_demo(args) -> None:
     print(format_report(report), file=sys.stderr)
     print(format_estimate(report["estimate"]), file=sys.stderr)
     print(_accuracy_line(result), file=sys.stderr)
-    _write_json(args, {"report": report, "accuracy": result})
+    _finish(args, planned, {}, {"report": report, "accuracy": result})
 
 
 def _json_flags(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--json-out", metavar="PATH", help="also write the JSON to PATH")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value
+
+
+def _batch_flag(parser) -> None:
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=DEFAULT_BATCH,
+        metavar="N",
+        help=f"inputs run at a time; memory stays flat in the number of inputs "
+        f"(default {DEFAULT_BATCH})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -272,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="take the estimate's build parameters from this overlay's kcnn.json",
     )
+    _batch_flag(r)
     _json_flags(r)
     r.set_defaults(run=cmd_report)
 
@@ -282,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("-o", "--output", help="write the outputs (N, classes) float64 .npy")
     u.add_argument("--logits", action="store_true", help="logits instead of the model output")
     u.add_argument("--backend", default="auto", choices=backends)
+    _batch_flag(u)
     u.set_defaults(run=cmd_run)
 
     e = sub.add_parser("eval", help="accuracy of a .kcnn against its float ONNX model")
@@ -290,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", required=True, help=".npz with inputs x and integer labels y")
     e.add_argument("--backend", default="auto", choices=backends)
     e.add_argument("--counts", action="store_true", help="also count exactly (simulator)")
+    _batch_flag(e)
     _json_flags(e)
     e.set_defaults(run=cmd_eval)
 
@@ -301,9 +400,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None):
+    return f"kcnn: warning: {message}\n"
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.formatwarning = _one_line_warning
     try:
         args.run(args)
     except KcnnError as exc:
@@ -314,6 +418,28 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("kcnn: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (``kcnn run ... | head``): nothing left to say.
+        sys.stderr.close()
+        return 1
+    except MemoryError:
+        if args.debug:
+            raise
+        print(
+            f"kcnn {args.command}: error: out of memory; try a smaller --batch-size",
+            file=sys.stderr,
+        )
+        return 1
+    except Exception as exc:
+        if args.debug:
+            raise
+        text = " ".join(str(exc).split()) or "no message"
+        print(
+            f"kcnn {args.command}: internal error, a bug in kcnn ({type(exc).__name__}: "
+            f"{text[:300]}); please report it with the output of --debug",
+            file=sys.stderr,
+        )
+        return EXIT_BUG
     return 0
 
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+#: LRN exponents with an exact form in + - * / sqrt; the importer refuses others.
+LRN_BETAS = (0.5, 0.75, 1.0)
+
 
 def _inverse_power(d: np.ndarray, beta: float) -> np.ndarray:
     """``d ** -beta`` for the exponents with an exact form; the importer refuses others."""
@@ -24,25 +27,19 @@ def _inverse_power(d: np.ndarray, beta: float) -> np.ndarray:
 
 def lrn(x: np.ndarray, size: int, alpha: float, beta: float, bias: float) -> np.ndarray:
     """ONNX LRN across channels of ``(N, C, H, W)``, in a fixed order of operations."""
-    channels = x.shape[1]
-    square = x * x
-    total = np.zeros_like(x)
-    low, high = (size - 1) // 2, size - 1 - (size - 1) // 2
-    for offset in range(-low, high + 1):
-        # total[:, c] += square[:, c + offset] wherever c + offset is a channel
-        dst = slice(max(0, -offset), min(channels, channels - offset))
-        src = slice(max(0, offset), min(channels, channels + offset))
-        total[:, dst] = total[:, dst] + square[:, src]
     scale = alpha / size
-    return x * _inverse_power(bias + scale * total, beta)
+    return x * _inverse_power(bias + scale * lrn_window_sum(x * x, size), beta)
 
 
 def lrn_window_sum(squares: np.ndarray, size: int) -> np.ndarray:
-    """Sum over the LRN channel window of ``(N, C, H, W)`` (integers: exact in any order)."""
+    """Sum over the LRN channel window of ``(N, C, H, W)`` as explicit shifted additions in
+    a fixed order (exact for integers, the same rounding everywhere for floats)."""
     channels = squares.shape[1]
     total = np.zeros_like(squares)
     low, high = (size - 1) // 2, size - 1 - (size - 1) // 2
-    for offset in range(-low, high + 1):
+    # Offsets past the last channel reach no channel (a window wider than the map).
+    for offset in range(max(-low, 1 - channels), min(high, channels - 1) + 1):
+        # total[:, c] += squares[:, c + offset] wherever c + offset is a channel
         dst = slice(max(0, -offset), min(channels, channels - offset))
         src = slice(max(0, offset), min(channels, channels + offset))
         total[:, dst] = total[:, dst] + squares[:, src]

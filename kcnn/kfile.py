@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,12 +20,25 @@ import numpy as np
 from kcnn.config import ARITHMETIC_CONTRACT, FORMAT_VERSION, act_code_range, weight_code_range
 from kcnn.errors import KcnnError
 from kcnn.files import atomic_write
+from kcnn.graph import conv_output_hw
+from kcnn.hostops import LRN_BETAS
+from kcnn.limits import (
+    MAX_JSON_DEPTH,
+    MAX_LAYER_WEIGHTS,
+    MAX_LAYERS,
+    MAX_MANIFEST_BYTES,
+    MAX_MAP_VALUES,
+    MAX_MODEL_WEIGHTS,
+)
 
 MANIFEST = "manifest.json"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed so that equal contents give equal bytes
 SPARSE_MAX_GAP = 15
 #: Bits a sparse row's entry count takes in storage and in the job format.
 ROW_COUNT_BITS = 32
+LAYER_OPS = ("conv", "fc", "maxpool", "flatten", "lrn", "softmax")
+#: Scales are below this, so that logits (acc < 2^31 times two scales) stay finite.
+SCALE_MAX = 1e100
 
 
 @dataclass
@@ -253,8 +267,8 @@ def to_members(model: KcnnModel) -> dict[str, bytes]:
     return members
 
 
-def save(model: KcnnModel, path) -> Path:
-    """Write ``model`` atomically (temporary file in the same folder, then rename)."""
+def writer(model: KcnnModel):
+    """``write(handle)`` that writes the model's `.kcnn` bytes (for :mod:`kcnn.files`)."""
     members = to_members(model)
 
     def write(handle):
@@ -265,10 +279,110 @@ def save(model: KcnnModel, path) -> Path:
                 info.external_attr = 0o644 << 16
                 archive.writestr(info, data)
 
-    return atomic_write(path, write)
+    return write
+
+
+def save(model: KcnnModel, path) -> Path:
+    """Write ``model`` atomically (temporary file in the same folder, then rename)."""
+    return atomic_write(path, writer(model))
 
 
 # ---- load and validate ----------------------------------------------------------------
+
+#: Bytes an `.npy` header may take beyond the data (numpy writes 128; version 2 allows more).
+_NPY_HEADER_MAX = 4096
+_ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _depth(value) -> int:
+    """Nesting depth of a parsed JSON value, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, (dict, list)):
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def read_member(
+    archive: zipfile.ZipFile, name: str, limit: int, fail, why="its declared shape can take"
+) -> bytes:
+    """A zip member's bytes, refused before reading when it declares more than ``limit``
+    bytes, is encrypted or uses a method other than stored/deflate; decompression stops at
+    the declared size. ``fail(message)`` returns the exception to raise."""
+    try:
+        info = archive.getinfo(name)
+    except KeyError:
+        raise fail("missing from the file") from None
+    if info.flag_bits & 0x1:
+        raise fail("the zip member is encrypted")
+    if info.compress_type not in _ZIP_METHODS:
+        raise fail(
+            f"the zip member uses compression method {info.compress_type} (stored or "
+            "deflate expected)"
+        )
+    if info.file_size > limit:
+        raise fail(f"declares {info.file_size:,} bytes, more than the {limit:,} {why}")
+    try:
+        with archive.open(info) as handle:
+            data = handle.read(limit + 1)
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        OSError,
+        EOFError,
+        ValueError,
+        RuntimeError,
+        NotImplementedError,
+    ) as exc:
+        raise fail(f"unreadable zip member: {exc}") from exc
+    if len(data) > limit:
+        raise fail(f"holds more than the {limit:,} bytes {why}")
+    return data
+
+
+def parse_npy(data: bytes, dtype, shape, fail) -> np.ndarray:
+    """An `.npy` of exactly ``dtype`` and ``shape`` (an int for a 1-D length, or None for
+    any 1-D length) from ``data``; no other layout is accepted and nothing is allocated
+    before the header has been checked against the data's length."""
+    stream = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            got_shape, fortran, got_dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            got_shape, fortran, got_dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except Exception as exc:  # numpy raises ValueError and others on bad headers
+        raise fail(f"not a valid .npy array: {exc}") from exc
+    want = np.dtype(dtype)
+    expected = shape if shape is None else (shape,)
+    if (
+        got_dtype != want
+        or fortran
+        or len(got_shape) != 1
+        or (expected is not None and tuple(got_shape) != expected)
+    ):
+        raise fail(
+            f"expected {want} of shape {expected or '(n,)'}, got {got_dtype} {got_shape}"
+            + (" in Fortran order" if fortran else "")
+        )
+    count = int(got_shape[0])
+    offset = stream.tell()
+    if len(data) - offset != count * want.itemsize:
+        raise fail(f"holds {len(data) - offset} data bytes for {count} {want} values")
+    return np.frombuffer(data, dtype=want, count=count, offset=offset).copy()
 
 
 class _Reader:
@@ -278,99 +392,118 @@ class _Reader:
     def fail(self, message, layer=None, field=None):
         return KcnnError(message, file=self.path, layer=layer, field=field)
 
-    def get(self, d: dict, key: str, layer=None, kind=None):
+    def get(self, d: dict, key: str, layer=None, kind=None, optional=False):
         if not isinstance(d, dict) or key not in d:
+            if optional:
+                return None
             raise self.fail("missing entry", layer=layer, field=key)
         value = d[key]
-        if kind is not None and not isinstance(value, kind):
+        if kind is not None and (
+            not isinstance(value, kind) or (isinstance(value, bool) and bool not in _kinds(kind))
+        ):
             raise self.fail(f"wrong type {type(value).__name__}", layer=layer, field=key)
         return value
 
-    def array(self, name: str, dtype, layer=None, ndim=1) -> np.ndarray:
+    def has_array(self, name: str) -> bool:
+        return f"{name}.npy" in self.manifest["sha256"]
+
+    def array(self, name: str, dtype, layer=None, shape=None, max_len=None) -> np.ndarray:
+        """A 1-D member of exactly ``shape`` entries (or at most ``max_len``)."""
         member = f"{name}.npy"
-        expected = self.manifest.get("sha256", {}).get(member)
+        expected = self.manifest["sha256"].get(member)
         if expected is None:
             raise self.fail("array missing from the checksum list", layer=layer, field=name)
-        try:
-            data = self.archive.read(member)
-        except KeyError:
-            raise self.fail("array missing from the file", layer=layer, field=name) from None
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise self.fail(f"array unreadable: {exc}", layer=layer, field=name) from exc
+        length = shape if shape is not None else max_len
+        limit = _NPY_HEADER_MAX + int(length) * np.dtype(dtype).itemsize
+
+        def fail(message):
+            return self.fail(message, layer=layer, field=name)
+
+        data = read_member(self.archive, member, limit, fail)
         if hashlib.sha256(data).hexdigest() != expected:
-            raise self.fail("SHA-256 mismatch: the array is corrupt", layer=layer, field=name)
-        try:
-            array = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
-        except Exception as exc:  # numpy raises ValueError and others on bad headers
-            raise self.fail(f"not a valid .npy array: {exc}", layer=layer, field=name) from exc
-        if array.dtype != np.dtype(dtype) or array.ndim != ndim:
-            raise self.fail(
-                f"expected {np.dtype(dtype)} with {ndim} dimension(s), got "
-                f"{array.dtype} {array.shape}",
-                layer=layer,
-                field=name,
-            )
+            raise fail("SHA-256 mismatch: the array is corrupt")
+        array = parse_npy(data, dtype, shape, fail)
+        if shape is None and array.size > max_len:
+            raise fail(f"{array.size} entries, at most {max_len} expected")
         return array
 
 
-def _shape(reader, entry, key, layer):
+def _kinds(kind) -> tuple:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _shape(reader, entry, key, layer, ndims=None):
     value = reader.get(entry, key, layer, list)
-    if not value or not all(isinstance(v, int) and v > 0 for v in value):
+    if not value or not all(_is_int(v) and v > 0 for v in value):
         raise reader.fail(f"invalid shape {value}", layer=layer, field=key)
+    if ndims is not None and len(value) not in _kinds(ndims):
+        raise reader.fail(
+            f"shape {value} must have {' or '.join(map(str, _kinds(ndims)))} dimension(s)",
+            layer=layer,
+            field=key,
+        )
+    if np.prod(value, dtype=np.float64) > MAX_MAP_VALUES:
+        raise reader.fail(
+            f"shape {value} holds more than {MAX_MAP_VALUES:,} values", layer=layer, field=key
+        )
     return tuple(value)
 
 
 def _read_codebook(reader: _Reader, name: str, entry: dict, contract: dict) -> Codebook:
     where = f"map {name}"
-    aq = reader.array(f"map.{name}.aq", np.int16, where).astype(np.int64)
+    j = reader.get(entry, "J", where, int)
+    if not 2 <= j <= contract["J_MAX"]:
+        raise reader.fail(f"J={j} is outside 2..{contract['J_MAX']}", layer=where, field="J")
+    aq = reader.array(f"map.{name}.aq", np.int16, where, shape=j - 1).astype(np.int64)
     signed = reader.get(entry, "signed", where, bool)
     scale = reader.get(entry, "scale", where, (int, float))
-    if reader.get(entry, "J", where, int) != len(aq) + 1 or len(aq) + 1 > contract["J_MAX"]:
-        raise reader.fail(
-            f"J does not match {len(aq)} codebook entries or exceeds J_MAX", layer=where, field="J"
-        )
     low, high = act_code_range(contract["ba"], signed)
-    if aq.size and (
-        aq.min() < low or aq.max() > high or np.any(aq == 0) or np.any(np.diff(aq) <= 0)
-    ):
+    if aq.min() < low or aq.max() > high or np.any(aq == 0) or np.any(np.diff(aq) <= 0):
         raise reader.fail(
             f"codebook entries must be non-zero, ascending and in [{low}, {high}]",
             layer=where,
             field="aq",
         )
-    if not (np.isfinite(scale) and scale > 0):
-        raise reader.fail("scale must be positive and finite", layer=where, field="scale")
+    if not (np.isfinite(scale) and 0 < scale < SCALE_MAX):
+        raise reader.fail(
+            f"scale must be positive, finite and below {SCALE_MAX:g}", layer=where, field="scale"
+        )
     boundaries = None
-    if f"map.{name}.boundaries.npy" in reader.manifest.get("sha256", {}):
-        boundaries = reader.array(f"map.{name}.boundaries", np.float64, where)
+    if reader.has_array(f"map.{name}.boundaries"):
+        boundaries = reader.array(f"map.{name}.boundaries", np.float64, where, max_len=j)
         if not np.all(np.isfinite(boundaries)) or np.any(np.diff(boundaries) < 0):
             raise reader.fail(
                 "boundaries must be finite and non-decreasing", layer=where, field="boundaries"
             )
-    return Codebook(name, aq, float(scale), signed, boundaries, int(entry.get("calib_values", 0)))
+    calib_values = reader.get(entry, "calib_values", where, int, optional=True) or 0
+    return Codebook(name, aq, float(scale), signed, boundaries, calib_values)
+
+
+def _sparse_limit(shape) -> int:
+    """Most entries a sparse form of ``shape`` can need: every position a code, plus a
+    filler per 16 positions of a row."""
+    rows, row_len = int(shape[0]), int(np.prod(shape[1:], dtype=np.int64))
+    return rows * (row_len + row_len // (SPARSE_MAX_GAP + 1) + 1)
 
 
 def _read_fabric(reader: _Reader, layer: QLayer, entry: dict, contract: dict):
     name = layer.name
-    shape = _shape(reader, entry, "weight_shape", name)
-    if shape[0] != layer.out_shape[0]:
+    shape = _shape_any(reader, entry, "weight_shape", name)
+    count = int(np.prod(shape))
+    reader.weights += count
+    if reader.weights > MAX_MODEL_WEIGHTS:
         raise reader.fail(
-            f"weight rows {shape[0]} do not match {layer.out_shape[0]} outputs",
+            f"the model holds more than {MAX_MODEL_WEIGHTS:,} weights",
             layer=name,
             field="weight_shape",
         )
     form = reader.get(entry, "weight_form", name, str)
-    count = int(np.prod(shape))
     if form == "dense":
-        packed = reader.array(f"{name}.wcodes", np.uint8, name)
-        if packed.size != (count + 1) // 2:
-            raise reader.fail(
-                f"{packed.size} bytes cannot hold {count} codes", layer=name, field="wcodes"
-            )
+        packed = reader.array(f"{name}.wcodes", np.uint8, name, shape=(count + 1) // 2)
         layer.codes = unpack_dense(packed, count).reshape(shape)
     elif form == "sparse":
-        entries = reader.array(f"{name}.wsparse", np.uint8, name)
-        per_row = reader.array(f"{name}.wrows", np.uint32, name)
+        per_row = reader.array(f"{name}.wrows", np.uint32, name, shape=shape[0])
+        entries = reader.array(f"{name}.wsparse", np.uint8, name, max_len=_sparse_limit(shape))
         try:
             layer.codes = decode_sparse(entries, per_row, shape)
         except ValueError as exc:
@@ -380,13 +513,12 @@ def _read_fabric(reader: _Reader, layer: QLayer, entry: dict, contract: dict):
             f"unknown weight form {form!r} (dense or sparse)", layer=name, field="weight_form"
         )
     layer.weight_form = form
-    layer.wq = reader.array(f"{name}.wq", np.int16, name).astype(np.int64)
+    k = reader.get(entry, "K", name, int)
+    if not 1 <= k <= contract["K_MAX"]:
+        raise reader.fail(f"K={k} is outside 1..{contract['K_MAX']}", layer=name, field="K")
+    layer.wq = reader.array(f"{name}.wq", np.int16, name, shape=k - 1).astype(np.int64)
     low, high = weight_code_range(contract["bw"])
     wq = layer.wq
-    if len(wq) + 1 > contract["K_MAX"] or reader.get(entry, "K", name, int) != len(wq) + 1:
-        raise reader.fail(
-            "K does not match the weight codebook or exceeds K_MAX", layer=name, field="K"
-        )
     if wq.size and (
         wq.min() < low or wq.max() > high or np.any(wq == 0) or np.any(np.diff(wq) <= 0)
     ):
@@ -402,15 +534,54 @@ def _read_fabric(reader: _Reader, layer: QLayer, entry: dict, contract: dict):
             field="codes",
         )
     layer.w_scale = float(reader.get(entry, "w_scale", name, (int, float)))
-    if not (np.isfinite(layer.w_scale) and layer.w_scale > 0):
-        raise reader.fail("w_scale must be positive and finite", layer=name, field="w_scale")
-    layer.bias = reader.array(f"{name}.bias", np.int64, name)
-    if layer.bias.size != shape[0]:
+    if not (np.isfinite(layer.w_scale) and 0 < layer.w_scale < SCALE_MAX):
         raise reader.fail(
-            f"{layer.bias.size} biases for {shape[0]} outputs", layer=name, field="bias"
+            f"w_scale must be positive, finite and below {SCALE_MAX:g}",
+            layer=name,
+            field="w_scale",
         )
+    layer.bias = reader.array(f"{name}.bias", np.int64, name, shape=shape[0])
     if layer.out_map is not None:
-        layer.thresholds = reader.array(f"{name}.thresholds", np.int64, name)
+        layer.thresholds = reader.array(
+            f"{name}.thresholds", np.int64, name, max_len=contract["J_MAX"]
+        )
+    elif reader.has_array(f"{name}.thresholds"):
+        raise reader.fail(
+            "thresholds on a layer that emits acc (out_map null)", layer=name, field="thresholds"
+        )
+    if reader.get(entry, "J", name, int) != reader.maps[layer.in_map].J:
+        raise reader.fail(f"J does not match its input map {layer.in_map!r}", layer=name, field="J")
+
+
+def _shape_any(reader, entry, key, layer):
+    """A weight shape: positive ints within the per-layer weight limit."""
+    value = reader.get(entry, key, layer, list)
+    if not value or not all(_is_int(v) and v > 0 for v in value):
+        raise reader.fail(f"invalid shape {value}", layer=layer, field=key)
+    if np.prod(value, dtype=np.float64) > MAX_LAYER_WEIGHTS:
+        raise reader.fail(
+            f"shape {value} holds more than {MAX_LAYER_WEIGHTS:,} weights (the limit per layer)",
+            layer=layer,
+            field=key,
+        )
+    return tuple(value)
+
+
+def _row_weight_sums(layer: QLayer) -> np.ndarray:
+    """``sum_i |Wq[w_i]|`` per output channel, over chunks of at most 2^22 weights (the
+    largest layer's weights, decoded at once, would take 8 bytes each)."""
+    rows = layer.codes.shape[0]
+    flat = layer.codes.reshape(-1)
+    row_len = max(1, flat.size // rows)
+    w_abs = np.concatenate([[0.0], np.abs(layer.wq).astype(np.float64)])
+    sums = np.zeros(rows)
+    chunk = 1 << 22
+    for start in range(0, flat.size, chunk):
+        codes = flat[start : start + chunk]
+        row = np.arange(start, start + codes.size) // row_len
+        # float64 sums are exact here: at most 2^28 weights of |Wq| <= 127.
+        sums += np.bincount(row, weights=w_abs[codes], minlength=rows)
+    return sums.astype(np.int64)
 
 
 def check_layer_tables(model: KcnnModel, contract: dict, fail) -> None:
@@ -439,16 +610,17 @@ def check_layer_tables(model: KcnnModel, contract: dict, fail) -> None:
                 raise fail(
                     "thresholds must be non-decreasing with T[1] >= 1", layer.name, "thresholds"
                 )
-            if t.size and np.abs(t).max() > limit:
+            if t.size and (t.min() < -limit or t.max() > limit):
                 raise fail(
                     f"a threshold does not fit ACC_BITS={contract['ACC_BITS']}",
                     layer.name,
                     "thresholds",
                 )
+        if layer.bias.size and (layer.bias.min() < -limit or layer.bias.max() > limit):
+            raise fail(f"a bias does not fit ACC_BITS={contract['ACC_BITS']}", layer.name, "bias")
+        # Each term now fits int64: |B| < 2^31, sum|Wq| < 2^28 * 127, |Aq| <= 255.
         a_max = int(np.abs(book.aq).max()) if book.aq.size else 0
-        w_abs = np.concatenate([[0], np.abs(layer.wq)])
-        per_row = w_abs[layer.codes.reshape(layer.codes.shape[0], -1)].sum(axis=1)
-        bound = np.abs(layer.bias) + per_row * a_max
+        bound = np.abs(layer.bias) + _row_weight_sums(layer) * a_max
         if bound.size and int(bound.max()) > limit:
             worst = int(np.argmax(bound))
             raise fail(
@@ -466,50 +638,90 @@ def load(path) -> KcnnModel:
         raise KcnnError("no such .kcnn file", file=path)
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except Exception as exc:  # zipfile raises BadZipFile, OSError, ValueError and others
         raise KcnnError(f"not a .kcnn file (not a zip archive): {exc}", file=path) from exc
     with archive:
+
+        def fail(message):
+            return KcnnError(message, file=path, field=MANIFEST)
+
+        data = read_member(archive, MANIFEST, MAX_MANIFEST_BYTES, fail, "a manifest may take")
         try:
-            manifest = json.loads(archive.read(MANIFEST))
-        except KeyError:
-            raise KcnnError("manifest.json is missing", file=path, field=MANIFEST) from None
-        except (ValueError, zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise KcnnError(
-                f"manifest.json is unreadable: {exc}", file=path, field=MANIFEST
-            ) from exc
+            manifest = json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            raise fail(f"not valid JSON: {str(exc)[:200]}") from exc
+        if not isinstance(manifest, dict):
+            raise fail("is not a JSON object")
+        if _depth(manifest) > MAX_JSON_DEPTH:
+            raise fail(f"nested deeper than {MAX_JSON_DEPTH} levels")
         return _from_manifest(_Reader(path, archive, manifest))
+
+
+def _read_meta(reader: _Reader, manifest: dict) -> dict:
+    """The informative entries; those a report reads are checked like the rest."""
+    meta = {
+        k: v
+        for k, v in manifest.items()
+        if k not in ("format_version", "model", "contract", "input", "maps", "layers", "sha256")
+    }
+    calibration = meta.get("calibration")
+    if calibration is None:
+        return meta
+    if not isinstance(calibration, dict):
+        raise reader.fail("must be an object", field="calibration")
+    layers = reader.get(calibration, "layers", "calibration", dict, optional=True) or {}
+    for name, counts in layers.items():
+        pairs = reader.get(counts, "effective_pairs", name, (int, float))
+        density = reader.get(counts, "act_density", name, (int, float))
+        if not (np.isfinite(pairs) and pairs >= 0 and 0 <= density <= 1):
+            raise reader.fail(
+                "effective_pairs must be >= 0 and act_density in [0, 1]",
+                layer=name,
+                field="calibration",
+            )
+    images = reader.get(calibration, "images", "calibration", int, optional=True)
+    if images is not None and images < 0:
+        raise reader.fail("images must be >= 0", field="calibration")
+    return meta
 
 
 def _from_manifest(reader: _Reader) -> KcnnModel:
     manifest = reader.manifest
     version = reader.get(manifest, "format_version")
-    if version != FORMAT_VERSION:
+    if version != FORMAT_VERSION or isinstance(version, bool):
         raise reader.fail(
             f"format version {version} is not supported (this kcnn reads {FORMAT_VERSION})",
             field="format_version",
         )
     contract = reader.get(manifest, "contract", kind=dict)
-    if contract != ARITHMETIC_CONTRACT:
+    if contract != ARITHMETIC_CONTRACT or any(isinstance(v, bool) for v in contract.values()):
         raise reader.fail(
             f"built for arithmetic contract {contract}, this kcnn implements {ARITHMETIC_CONTRACT}",
             field="contract",
         )
+    sums = reader.get(manifest, "sha256", kind=dict)
+    if not all(isinstance(v, str) for v in sums.values()):
+        raise reader.fail("checksums must be strings", field="sha256")
     input_spec = reader.get(manifest, "input", kind=dict)
     input_shape = _shape(reader, input_spec, "shape", "input")
-    maps = {
-        name: _read_codebook(reader, name, entry, contract)
-        for name, entry in reader.get(manifest, "maps", kind=dict).items()
+    map_entries = reader.get(manifest, "maps", kind=dict)
+    entries = reader.get(manifest, "layers", kind=list)
+    if len(map_entries) > MAX_LAYERS + 1 or len(entries) > MAX_LAYERS:
+        raise reader.fail(f"more than {MAX_LAYERS} layers", field="layers")
+    reader.maps = {
+        name: _read_codebook(reader, name, entry, contract) for name, entry in map_entries.items()
     }
-    if "input" not in maps or maps["input"].boundaries is None:
-        raise reader.fail(
-            "the input map and its boundaries are missing", layer="input", field="maps"
-        )
-    layers = []
-    for entry in reader.get(manifest, "layers", kind=list):
+    layers, names = [], set()
+    reader.weights = 0
+    for entry in entries:
         name = reader.get(entry, "name", kind=str)
+        if name in names:
+            raise reader.fail("two layers have this name", layer=name, field="name")
+        names.add(name)
         op = reader.get(entry, "op", name, str)
-        if op not in ("conv", "fc", "maxpool", "flatten", "lrn", "softmax"):
+        if op not in LAYER_OPS:
             raise reader.fail(f"unknown op {op!r}", layer=name, field="op")
+        nodes = reader.get(entry, "nodes", name, list, optional=True) or []
         layer = QLayer(
             name=name,
             op=op,
@@ -517,20 +729,173 @@ def _from_manifest(reader: _Reader) -> KcnnModel:
             out_shape=_shape(reader, entry, "out_shape", name),
             attrs=reader.get(entry, "attrs", name, dict),
             relu=reader.get(entry, "relu", name, bool),
-            nodes=list(entry.get("nodes", [])),
-            in_map=entry.get("in_map"),
-            out_map=entry.get("out_map"),
+            nodes=[str(n) for n in nodes],
+            in_map=reader.get(entry, "in_map", name, (str, type(None)), optional=True),
+            out_map=reader.get(entry, "out_map", name, (str, type(None)), optional=True),
         )
+        for key in ("in_map", "out_map"):
+            ref = getattr(layer, key)
+            if ref is not None and ref not in reader.maps:
+                raise reader.fail(f"refers to unknown map {ref!r}", layer=name, field=key)
         if layer.is_fabric:
+            if layer.in_map is None:
+                raise reader.fail("a fabric layer needs an input map", layer=name, field="in_map")
             _read_fabric(reader, layer, entry, contract)
         layers.append(layer)
-    if not any(layer.is_fabric for layer in layers):
-        raise reader.fail("no fabric layer", field="layers")
-    meta = {
-        k: v
-        for k, v in manifest.items()
-        if k not in ("format_version", "model", "contract", "input", "maps", "layers", "sha256")
-    }
-    model = KcnnModel(reader.get(manifest, "model", kind=str), input_shape, layers, maps, meta)
+    model_name = reader.get(manifest, "model", kind=str)
+    model = KcnnModel(model_name, input_shape, layers, reader.maps, _read_meta(reader, manifest))
+    check_graph(model, lambda msg, layer, fld: reader.fail(msg, layer, fld))
     check_layer_tables(model, contract, lambda msg, layer, fld: reader.fail(msg, layer, fld))
     return model
+
+
+def _window_ints(layer: QLayer, key: str, count: int, low: int, fail) -> list:
+    value = layer.attrs.get(key)
+    if not (
+        isinstance(value, list) and len(value) == count and all(_is_int(v) for v in value)
+    ) or any(v < low for v in value):
+        message = f"attrs.{key} = {value!r} must be {count} integers >= {low}"
+        raise fail(message, layer.name, "attrs")
+    return value
+
+
+def _expected_output(layer: QLayer, fail) -> tuple:
+    """The output shape ``layer``'s op and attributes give for its ``in_shape``; checks the
+    attributes and, for fabric layers, the weight shape on the way."""
+    op, shape = layer.op, layer.in_shape
+    rank = {"conv": 3, "maxpool": 3, "lrn": 3, "fc": 1, "softmax": 1}.get(op)
+    if rank is not None and len(shape) != rank:
+        raise fail(f"{op} takes a {rank}-D map, got in_shape {list(shape)}", layer.name, "in_shape")
+    if op in ("conv", "maxpool"):
+        kernel = _window_ints(layer, "kernel", 2, 1, fail)
+        strides = _window_ints(layer, "strides", 2, 1, fail)
+        pads = _window_ints(layer, "pads", 4, 0, fail)
+        dilations = _window_ints(layer, "dilations", 2, 1, fail) if op == "conv" else [1, 1]
+        oh, ow = conv_output_hw(shape[1:], kernel, strides, pads, dilations)
+        if oh < 1 or ow < 1:
+            raise fail("the window is larger than the padded input", layer.name, "attrs")
+        if op == "maxpool":
+            return (shape[0], oh, ow)
+        groups = layer.attrs.get("groups")
+        c_out = layer.codes.shape[0]
+        if not _is_int(groups) or groups < 1 or shape[0] % groups or c_out % groups:
+            raise fail(
+                f"attrs.groups = {groups!r} must divide {shape[0]} inputs and {c_out} outputs",
+                layer.name,
+                "attrs",
+            )
+        expected = (c_out, shape[0] // groups, *kernel)
+        if layer.codes.shape != expected:
+            raise fail(
+                f"weight_shape {list(layer.codes.shape)} does not match {list(expected)}",
+                layer.name,
+                "weight_shape",
+            )
+        return (c_out, oh, ow)
+    if op == "fc":
+        expected = (layer.out_shape[0], shape[0])
+        if layer.codes.shape != expected:
+            raise fail(
+                f"weight_shape {list(layer.codes.shape)} does not match {list(expected)}",
+                layer.name,
+                "weight_shape",
+            )
+        return (layer.codes.shape[0],)
+    if op == "flatten":
+        return (int(np.prod(shape)),)
+    if op == "lrn":
+        a = layer.attrs
+        size, alpha, beta, bias = (a.get(k) for k in ("size", "alpha", "beta", "bias"))
+        if not (
+            _is_int(size)
+            and size >= 1
+            and size % 2
+            and _is_number(alpha)
+            and np.isfinite(alpha)
+            and alpha >= 0
+            and beta in LRN_BETAS
+            and _is_number(bias)
+            and np.isfinite(bias)
+            and bias > 0
+        ):
+            raise fail(
+                f"LRN needs an odd size >= 1, a finite alpha >= 0, beta in {LRN_BETAS} and a "
+                f"finite bias > 0, got {a}",
+                layer.name,
+                "attrs",
+            )
+    return shape
+
+
+def check_graph(model: KcnnModel, fail) -> None:
+    """The chain is one the simulator and the kernel both run: every layer's input is the
+    previous output, shapes follow from the attributes, codes flow through the maps in
+    order, the last fabric layer emits acc and only Softmax follows it, and each host
+    encoder has its boundaries. ``fail(message, layer, field)`` returns the exception."""
+    fabric = [i for i, layer in enumerate(model.layers) if layer.is_fabric]
+    if not fabric:
+        raise fail("no fabric layer", None, "layers")
+    last = fabric[-1]
+    book = model.maps.get("input")
+    if book is None or book.boundaries is None or len(book.boundaries) != book.J - 2:
+        raise fail(
+            f"the input map needs J-2 = {book.J - 2 if book else '?'} boundaries",
+            "input",
+            "boundaries",
+        )
+    shape, current, produced = model.input_shape, "input", {"input"}
+    for index, layer in enumerate(model.layers):
+        name = layer.name
+        if layer.in_shape != tuple(shape):
+            raise fail(
+                f"in_shape {list(layer.in_shape)} is not the previous output {list(shape)}",
+                name,
+                "in_shape",
+            )
+        if index > last and layer.op != "softmax":
+            raise fail("only softmax may follow the last fabric layer", name, "op")
+        if layer.op == "softmax" and index < last:
+            raise fail("softmax applies to the logits, after the last fabric layer", name, "op")
+        expected = _expected_output(layer, fail)
+        if layer.out_shape != tuple(expected):
+            raise fail(
+                f"out_shape {list(layer.out_shape)} does not follow from the input and "
+                f"attributes ({list(expected)})",
+                name,
+                "out_shape",
+            )
+        reads = current if (layer.is_fabric or layer.op == "lrn") else None
+        emits = layer.op == "lrn" or (layer.is_fabric and index != last)
+        if layer.in_map != reads:
+            raise fail(f"in_map must be {reads!r}, the map of its input codes", name, "in_map")
+        if (layer.out_map is not None) != emits:
+            raise fail(
+                "out_map must name the map it emits" if emits else "out_map must be null",
+                name,
+                "out_map",
+            )
+        if layer.op == "maxpool" and model.maps[current].signed:
+            raise fail("max-pooling codes needs an unsigned map", name, "in_map")
+        if layer.out_map is not None:
+            if layer.out_map in produced:
+                raise fail(f"map {layer.out_map!r} is emitted twice", name, "out_map")
+            produced.add(layer.out_map)
+            current = layer.out_map
+            out_book = model.maps[current]
+            host = layer.op == "lrn"
+            if (out_book.boundaries is not None) != host or (
+                host and len(out_book.boundaries) != out_book.J - 1
+            ):
+                raise fail(
+                    f"map {current!r} needs J-1 boundaries (host-op output)"
+                    if host
+                    else f"map {current!r} is emitted by the fabric and takes no boundaries",
+                    name,
+                    "boundaries",
+                )
+            if out_book.signed:
+                raise fail(f"map {current!r}: only the network input may be signed", name, "signed")
+        shape = layer.out_shape
+    unused = sorted(set(model.maps) - produced)
+    if unused:
+        raise fail(f"maps {unused} are emitted by no layer", None, "maps")

@@ -14,6 +14,7 @@ import numpy as np
 
 from kcnn import __version__
 from kcnn.errors import KcnnError
+from kcnn.inputs import check_batch
 from kcnn.kfile import KcnnModel
 
 __all__ = ["quantize", "load_calibration"]
@@ -27,26 +28,8 @@ def load_calibration(calib, input_shape, source="calibration data") -> np.ndarra
             calib = np.load(calib, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise KcnnError(f"cannot read a .npy array: {exc}", file=source) from exc
-    calib = np.asarray(calib)
-    if calib.ndim != len(input_shape) + 1 or tuple(calib.shape[1:]) != tuple(input_shape):
-        raise KcnnError(
-            f"shape {calib.shape} does not match (N, {', '.join(map(str, input_shape))})"
-            " for this model",
-            file=source,
-            field="shape",
-        )
-    if calib.shape[0] == 0:
-        raise KcnnError("no calibration inputs", file=source, field="shape")
-    if not np.issubdtype(calib.dtype, np.floating):
-        raise KcnnError(
-            f"dtype {calib.dtype} is not a float type (float32 expected)",
-            file=source,
-            field="dtype",
-        )
-    calib = calib.astype(np.float32)
-    if not np.all(np.isfinite(calib)):
-        raise KcnnError("contains NaN or infinite values", file=source, field="values")
-    return calib
+    calib = check_batch(calib, input_shape, source=source, field="calibration")
+    return np.asarray(calib, dtype=np.float32)
 
 
 def _source_digest(onnx_path) -> str:
@@ -93,7 +76,17 @@ def quantize(onnx_path, calib, *, log=sys.stderr, name=None, **config) -> KcnnMo
     settings = QuantizeConfig.from_options(**config)
     graph = lower(import_onnx(onnx_path, name=name))
     settings.check_names(layer.name for layer in graph.layers)
-    run = Run(graph, load_calibration(calib, graph.input_shape), settings, log=log)
+    from kcnn.quantizer.passes import robust_range
+
+    calib = load_calibration(calib, graph.input_shape)
+    # Outliers in the inputs are clipped before anything else reads them: the pruning
+    # search and every downstream map then see the robust range too.
+    clip = robust_range(calib, "the calibration inputs")
+    if clip is not None:
+        calib = np.clip(calib, -clip, clip)
+    run = Run(graph, calib, settings, log=log)
+    if clip is not None:
+        run.clipped["input"] = clip
     for step in (prune_weights, cluster_weights, calibrate_activations):
         run.say(f"kcnn quantize: {step.__name__.replace('_', ' ')}")
         step(run)
@@ -110,4 +103,6 @@ def quantize(onnx_path, calib, *, log=sys.stderr, name=None, **config) -> KcnnMo
             "layers": run.counts,
         },
     }
+    if run.clipped:  # absent where the outlier test never fired: those files stay the same
+        model.meta["calibration"]["clipped"] = {k: float(v) for k, v in run.clipped.items()}
     return model

@@ -122,6 +122,16 @@ class QuantizeConfig:
                 f"unknown k-means method {self.kmeans!r}; choose from {', '.join(KMEANS_METHODS)}",
                 field="kmeans",
             )
+        if (
+            not isinstance(self.seed, int)
+            or isinstance(self.seed, bool)
+            or not (0 <= self.seed < 2**32)
+        ):
+            raise KcnnError(f"seed {self.seed!r} must be an integer in [0, 2^32)", field="seed")
+        for key in ("auto_tolerance", "auto_joint_tolerance"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise KcnnError(f"{value!r} must be a positive number", field=key)
         if not isinstance(self.batch, int) or self.batch < 1:
             raise KcnnError("batch must be a positive integer", field="batch")
 

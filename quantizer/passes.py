@@ -7,6 +7,7 @@ Each pass is a function over the lowered :class:`kcnn.graph.Graph` and a shared
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +23,31 @@ from kcnn.quantizer.kmeans1d import assign_nearest, cluster_1d
 
 #: Candidate densities of the sensitivity search, tried from dense to sparse.
 DENSITY_GRID = (0.75, 0.5, 0.35, 0.25, 0.18, 0.12, 0.09, 0.06, 0.04, 0.03, 0.02)
+#: A map's calibration range is dominated by outliers when its largest magnitude exceeds
+#: OUTLIER_FACTOR times the OUTLIER_PERCENTILE-th percentile of its non-zero magnitudes;
+#: the bundled models' maps stay below 3 times.
+OUTLIER_FACTOR = 8.0
+OUTLIER_PERCENTILE = 99.99
+
+
+def robust_range(values: np.ndarray, what: str) -> float | None:
+    """The magnitude to clip ``values`` to when outliers dominate their range, else None
+    (and then nothing changes). Warns when it clips."""
+    magnitudes = np.abs(values[values != 0]).astype(np.float64)
+    if magnitudes.size == 0:
+        return None
+    top = float(magnitudes.max())
+    robust = float(np.percentile(magnitudes, OUTLIER_PERCENTILE))
+    if top <= OUTLIER_FACTOR * robust:
+        return None
+    warnings.warn(
+        f"{what}: the largest calibration magnitude {top:.3g} is more than "
+        f"{OUTLIER_FACTOR:g} times the {OUTLIER_PERCENTILE}th percentile {robust:.3g}; "
+        f"outliers would dominate its codebook, so values are clipped to +-{robust:.3g}",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    return robust
 
 
 @dataclass
@@ -41,6 +67,7 @@ class Run:
     graph: Graph
     calib: np.ndarray
     config: QuantizeConfig
+    clipped: dict = field(default_factory=dict)  # map -> robust magnitude, where it fired
     densities: dict = field(default_factory=dict)
     sensitivity: dict = field(default_factory=dict)
     weights: dict[str, WeightTable] = field(default_factory=dict)
@@ -276,9 +303,26 @@ def make_codebook(name: str, values: np.ndarray, j: int, method: str, seed: int)
     """Cluster a map's non-zero values into at most J-1 integer centroids.
 
     Returns the codebook and its float thresholds (zero threshold first, then midpoints).
+    A map that is zero on every calibration input has no codebook: the model would compute
+    constants from there on, so that is an error naming the map.
     """
     flat = values.reshape(-1)
     nonzero = flat[flat != 0].astype(np.float64)
+    if nonzero.size == 0:
+        what = "the calibration inputs are" if name == "input" else f"map {name!r} is"
+        raise KcnnError(
+            f"{what} zero everywhere on the calibration data, so the map has no codebook and "
+            "the model would give the same output for every input; calibrate on real inputs",
+            layer=name,
+            field="calibration",
+        )
+    if not np.all(np.isfinite(nonzero)):
+        raise KcnnError(
+            f"map {name!r} overflows to NaN or infinity on the calibration data (weights or "
+            "inputs too large for float32)",
+            layer=name,
+            field="calibration",
+        )
     signed = bool(np.any(nonzero < 0))
     centroids = cluster_1d(nonzero, j - 1, method=method, seed=seed)
     _, top = act_code_range(ARITHMETIC_CONTRACT["ba"], signed)
@@ -325,6 +369,13 @@ def calibrate_activations(run: Run) -> None:
     for plan in plans:
         j = config.for_layer("act_clusters", plan.consumer.name)
         values = captured[plan.read_at]
+        if plan.name in run.clipped:
+            values = np.clip(values, -run.clipped[plan.name], run.clipped[plan.name])
+        elif np.all(np.isfinite(values)):
+            robust = robust_range(values, f"map {plan.name!r}")
+            if robust is not None:
+                run.clipped[plan.name] = robust
+                values = np.clip(values, -robust, robust)
         book, thresholds = make_codebook(plan.name, values, j, config.kmeans, config.seed)
         run.maps[plan.name] = book
         if thresholds is not None:
@@ -375,7 +426,17 @@ def build_tables(run: Run) -> KcnnModel:
             table = run.weights[layer.name]
             acc_scale = table.scale * maps[q.in_map].scale
             q.codes, q.wq, q.w_scale = table.codes, table.wq, table.scale
-            q.bias = np.round(layer.bias / acc_scale).astype(np.int64)
+            bias = np.round(layer.bias / acc_scale)
+            reach = float(1 << (ARITHMETIC_CONTRACT["ACC_BITS"] - 1)) - 1
+            if not np.all(np.abs(bias) <= reach):  # NaN fails too
+                raise KcnnError(
+                    f"a bias is {float(np.max(np.abs(bias))):.3g} accumulator units, beyond "
+                    f"ACC_BITS={ARITHMETIC_CONTRACT['ACC_BITS']}: the bias is huge next to the "
+                    "weights and inputs",
+                    layer=layer.name,
+                    field="bias",
+                )
+            q.bias = bias.astype(np.int64)
             if q.out_map is not None:
                 t = np.ceil(run.float_thresholds[q.out_map] / acc_scale)
                 t = np.maximum.accumulate(np.maximum(t, 1.0)) if t.size else t

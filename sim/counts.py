@@ -9,11 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from kcnn.counts import effective_pairs
+from kcnn.inputs import DEFAULT_BATCH, batches
 from kcnn.kfile import KcnnModel
 from kcnn.sim.engine import Simulator
 
 
-def measure(model: KcnnModel, x: np.ndarray, batch: int = 64) -> dict:
+def measure(model: KcnnModel, x: np.ndarray, batch: int = DEFAULT_BATCH) -> dict:
     """``{"images", "counts_from": "sim", "layers": {name: {...}}}`` measured on ``x``."""
     fabric = [layer for layer in model.layers if layer.is_fabric]
     sources = {}
@@ -26,8 +27,7 @@ def measure(model: KcnnModel, x: np.ndarray, batch: int = 64) -> dict:
     nonzero = dict.fromkeys(sources, 0)
     values = dict.fromkeys(sources, 0)
     simulator = Simulator(model)
-    for start in range(0, len(x), batch):
-        chunk = x[start : start + batch]
+    for _, chunk in batches(x, batch):
         _, _, maps = simulator.run(chunk, trace=True)
         for layer in fabric:
             codes = maps[sources[layer.name]]

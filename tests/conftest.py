@@ -87,3 +87,17 @@ def bvlc_model(bvlc_onnx):
     from kcnn.notebooks.streaming_report import IMAGES, quantize_bvlc
 
     return quantize_bvlc(bvlc_onnx, IMAGES, log=None)
+
+
+@pytest.fixture(scope="session")
+def csim():
+    """The C-sim back-end module, or a skip saying what the machine lacks to build it."""
+    from kcnn.errors import KcnnError
+
+    module = pytest.importorskip("kcnn.sim.csim")
+    try:
+        module.compiler()
+        module.ap_types_dir()
+    except KcnnError as exc:  # pragma: no cover - depends on the machine
+        pytest.skip(str(exc))
+    return module

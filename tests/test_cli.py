@@ -108,7 +108,7 @@ def test_bad_calibration_shape_names_file_and_field(files):
     np.save(files / "wrong.npy", np.zeros((2, 5), np.float32))
     out = kcnn("quantize", "model.onnx", "--calib", "wrong.npy", "-o", "y.kcnn", cwd=files)
     assert out.returncode == 1
-    assert "wrong.npy" in out.stderr and "'shape'" in out.stderr
+    assert "wrong.npy" in out.stderr and "'calibration'" in out.stderr
 
 
 def test_missing_extra_is_named(files):

@@ -1,12 +1,11 @@
 """The `.kcnn` file: round trip, determinism, and validation of every field."""
 
-import hashlib
 import io
-import json
 import zipfile
 
 import numpy as np
 import pytest
+from mutate import rewrite
 
 from kcnn.config import FORMAT_VERSION
 from kcnn.errors import KcnnError
@@ -25,26 +24,6 @@ def small_kcnn(tmp_path_factory):
     path = tmp_path_factory.mktemp("kfile") / "small.kcnn"
     quantize(model, calib, log=None, density=0.5, weight_clusters=8).save(path)
     return path
-
-
-def rewrite(src, dst, *, arrays=None, manifest=None, keep_checksums=False):
-    """Copy a .kcnn, replacing arrays (checksums updated unless told) or manifest fields."""
-    with zipfile.ZipFile(src) as archive:
-        members = {name: archive.read(name) for name in archive.namelist()}
-    meta = json.loads(members.pop("manifest.json"))
-    for name, array in (arrays or {}).items():
-        buffer = io.BytesIO()
-        np.save(buffer, array)
-        members[f"{name}.npy"] = buffer.getvalue()
-        if not keep_checksums:
-            meta["sha256"][f"{name}.npy"] = hashlib.sha256(buffer.getvalue()).hexdigest()
-    if manifest:
-        manifest(meta)
-    members["manifest.json"] = json.dumps(meta).encode()
-    with zipfile.ZipFile(dst, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return dst
 
 
 def fabric_names(path):

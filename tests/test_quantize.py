@@ -164,20 +164,22 @@ def test_thresholds_and_proof_hold(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "make,field",
+    "make,fragment",
     [
-        (lambda s: np.zeros((4, s[0], s[1] - 1, s[2]), np.float32), "shape"),
-        (lambda s: np.zeros((0, *s), np.float32), "shape"),
-        (lambda s: np.zeros((4, *s), np.int32), "dtype"),
-        (lambda s: np.full((4, *s), np.nan, np.float32), "values"),
+        (lambda s: np.zeros((4, s[0], s[1] - 1, s[2]), np.float32), "is not \\(N,"),
+        (lambda s: np.zeros((0, *s), np.float32), "empty"),
+        (lambda s: np.zeros((4, *s), np.int32), "dtype int32"),
+        (lambda s: np.full((4, *s), np.nan, np.float32), "NaN"),
+        (lambda s: [np.zeros(s, np.float32), np.zeros(3, np.float32)], "rectangular"),
+        (lambda s: np.zeros((4, *s), np.float32), "zero everywhere"),
     ],
 )
-def test_bad_calibration_is_named(make, field):
+def test_bad_calibration_is_named(make, fragment):
     model, good = case()
     calib = make(good.shape[1:])
-    with pytest.raises(KcnnError) as info:
+    with pytest.raises(KcnnError, match=fragment) as info:
         quantize(model, calib, log=None)
-    assert info.value.field == field
+    assert info.value.field == "calibration"
 
 
 @pytest.mark.parametrize(
@@ -204,3 +206,27 @@ def test_activation_aware_scores_keep_weights_on_strong_inputs():
     pruned = prune(weight, 0.25, channel_scores(weight, rms))
     assert np.count_nonzero(pruned[:, 1]) == pruned.size * 0.25
     assert np.count_nonzero(pruned[:, [0, 2, 3]]) == 0
+
+
+@pytest.mark.parametrize("name", ["lenet5", "alexnet_mnist"])
+def test_outlier_clipping_stays_silent_on_the_bundled_models(name):
+    import warnings
+
+    from kcnn import models
+
+    calib = models.calibration_digits()[:256]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a clipping warning would fail the run
+        q = quantize(models.model_path(name), calib, log=None, density=0.5)
+    assert "clipped" not in q.meta["calibration"]
+
+
+def test_outliers_are_clipped_to_the_robust_range():
+    from kcnn.quantizer.passes import robust_range
+
+    values = np.random.default_rng(0).standard_normal(100_000)
+    assert robust_range(values, "map") is None
+    values[7] = 1e30
+    with pytest.warns(RuntimeWarning, match="outliers"):
+        robust = robust_range(values, "map")
+    assert robust == pytest.approx(np.percentile(np.abs(values), 99.99))

@@ -213,3 +213,14 @@ def test_reference_models_equal_the_independent_reference(name, count, tmp_path)
         assert np.array_equal(got[layer_name].astype(np.int64), codes), layer_name
     counted = measure(loaded, x)["layers"]
     assert {k: v["effective_pairs"] for k, v in counted.items()} == pairs
+
+
+def test_lrn_window_wider_than_the_map_sums_every_channel():
+    from kcnn.hostops import lrn
+
+    x = np.arange(1.0, 9.0).reshape(1, 2, 2, 2)
+    wide, exact = lrn(x, 9, 1.0, 1.0, 1.0), lrn(x, 3, 1.0, 1.0, 1.0)
+    # Two channels: a window of 3 or of 9 covers both, only the 1/size scale differs.
+    squares = (x * x).sum(axis=1, keepdims=True)
+    assert np.allclose(wide, x / (1.0 + squares / 9))
+    assert np.allclose(exact, x / (1.0 + squares / 3))
