@@ -25,8 +25,9 @@ started once at load, and the kernel runs in auto-restart mode (``CTRL = 0x81`` 
 no step pays for ``ap_start``. Every wait has a deadline. A short answer is read back and
 its trailer names the job and the status; the intermediate trailers need no read when the
 length is right, because a refused step always answers fewer words (a step's last job
-answers at least one word, checked at load). After any fault the next run resets both DMAs, reloads the
-overlay, starts the channels, re-arms auto-restart and probes again, and says so.
+answers at least one word, checked at load). After any fault the next run resets both
+DMAs, reloads the overlay, starts the channels, re-arms auto-restart and probes again, and
+says so.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ TLAST positions itself.
 
 from __future__ import annotations
 
+import _ctypes
 import ctypes
 import hashlib
 import importlib.util
@@ -327,17 +328,24 @@ class CsimKernel:
 
     def close(self) -> None:
         if self._lib is not None:
-            import _ctypes
-
             _ctypes.dlclose(self._lib._handle)
             self._lib = None
+
+    def __del__(self):
+        # Each kernel maps its own copy of the library: unmap it with the last reference.
+        self.close()
 
 
 class CsimEngine(StepEngine):
     """Runs a model's steps on a private C-sim instance. Same interface as ``Simulator``."""
 
-    def __init__(self, model: KcnnModel, params: BuildParams | None = None):
-        self.kernel = CsimKernel(params)
+    def __init__(
+        self, model: KcnnModel, params: BuildParams | None = None, kernel: CsimKernel | None = None
+    ):
+        # A kernel may serve several engines (its lock serialises them); by default each
+        # engine has its own, so engines in different threads never wait for each other.
+        self.kernel = kernel if kernel is not None else CsimKernel(params)
+        self._own_kernel = kernel is None
         super().__init__(model, self.kernel.params)
         self.loop_logs: list[list] = []  # per step of the last frame: the kernel's loop log
 
@@ -352,4 +360,5 @@ class CsimEngine(StepEngine):
         return answers
 
     def close(self) -> None:
-        self.kernel.close()
+        if self._own_kernel:
+            self.kernel.close()

@@ -61,7 +61,7 @@ def test_quantize_json_and_report_agree(files):
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == report
     names = [h["op"] for h in report["host_ops"]]
-    assert names == ["lrn", "softmax"]
+    assert names == ["softmax"]  # the LRN runs on the fabric (exact cut points)
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from mutate import npy_bytes, read_members, write_members
 
+from kcnn.config import BuildParams
 from kcnn.errors import KcnnError
 from kcnn.kfile import load
 from kcnn.sim.engine import Simulator
@@ -31,7 +32,10 @@ from onnx import helper, numpy_helper  # noqa: E402
 
 SCALE = 10 if os.environ.get("KCNN_FUZZ") == "full" else 1
 #: Small caches, so that the C-sim splits layers into many jobs.
-SMALL = {"P": 4, "IN_DEPTH": 512, "W_DEPTH": 2048, "OUT_DEPTH": 256}
+#: Small memories so that layers split into many jobs.
+SMALL = BuildParams(
+    P=8, IN_DEPTH=16384, W_DEPTH=256, OUT_DEPTH=4096, STREAMS=1, LRN_LANES=2, CH_MAX=256
+)
 _COUNTER = itertools.count()
 
 
@@ -73,6 +77,16 @@ def inputs_for(model) -> np.ndarray:
     return rng.standard_normal((2, *model.input_shape)).astype(np.float32)
 
 
+_KERNELS = {}
+
+
+def small_kernel(csim):
+    """One C-sim instance of the small build for every example."""
+    if "small" not in _KERNELS:
+        _KERNELS["small"] = csim.CsimKernel(SMALL)
+    return _KERNELS["small"]
+
+
 def outcome(path, csim) -> str:
     """ "error" (a KcnnError) or "same" (loads; sim and csim agree bit for bit)."""
     try:
@@ -84,7 +98,7 @@ def outcome(path, csim) -> str:
     x = inputs_for(model)
     _, _, want = Simulator(model).run(x, trace=True)
     try:
-        engine = csim.CsimEngine(model, SMALL)
+        engine = csim.CsimEngine(model, kernel=small_kernel(csim))
     except KcnnError:
         return "error"  # a model the kernel's caches or job fields cannot take: refused
     _, _, got = engine.run(x, trace=True)
