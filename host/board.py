@@ -51,7 +51,7 @@ from kcnn.protocol import (
     probe_step,
     status_name,
 )
-from kcnn.runner import StepEngine, StepFault, check_answer, first_map_words
+from kcnn.runner import StepEngine, StepFault, check_answer
 
 WORD_BYTES = 8
 #: AXI DMA status register bits (PG021): halted, idle and the three error kinds.
@@ -262,7 +262,7 @@ class BoardEngine(StepEngine):
     def _check_plan(self) -> None:
         steps = self.plan.steps
         for prev, step in zip(steps[:-1], steps[1:], strict=True):
-            if prev.out_words != step.map_words:
+            if not step.host_in and prev.out_words != step.map_words:
                 raise KcnnError(
                     f"step {prev.index} answers {prev.out_words} words but step {step.index} "
                     f"reads a map of {step.map_words}: the answer cannot land in its map slot",
@@ -335,10 +335,15 @@ class BoardEngine(StepEngine):
         for n, step in enumerate(steps):
             buffer = self._step_buffers[n]
             answer_words = step.out_words + 1
-            if n + 1 < len(steps):
+            if n + 1 < len(steps) and not step.host_out:
                 nxt, at = self._step_buffers[n + 1], self._map_at[n + 1]
                 answer = nxt[at : at + answer_words]
                 answer_address = nxt.physical_address + WORD_BYTES * at
+            elif n + 1 < len(steps):
+                # The host makes the next map (a band, or bands joined): the answer lands in
+                # a buffer of its own, which the host reads.
+                answer = self._allocate(answer_words)
+                answer_address = answer.physical_address
             else:
                 answer, answer_address = self._output[:answer_words], self._output.physical_address
             b_bytes = WORD_BYTES * step.jobs_b.size
@@ -356,9 +361,11 @@ class BoardEngine(StepEngine):
             b_at += step.jobs_b.size
             self._check_io(io)
             self._io.append(io)
-        first = steps[0]
-        at = self._map_at[0]
-        self._input = self._step_buffers[0][at : at + first.map_words]
+
+    def map_slot(self, step: Step):
+        """The writable map section of ``step``'s persistent buffer."""
+        at = self._map_at[step.index]
+        return self._step_buffers[step.index][at : at + step.map_words]
 
     def _check_io(self, io: _StepIO) -> None:
         self._out.check(io.answer_address, io.answer_bytes, io.where)
@@ -389,38 +396,31 @@ class BoardEngine(StepEngine):
         if self._fault is not None:
             self.recover()
         try:
-            return self._frame(x, trace)
+            return super().run_frame(x, trace)
         except BaseException as exc:
             if self._fault is None:
                 self._fault = f"{type(exc).__name__}: {exc}"
             raise
 
-    def _frame(self, x: np.ndarray, trace: bool) -> list:
-        first = self.plan.first
-        words = first_map_words(first, x, self.model.maps["input"].boundaries, out=self._input)
-        if words.size != first.map_words:
-            raise KcnnError(
-                f"step 0: the input is {words.size} words, its map slot {first.map_words}",
-                layer=first.layer.name,
-                field="input",
-            )
-        if not np.shares_memory(words, self._input):
-            self._input[:] = words
-        self._input.flush()
-        for io in self._io:
-            self._run_step(io)
-        answers: list = [None] * len(self._io)
-        last = self._io[-1]
-        self._output.invalidate()
-        answers[-1] = np.array(
-            check_answer(last.step, self._output, last.answer_bytes // WORD_BYTES), np.uint64
-        )
-        if trace:
-            for n, io in enumerate(self._io[:-1]):
-                io.answer.invalidate()
-                words = check_answer(io.step, io.answer, io.answer_bytes // WORD_BYTES)
-                answers[n] = np.array(words, np.uint64)
-        return answers
+    def execute(self, step: Step, map_words: np.ndarray | None, need: bool):
+        io = self._io[step.index]
+        if map_words is not None:
+            slot = self.map_slot(step)
+            if map_words.size != slot.size:
+                raise KcnnError(
+                    f"step {step.index}: the host made {map_words.size} map words, its map "
+                    f"slot holds {slot.size}",
+                    layer=step.layer.name,
+                    field="map",
+                )
+            if not np.shares_memory(map_words, slot):
+                slot[:] = map_words
+            slot.flush()
+        self._run_step(io)
+        if not need:
+            return None
+        io.answer.invalidate()
+        return np.array(check_answer(step, io.answer, io.answer_bytes // WORD_BYTES), np.uint64)
 
     def _run_step(self, io: _StepIO) -> None:
         # Each check is arithmetic on fixed numbers: no register access.

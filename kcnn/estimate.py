@@ -30,7 +30,6 @@ import numpy as np
 from kcnn.config import BuildParams
 from kcnn.kfile import KcnnModel
 from kcnn.plan import JOB_CHANNELS, Plan, Step, plan_model
-from kcnn.protocol import format_words
 from kcnn.report import build_report
 
 # ---- the kernel's loops ---------------------------------------------------------------------
@@ -115,6 +114,12 @@ HOST_FLUSH_S_PER_BYTE = 1e-9
 #: about 5 us measured on this machine, times 10 for the Cortex-A9 at 650 MHz (CoreMark
 #: per MHz and clock ratio).
 HOST_STEP_S = 50e-6
+#: The host encoder (a first layer that takes codes, not float32): 24 ns per value measured
+#: here (numpy searchsorted on 150,528 values), times 10.
+HOST_ENCODE_S_PER_VALUE = 2.4e-7
+#: Maps the host cuts into bands or joins from bands (a layer larger than the tile): one
+#: unpack and one pack per code, about 6 ns measured here, times 10.
+HOST_MAP_S_PER_CODE = 6e-8
 #: Trailing host ops (softmax) per element: 27 us for 1,000 logits measured here, times 10.
 HOST_OP_S_PER_ELEMENT = 2.7e-7
 CPU_SCALE = 10
@@ -259,22 +264,32 @@ def step_words(step: Step) -> dict:
 
 def _host(plan: Plan) -> dict:
     first = plan.first
-    if first.in_format == "F32":
-        c, h, w = first.layer.in_shape
-        t, left, b, r = first.input_padding
-        input_bytes = 8 * format_words("F32", c, h + t + b, w + left + r)
-    else:
-        input_bytes = 8 * first.map_words
+    # The host writes the first layer's map (every band of it): float32 the kernel encodes,
+    # or codes the host encodes first.
+    first_steps = [s for s in plan.steps if s.layer is first.layer]
+    input_bytes = 8 * sum(s.map_words for s in first_steps)
+    encoded = 0 if first.in_format == "F32" else int(np.prod(first.layer.in_shape))
     accesses = sum(
         STEP_ACCESSES + (STREAM_B_ACCESSES if step.jobs_b.size else 0) for step in plan.steps
     )
     tail = sum(int(np.prod(layer.out_shape)) for layer in plan.host_tail)
+    # Codes of the maps the host unpacks (answers it reads) and packs (maps it writes);
+    # the first step's input is counted above.
+    host_codes = sum(
+        int(np.prod(step.out_shape)) for step in plan.steps if step.host_out or step.band
+    ) + sum(
+        int(np.prod(step.in_shape))
+        for step in plan.steps
+        if step.host_in and step.layer is not first.layer
+    )
     parts = {
         "register_accesses": accesses * REGISTER_ACCESS_S,
         "input_copy": input_bytes / HOST_COPY_BYTES_PER_S,
         "input_flush": input_bytes * HOST_FLUSH_S_PER_BYTE,
         "driver_python": len(plan.steps) * HOST_STEP_S,
         "host_ops": tail * HOST_OP_S_PER_ELEMENT,
+        "host_maps": host_codes * HOST_MAP_S_PER_CODE,
+        "input_encode": encoded * HOST_ENCODE_S_PER_VALUE,
     }
     return {
         "s": sum(parts.values()),
@@ -352,6 +367,8 @@ def estimate(model: KcnnModel, params: BuildParams | None = None, *, source: str
             "host_flush_s_per_byte": HOST_FLUSH_S_PER_BYTE,
             "host_step_s": HOST_STEP_S,
             "host_op_s_per_element": HOST_OP_S_PER_ELEMENT,
+            "host_map_s_per_code": HOST_MAP_S_PER_CODE,
+            "host_encode_s_per_value": HOST_ENCODE_S_PER_VALUE,
             "cpu_scale": CPU_SCALE,
             "overlap": "job k+1's weights load during job k's compute; the next plane loads "
             "during a pool or LRN channel; steps run one after another",

@@ -87,6 +87,14 @@ class Step:
     out_shape: tuple = ()
     input_padding: tuple = (0, 0, 0, 0)  # F32: rows/columns the host adds (t, l, b, r)
     params: BuildParams = field(default_factory=BuildParams)
+    #: ``(r0, r1, o0, o1)``: a band of a conv too large for the tile, reading stored input
+    #: rows r0..r1 and answering output rows o0..o1; the host cuts and joins the maps.
+    band: tuple | None = None
+    #: The host writes this step's map (a band, or the map a banded layer's bands made);
+    #: otherwise the previous step's answer lands in it.
+    host_in: bool = False
+    #: The host reads this step's answer (the next step's map is made on the host).
+    host_out: bool = False
 
     @property
     def head(self) -> np.ndarray:
@@ -205,9 +213,15 @@ def plan_model(model: KcnnModel, params: BuildParams | None = None) -> Plan:
                 in_format = "FLAT" if layer.op == "fc" else "BLOCKED"
             else:
                 in_format = "F32"
-        builder = {"conv": _conv_step, "fc": _fc_step, "maxpool": _pool_step, "lrn": _lrn_step}
-        step = builder[layer.op](model, layer, n, in_format, formats[n], params)
-        steps.append(step)
+        builder = {"conv": _conv_steps, "fc": _fc_step, "maxpool": _pool_step, "lrn": _lrn_step}
+        made = builder[layer.op](model, layer, len(steps), in_format, formats[n], params)
+        made = made if isinstance(made, list) else [made]
+        after_bands = bool(steps) and steps[-1].band is not None
+        for step in made:
+            step.host_in = step.band is not None or after_bands
+        steps.extend(made)
+    for step, nxt in zip(steps[:-1], steps[1:], strict=True):
+        step.host_out = nxt.host_in
     return Plan(model, params, steps, tail)
 
 
@@ -279,14 +293,20 @@ def _interleave(sequences: list[np.ndarray], dense: bool, params: BuildParams):
     return steps, words, np.zeros(0, np.uint64), words.size
 
 
-def _make_job(
-    index, ch0, rows_per_part, sparse, slot0, span, bias, params, floor, out_words, buffered
-) -> Job:
-    """Pack one job from its per-partition weight matrices (channels x positions)."""
+def _make_job(index, ch0, rows_per_part, slot0, span, bias, params, floor, out_words, buffered):
+    """Pack one job from its per-partition weight matrices (channels x positions), in the
+    weight form that takes fewer loader cycles: the dense form sends every position of
+    every partition (padding and the positions a copied channel leaves to its other
+    copies included), the sparse form only the entries, fillers and channel ends."""
     channels = rows_per_part[0].shape[0]
     entries = np.stack([np.count_nonzero(r, axis=1) for r in rows_per_part], axis=1)
+    dense_steps = channels * span
+    sparse_sequences = [_sparse_sequence(r) for r in rows_per_part]
+    sparse_steps = max(len(q) for q in sparse_sequences)
+    # A sparse step is a byte per partition, a dense one a nibble: compare loader cycles.
+    sparse = _loader_cycles(sparse_steps, True, params) < _loader_cycles(dense_steps, False, params)
     if sparse:
-        sequences = [_sparse_sequence(r) for r in rows_per_part]
+        sequences = sparse_sequences
     else:
         sequences = [r.reshape(-1) for r in rows_per_part]
     steps, wa, wb, weight_words = _interleave(sequences, not sparse, params)
@@ -521,15 +541,31 @@ def _log2_ceil(n: int) -> int:
     return max(0, int(n - 1).bit_length())
 
 
-def _conv_step(
-    model, layer: QLayer, index: int, in_format: str, out_format: str, params: BuildParams
-) -> Step:
+@dataclass
+class _ConvGeometry:
+    """A conv as the kernel computes it: after space-to-depth of an F32 input (stride
+    ``s2d``), or at stride 1 with the outputs subsampled by ``sub``."""
+
+    codes: np.ndarray
+    c_in: int
+    h: int
+    w: int
+    kh: int
+    kw: int
+    dh: int
+    dw: int
+    pt: int
+    pl: int
+    s2d: int
+    sub: int
+    padding: tuple  # F32 rows/columns the host adds (top, left, bottom, right)
+
+
+def _conv_geometry(layer: QLayer, in_format: str) -> _ConvGeometry:
     a = layer.attrs
     c_in, h, w = layer.in_shape
-    c_out, oh, ow = layer.out_shape
     (kh, kw), (sh, sw), (dh, dw) = a["kernel"], a["strides"], a["dilations"]
     pt, pl, pb, pr = a["pads"]
-    groups = a["groups"]
     codes = layer.codes
     s2d, sub, padding = 1, 1, (0, 0, 0, 0)
     if sh != sw and (sh > 1 or sw > 1):
@@ -538,7 +574,7 @@ def _conv_step(
             layer=layer.name,
             field="strides",
         )
-    if in_format == "F32" and sh in (2, 4) and dh == dw == 1 and groups == 1:
+    if in_format == "F32" and sh in (2, 4) and dh == dw == 1 and a["groups"] == 1:
         s2d = sh
         hp = ceil_div(h + pt + pb, s2d) * s2d
         wp = ceil_div(w + pl + pr, s2d) * s2d
@@ -551,25 +587,69 @@ def _conv_step(
         sub = sh
     if not (pt <= 255 and pl <= 255 and dh <= 255 and dw <= 255):
         raise KcnnError("padding or dilation above 255", layer=layer.name, field="pads")
-    khb, kwb = _log2_ceil(kh), _log2_ceil(kw)
-    cg = c_in // groups
-    book = model.maps[layer.in_map]
-    distinct = np.arange(c_in)
-    if s2d > 1:
-        distinct = np.arange(c_in) // s2d  # the s2d channels of one (channel, row phase)
-    by, bx = ceil_div(h, 4), ceil_div(w, 4)
-    capacity_slots = params.IN_DEPTH // params.P // (by * bx * 16)
-    placement = _place(codes, groups, params.P, distinct, index, capacity_slots)
-    lc = placement.slots_per_group
-    slots_total = int(placement.slots.max()) + 1
-    if slots_total * by * bx * 16 > params.IN_DEPTH // params.P:
+    return _ConvGeometry(codes, c_in, h, w, kh, kw, dh, dw, pt, pl, s2d, sub, padding)
+
+
+def _row_bands(h, w, oh, stride, pt, span, slots, params, layer, *, out_fits=None, align=4):
+    """Output-row bands ``(r0, r1, o0, o1)`` of a map of ``h`` x ``w`` whose input rows fit
+    one partition with ``slots`` slots (and whose outputs ``out_fits``): one band when the
+    whole map fits, else bands of a multiple of ``align`` output rows, each reading its
+    input rows with the window's halo (``span`` rows at ``stride``, top padding ``pt``)."""
+    capacity = params.IN_DEPTH // params.P
+    bx = ceil_div(w, 4)
+
+    def fits(n_out: int, rows: int) -> bool:
+        out_ok = out_fits is None or out_fits(n_out)
+        return slots * ceil_div(rows, 4) * bx * 16 <= capacity and out_ok
+
+    def rows_for(n_out: int) -> int:
+        return min(h, (n_out - 1) * stride + span)
+
+    if fits(oh, h):
+        return [(0, h, 0, oh)]
+    band = min(align, oh)
+    if not fits(band, rows_for(band)):
         raise KcnnError(
-            f"the input map needs {slots_total * by * bx * 16} codes in a partition, more than "
-            f"IN_DEPTH/P={params.IN_DEPTH // params.P}; a larger IN_DEPTH or row bands "
-            "(not supported by this kernel) would be needed",
+            f"{band} output rows need {slots * ceil_div(rows_for(band), 4) * bx * 16} input "
+            f"codes in a partition (IN_DEPTH/P={capacity}) or more output than the output "
+            f"memory holds (OUT_DEPTH={params.OUT_DEPTH})",
             layer=layer.name,
             field="IN_DEPTH",
         )
+    while band + align < oh and fits(band + align, rows_for(band + align)):
+        band += align
+    bands = []
+    for o0 in range(0, oh, band):
+        o1 = min(oh, o0 + band)
+        r0 = max(0, o0 * stride - pt)
+        r1 = min(h, (o1 - 1) * stride - pt + span)
+        bands.append((r0, r1, o0, o1))
+    return bands
+
+
+def _conv_steps(
+    model, layer: QLayer, index: int, in_format: str, out_format: str, params: BuildParams
+) -> list[Step]:
+    """A conv layer's steps: one, or one per band of output rows when its input map does
+    not fit the tile (the host then cuts the map into bands and joins their answers)."""
+    geo = _conv_geometry(layer, in_format)
+    c_in, h, w = geo.c_in, geo.h, geo.w
+    c_out, oh, ow = layer.out_shape
+    groups = layer.attrs["groups"]
+    khb, kwb = _log2_ceil(geo.kh), _log2_ceil(geo.kw)
+    cg = c_in // groups
+    book = model.maps[layer.in_map]
+    distinct = np.arange(c_in)
+    if geo.s2d > 1:
+        distinct = np.arange(c_in) // geo.s2d  # the s2d channels of one (channel, row phase)
+    plane = ceil_div(h, 4) * ceil_div(w, 4) * 16
+    capacity_slots = params.IN_DEPTH // params.P // plane
+    placement = _place(geo.codes, groups, params.P, distinct, index, capacity_slots)
+    lc = placement.slots_per_group
+    slots_total = int(placement.slots.max()) + 1
+    bands = _row_bands(
+        geo.h, geo.w, oh, geo.sub, geo.pt, (geo.kh - 1) * geo.dh + 1, slots_total, params, layer
+    )
     if (lc << (khb + kwb)) > (1 << POSITION_BITS):
         raise KcnnError(
             f"a partition's window of {lc << (khb + kwb)} positions exceeds {1 << POSITION_BITS}",
@@ -578,12 +658,12 @@ def _conv_step(
         )
     # FLAT and ACC outputs are in C order and a subsampled map in its own blocks: the
     # reducer writes them into the output memory and EMIT streams it after the job.
-    buffered = out_format in ("FLAT", "ACC") or sub > 1
+    buffered = out_format in ("FLAT", "ACC") or geo.sub > 1
     per_group = c_out // groups
     aq_max = int(np.abs(book.aq).max()) if book.aq.size else 0
-    jobs, index_job = [], 0
+    group_rows = []
     for g in range(groups):
-        codes_g = codes[g * per_group : (g + 1) * per_group]
+        codes_g = geo.codes[g * per_group : (g + 1) * per_group]
         rows, slot0 = _conv_rows(codes_g, placement, g, cg, params.P, khb, kwb)
         bound = np.stack([_partial_bound(r, layer.wq, aq_max) for r in rows], axis=1)
         if bound.max(initial=0) >= PARTIAL_LIMIT:
@@ -592,41 +672,7 @@ def _conv_step(
                 layer=layer.name,
                 field="W_DEPTH",
             )
-        entries = np.stack([np.count_nonzero(r, axis=1) for r in rows], axis=1)
-        align = 1
-        if out_format == "FLAT":
-            align = 16 // np.gcd(oh * ow, 16)
-        elif out_format == "ACC":
-            align = 2 // np.gcd(oh * ow, 2)
-        limit, per_channel = 0, oh * ow
-        if buffered:
-            # an int32 takes 8 codes of the output memory; blocks are stored whole
-            limit = params.OUT_DEPTH // 8 if out_format == "ACC" else params.OUT_DEPTH
-            if out_format == "BLOCKED":
-                per_channel = ceil_div(oh, 4) * ceil_div(ow, 4) * 16
-        for start, stop in _split_jobs(entries, params, align, limit, per_channel):
-            ch0 = g * per_group + start
-            n = stop - start
-            out_words = (
-                _out_words(out_format, (n, oh, ow))
-                if out_format != "ACC"
-                else ceil_div(n * oh * ow, 2)
-            )
-            job = _make_job(
-                index_job,
-                ch0,
-                [r[start:stop] for r in rows],
-                layer.weight_form == "sparse",
-                slot0,
-                rows[0].shape[1],
-                layer.bias[ch0 : ch0 + n],
-                params,
-                CONV_FLOOR,
-                out_words,
-                buffered,
-            )
-            jobs.append(job)
-            index_job += 1
+        group_rows.append((rows, slot0))
     consts = [_codebook_words(layer.wq, book.aq)]
     jo1 = 0 if layer.thresholds is None else len(layer.thresholds)
     if jo1:
@@ -639,62 +685,109 @@ def _conv_step(
         keys[: len(boundaries)] = encoder_keys(boundaries)
         consts.append(pack_int32(keys))
     constants = np.concatenate(consts).astype(np.uint64)
-    out_words = sum(job.out_words for job in jobs)
-    fields = {
-        **_base_fields("CONV", index),
-        "flags": FLAGS["ACT_SIGNED"] if book.signed else 0,
-        "n_jobs": len(jobs),
-        "k1": layer.K - 1,
-        "j1": book.J - 1,
-        "jo1": jo1,
-        "in_c": c_in,
-        "in_h": h,
-        "in_w": w,
-        "out_c": c_out,
-        "out_h": oh,
-        "out_w": ow,
-        "kh": kh,
-        "kw": kw,
-        "dh": dh,
-        "dw": dw,
-        "pad_t": pt,
-        "pad_l": pl,
-        "khb": khb,
-        "kwb": kwb,
-        "in_format": FORMATS[in_format],
-        "out_format": FORMATS[out_format],
-        "s2d": s2d,
-        "sub": sub,
-        "groups": groups,
-        "const_words": constants.size,
-        "map_words": _map_words(in_format, layer.in_shape, padding, (c_in, h, w)),
-        "job_words_a": sum(j.words_a.size for j in jobs),
-        "job_words_b": sum(j.words_b.size for j in jobs),
-        "out_words": out_words,
-    }
-    return Step(
-        index,
-        "CONV",
-        layer,
-        fields,
-        constants,
-        jobs,
-        in_format,
-        out_format,
-        (c_in, h, w),
-        tuple(layer.out_shape),
-        padding,
-        params,
-    )
+    banded = len(bands) > 1
+    steps = []
+    for n_band, (r0, r1, o0, o1) in enumerate(bands):
+        band_oh = o1 - o0
+        jobs = []
+        for g, (rows, slot0) in enumerate(group_rows):
+            entries = np.stack([np.count_nonzero(r, axis=1) for r in rows], axis=1)
+            align = 1
+            if out_format == "FLAT":
+                align = 16 // np.gcd(band_oh * ow, 16)
+            elif out_format == "ACC":
+                align = 2 // np.gcd(band_oh * ow, 2)
+            limit, per_channel = 0, band_oh * ow
+            if buffered:
+                # an int32 takes 8 codes of the output memory; blocks are stored whole
+                limit = params.OUT_DEPTH // 8 if out_format == "ACC" else params.OUT_DEPTH
+                if out_format == "BLOCKED":
+                    per_channel = ceil_div(band_oh, 4) * ceil_div(ow, 4) * 16
+            for start, stop in _split_jobs(entries, params, align, limit, per_channel):
+                ch0 = g * per_group + start
+                n = stop - start
+                out_words = (
+                    _out_words(out_format, (n, band_oh, ow))
+                    if out_format != "ACC"
+                    else ceil_div(n * band_oh * ow, 2)
+                )
+                jobs.append(
+                    _make_job(
+                        len(jobs),
+                        ch0,
+                        [r[start:stop] for r in rows],
+                        slot0,
+                        rows[0].shape[1],
+                        layer.bias[ch0 : ch0 + n],
+                        params,
+                        CONV_FLOOR,
+                        out_words,
+                        buffered,
+                    )
+                )
+        band_pt = max(0, geo.pt - o0 * geo.sub) if banded else geo.pt
+        in_rows = r1 - r0
+        fields = {
+            **_base_fields("CONV", index + n_band),
+            "flags": FLAGS["ACT_SIGNED"] if book.signed else 0,
+            "n_jobs": len(jobs),
+            "k1": layer.K - 1,
+            "j1": book.J - 1,
+            "jo1": jo1,
+            "in_c": c_in,
+            "in_h": in_rows,
+            "in_w": w,
+            "out_c": c_out,
+            "out_h": band_oh,
+            "out_w": ow,
+            "kh": geo.kh,
+            "kw": geo.kw,
+            "dh": geo.dh,
+            "dw": geo.dw,
+            "pad_t": band_pt,
+            "pad_l": geo.pl,
+            "khb": khb,
+            "kwb": kwb,
+            "in_format": FORMATS[in_format],
+            "out_format": FORMATS[out_format],
+            "s2d": geo.s2d,
+            "sub": geo.sub,
+            "groups": groups,
+            "const_words": constants.size,
+            "map_words": _map_words(in_format, layer.in_shape, geo, (c_in, in_rows, w)),
+            "job_words_a": sum(j.words_a.size for j in jobs),
+            "job_words_b": sum(j.words_b.size for j in jobs),
+            "out_words": sum(job.out_words for job in jobs),
+        }
+        steps.append(
+            Step(
+                index + n_band,
+                "CONV",
+                layer,
+                fields,
+                constants,
+                jobs,
+                in_format,
+                out_format,
+                (c_in, in_rows, w),
+                (c_out, band_oh, ow),
+                geo.padding,
+                params,
+                band=(r0, r1, o0, o1) if banded else None,
+            )
+        )
+    return steps
 
 
-def _map_words(in_format: str, raw_shape, padding, stored) -> int:
+def _map_words(in_format: str, raw_shape, geo: _ConvGeometry, stored) -> int:
+    """Words of a conv step's map section; an F32 map is the padded raw image's rows the
+    stored rows come from (``s2d`` raw rows per stored row)."""
+    c, rows, _ = stored
     if in_format == "F32":
-        c, h, w = raw_shape
-        t, left, b, r = padding
-        return format_words("F32", c, h + t + b, w + left + r)
-    c, h, w = stored
-    return format_words(in_format, c, h, w)
+        raw_c, _, raw_w = raw_shape
+        t, left, b, r = geo.padding
+        return format_words("F32", raw_c, rows * geo.s2d, raw_w + left + r)
+    return format_words(in_format, c, rows, stored[2])
 
 
 # ---- fc ---------------------------------------------------------------------------------------
@@ -740,7 +833,6 @@ def _fc_step(
                 n,
                 start,
                 [r[start:stop] for r in rows],
-                layer.weight_form == "sparse",
                 0,
                 span,
                 layer.bias[start:stop],
@@ -792,7 +884,7 @@ def _fc_step(
 
 def _pool_step(
     model, layer: QLayer, index: int, in_format: str, out_format: str, params: BuildParams
-) -> Step:
+) -> list[Step]:
     a = layer.attrs
     c, h, w = layer.in_shape
     _, oh, ow = layer.out_shape
@@ -805,38 +897,51 @@ def _pool_step(
             layer=layer.name,
             field="kernel",
         )
-    fields = {
-        **_base_fields("POOL", index),
-        "in_c": c,
-        "in_h": h,
-        "in_w": w,
-        "out_c": c,
-        "out_h": oh,
-        "out_w": ow,
-        "kh": kh,
-        "kw": kw,
-        "sh": sh,
-        "sw": sw,
-        "pad_t": pt,
-        "pad_l": pl,
-        "in_format": FORMATS[in_format],
-        "out_format": FORMATS[out_format],
-        "map_words": format_words(in_format, c, h, w),
-        "out_words": format_words(out_format, c, oh, ow),
-    }
-    return Step(
-        index,
-        "POOL",
-        layer,
-        fields,
-        np.zeros(0, np.uint64),
-        [],
-        in_format,
-        out_format,
-        (c, h, w),
-        (c, oh, ow),
-        params=params,
+    flat = out_format == "FLAT"
+    # A FLAT answer is gathered in the output memory and streamed at the step's end.
+    out_fits = (lambda n: c * n * ow <= params.OUT_DEPTH) if flat else None
+    bands = _row_bands(
+        h, w, oh, sh, pt, kh, 1, params, layer, out_fits=out_fits, align=1 if flat else 4
     )
+    steps = []
+    for n, (r0, r1, o0, o1) in enumerate(bands):
+        rows, band_oh = r1 - r0, o1 - o0
+        fields = {
+            **_base_fields("POOL", index + n),
+            "in_c": c,
+            "in_h": rows,
+            "in_w": w,
+            "out_c": c,
+            "out_h": band_oh,
+            "out_w": ow,
+            "kh": kh,
+            "kw": kw,
+            "sh": sh,
+            "sw": sw,
+            "pad_t": max(0, pt - o0 * sh),
+            "pad_l": pl,
+            "in_format": FORMATS[in_format],
+            "out_format": FORMATS[out_format],
+            "map_words": format_words(in_format, c, rows, w),
+            "out_words": format_words(out_format, c, band_oh, ow),
+        }
+        steps.append(
+            Step(
+                index + n,
+                "POOL",
+                layer,
+                fields,
+                np.zeros(0, np.uint64),
+                [],
+                in_format,
+                out_format,
+                (c, rows, w),
+                (c, band_oh, ow),
+                params=params,
+                band=(r0, r1, o0, o1) if len(bands) > 1 else None,
+            )
+        )
+    return steps
 
 
 def _lrn_step(
@@ -867,47 +972,64 @@ def _lrn_step(
     full[: len(book.aq)] = cuts
     rows = [pack_int32(row) for row in full]
     constants = np.concatenate([pack_int32(squares), *rows]).astype(np.uint64)
-    fields = {
-        **_base_fields("LRN", index),
-        "j1": book.J - 1,
-        "jo1": len(thresholds),
-        "in_c": c,
-        "in_h": h,
-        "in_w": w,
-        "out_c": c,
-        "out_h": h,
-        "out_w": w,
-        "kh": size,
-        "in_format": FORMATS[in_format],
-        "out_format": FORMATS[out_format],
-        "const_words": constants.size,
-        "map_words": format_words(in_format, c, h, w),
-        "out_words": format_words(out_format, c, h, w),
-    }
-    return Step(
-        index,
-        "LRN",
-        layer,
-        fields,
-        constants,
-        [],
-        in_format,
-        out_format,
-        (c, h, w),
-        (c, h, w),
-        params=params,
-    )
+    # LRN mixes channels, not rows: bands need no halo.
+    steps = []
+    bands = _row_bands(h, w, h, 1, 0, 1, 1, params, layer)
+    for n, (r0, r1, o0, o1) in enumerate(bands):
+        rows = r1 - r0
+        fields = {
+            **_base_fields("LRN", index + n),
+            "j1": book.J - 1,
+            "jo1": len(thresholds),
+            "in_c": c,
+            "in_h": rows,
+            "in_w": w,
+            "out_c": c,
+            "out_h": rows,
+            "out_w": w,
+            "kh": size,
+            "in_format": FORMATS[in_format],
+            "out_format": FORMATS[out_format],
+            "const_words": constants.size,
+            "map_words": format_words(in_format, c, rows, w),
+            "out_words": format_words(out_format, c, rows, w),
+        }
+        steps.append(
+            Step(
+                index + n,
+                "LRN",
+                layer,
+                fields,
+                constants,
+                [],
+                in_format,
+                out_format,
+                (c, rows, w),
+                (c, rows, w),
+                params=params,
+                band=(r0, r1, o0, o1) if len(bands) > 1 else None,
+            )
+        )
+    return steps
 
 
 # ---- the kernel's loop trips ------------------------------------------------------------------
 
 
-def loader_trips(job: Job, params: BuildParams) -> int:
-    """Cycles the loader spends on a job: header, biases, weight steps."""
-    bits = 4 if not job.sparse else 8
+def _loader_cycles(steps: int, sparse: bool, params: BuildParams) -> int:
+    """Cycles of ``steps`` weight steps: a step's words, at most STREAMS words a cycle and
+    at least one cycle a step."""
+    bits = 8 if sparse else 4
     words_per_step = params.P * bits / 64
     per_step = max(1, ceil_div(int(np.ceil(words_per_step)), params.STREAMS))
-    return JOB_HEADER_WORDS + ceil_div(job.channels, 2) + job.steps * per_step
+    return steps * per_step
+
+
+def loader_trips(job: Job, params: BuildParams) -> int:
+    """Cycles the loader spends on a job: header, biases, weight steps."""
+    return (
+        JOB_HEADER_WORDS + ceil_div(job.channels, 2) + _loader_cycles(job.steps, job.sparse, params)
+    )
 
 
 def compute_trips(step: Step, job: Job) -> int:

@@ -55,19 +55,34 @@ def check_answer(step: Step, words: np.ndarray, received: int) -> np.ndarray:
     return words[: step.out_words]
 
 
-def first_map_words(step: Step, x: np.ndarray, boundaries, out: np.ndarray | None = None):
-    """One image as the first step's map section: float32 for an ``F32`` input (the kernel
-    encodes it), else the host-encoded codes."""
+def step_map_words(step: Step, source: np.ndarray, out: np.ndarray | None = None):
+    """A step's map section from the host's copy of its input map: the float32 image of
+    an ``F32`` first step (padded and cut into its band's rows here), else the codes of the
+    whole map, of which a band takes its rows."""
     if step.in_format == "F32":
         top, left, bottom, right = step.input_padding
+        x = np.asarray(source, np.float32)
         if any(step.input_padding):
             c, h, w = x.shape
             padded = np.zeros((c, h + top + bottom, w + left + right), np.float32)
             padded[:, top : top + h, left : left + w] = x
             x = padded
+        if step.band is not None:
+            s2d = step.fields["s2d"]
+            x = x[:, s2d * step.band[0] : s2d * step.band[1]]
         return pack_f32(x, out)
-    codes = encode_input(x, boundaries)
+    codes = np.asarray(source, np.uint8)
+    if step.band is not None:
+        codes = codes[:, step.band[0] : step.band[1]]
     return pack_map(codes.reshape(step.in_shape), step.in_format)
+
+
+def first_map_words(step: Step, x: np.ndarray, boundaries, out: np.ndarray | None = None):
+    """One image as the first step's map section: float32 for an ``F32`` input (the kernel
+    encodes it), else the host-encoded codes."""
+    if step.in_format == "F32":
+        return step_map_words(step, x, out)
+    return step_map_words(step, encode_input(x, boundaries).reshape(step.layer.in_shape), out)
 
 
 class StepEngine:
@@ -78,41 +93,76 @@ class StepEngine:
         self.params = params
         self.plan: Plan = plan_model(model, params)
 
+    def map_slot(self, step: Step) -> np.ndarray | None:
+        """Where the host may write ``step``'s map section directly (the board's DMA
+        buffer), or None."""
+        return None
+
+    def execute(self, step: Step, map_words: np.ndarray | None, need: bool) -> np.ndarray | None:
+        """Run one step. ``map_words`` is its map section, or None when the previous step's
+        answer is its map already (the engine keeps it); returns the step's output words,
+        or None when ``need`` is false and the engine did not read them."""
+        raise NotImplementedError
+
     def run_frame(self, x: np.ndarray, trace: bool) -> list[np.ndarray | None]:
         """One image through every step; returns each step's output words (with ``trace``
-        false only the last one is needed, the others may be None)."""
-        raise NotImplementedError
+        false only the last one, and those the host needs, are read)."""
+        steps = self.plan.steps
+        book = self.model.maps["input"]
+        first = steps[0]
+        # The host's copy of the map the next host-written step reads.
+        source = x if first.in_format == "F32" else None
+        if source is None and first.band is not None:
+            source = encode_input(x, book.boundaries).reshape(first.layer.in_shape)
+        joined = None
+        answers: list[np.ndarray | None] = []
+        for n, step in enumerate(steps):
+            if n == 0 and step.band is None:
+                words = first_map_words(step, x, book.boundaries, self.map_slot(step))
+            elif step.host_in:
+                words = step_map_words(step, source, self.map_slot(step))
+            else:
+                words = None
+            need = trace or step.host_out or step.band is not None or n + 1 == len(steps)
+            answer = self.execute(step, words, need)
+            answers.append(answer)
+            if step.band is not None:
+                # The bands of one layer answer consecutive output rows: join them.
+                if joined is None:
+                    dtype = np.int64 if step.out_format == "ACC" else np.uint8
+                    joined = np.zeros(step.layer.out_shape, dtype)
+                r0, r1, o0, o1 = step.band
+                joined[:, o0:o1] = _unpack(step, answer)
+                if n + 1 == len(steps) or steps[n + 1].layer is not step.layer:
+                    source, joined = joined, None
+            elif step.host_out:
+                source = _unpack(step, answer).reshape(step.layer.out_shape)
+        return answers
 
     def run(self, x: np.ndarray, trace: bool = False):
         """Same contract as :meth:`kcnn.sim.engine.Simulator.run`."""
         model, plan = self.model, self.plan
         last = plan.last
-        acc = np.zeros((x.shape[0], *last.out_shape), np.int64)
+        ends_in_acc = last.out_format == "ACC"
+        keep = trace or not ends_in_acc
+        acc = np.zeros((x.shape[0], *last.layer.out_shape), np.int64)
         maps: dict[str, list] = {}
         for n in range(x.shape[0]):
-            answers = self.run_frame(x[n], trace or last.out_format != "ACC")
-            if last.out_format == "ACC":
-                acc[n] = unpack_map(answers[-1], "ACC", last.out_shape)
-            if trace or last.out_format != "ACC":
-                for step, words in zip(plan.steps, answers, strict=True):
-                    if words is None:
-                        continue
-                    shape = (
-                        step.out_shape
-                        if step.out_format != "FLAT"
-                        else (int(np.prod(step.out_shape)),)
-                    )
-                    value = unpack_map(words, step.out_format, shape)
-                    maps.setdefault(step.layer.name, []).append(value.reshape(step.out_shape))
+            answers = self.run_frame(x[n], keep)
+            layers = _layer_outputs(plan.steps, answers, keep)
+            if ends_in_acc:
+                acc[n] = layers[last.layer.name]
+            for name, value in layers.items():
+                maps.setdefault(name, []).append(value)
         out = logits = None
-        if last.out_format == "ACC":
+        if ends_in_acc:
             layer = last.layer
             logits = acc.astype(np.float64) * (layer.w_scale * model.maps[layer.in_map].scale)
             out = logits
             for host in plan.host_tail:
                 out = hostops.apply(host.op, host.attrs, out)
         traced = {}
-        if trace or last.out_format != "ACC":
+        if keep:
             traced["input"] = encode_input(x, model.maps["input"].boundaries)
             previous = "input"
             for q in model.layers:
@@ -124,3 +174,26 @@ class StepEngine:
                     continue
                 previous = q.name
         return out, logits, traced
+
+
+def _unpack(step: Step, words: np.ndarray) -> np.ndarray:
+    """A step's answer as its output map (codes, or accumulators for ACC)."""
+    shape = step.out_shape if step.out_format != "FLAT" else (int(np.prod(step.out_shape)),)
+    return unpack_map(words, step.out_format, shape).reshape(step.out_shape)
+
+
+def _layer_outputs(steps: list[Step], answers: list, every: bool) -> dict:
+    """Each layer's output map from its steps' answers (a banded layer's bands joined);
+    only the last layer unless ``every``."""
+    out: dict[str, np.ndarray] = {}
+    for step, words in zip(steps, answers, strict=True):
+        if words is None or not (every or step.layer is steps[-1].layer):
+            continue
+        value = _unpack(step, words)
+        if step.band is None:
+            out[step.layer.name] = value
+            continue
+        if step.layer.name not in out:
+            out[step.layer.name] = np.zeros(step.layer.out_shape, value.dtype)
+        out[step.layer.name][:, step.band[2] : step.band[3]] = value
+    return out

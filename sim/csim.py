@@ -31,7 +31,7 @@ from kcnn.errors import KcnnError
 from kcnn.kfile import KcnnModel
 from kcnn.plan import Step
 from kcnn.protocol import LOOPS
-from kcnn.runner import StepEngine, StepFault, check_answer, first_map_words
+from kcnn.runner import StepEngine, StepFault, check_answer
 
 CXXFLAGS = (
     "-O2",
@@ -348,16 +348,16 @@ class CsimEngine(StepEngine):
         self._own_kernel = kernel is None
         super().__init__(model, self.kernel.params)
         self.loop_logs: list[list] = []  # per step of the last frame: the kernel's loop log
+        self._previous = np.zeros(0, np.uint64)  # the last answer: the next step's map
 
-    def run_frame(self, x: np.ndarray, trace: bool = False) -> list[np.ndarray]:
-        book = self.model.maps["input"]
-        words = first_map_words(self.plan.first, x, book.boundaries)
-        answers, self.loop_logs = [], []
-        for step in self.plan.steps:
-            words, log = self.kernel.run_step(step, words)
-            answers.append(words)
-            self.loop_logs.append(log)
-        return answers
+    def execute(self, step: Step, map_words: np.ndarray | None, need: bool) -> np.ndarray:
+        if step.index == 0:
+            self.loop_logs = []
+        words = self._previous if map_words is None else map_words
+        answer, log = self.kernel.run_step(step, words)
+        self._previous = answer
+        self.loop_logs.append(log)
+        return answer
 
     def close(self) -> None:
         if self._own_kernel:

@@ -34,6 +34,11 @@ except KcnnError as exc:  # depends on the machine; a failure in CI (tests/conft
 SMALL = BuildParams(
     P=8, IN_DEPTH=16384, W_DEPTH=256, OUT_DEPTH=4096, STREAMS=1, LRN_LANES=2, CH_MAX=256
 )
+#: A tile so small (512 codes a partition) that the reference models' first layers run as
+#: bands of output rows, the host cutting and joining their maps.
+BANDED = BuildParams(
+    P=32, IN_DEPTH=16384, W_DEPTH=1024, OUT_DEPTH=4096, STREAMS=2, LRN_LANES=4, CH_MAX=256
+)
 PARAMS = {"default": BuildParams(), "small": SMALL}
 
 
@@ -131,6 +136,17 @@ def test_reference_models_equal_the_simulator_and_the_model(name, params):
     model = load(table_path(name))
     x = digits("test")[0][:2]
     engine = assert_same_run(model, x, params)
+    assert_trips_are_the_model(engine)
+
+
+@pytest.mark.parametrize("name", ["lenet5", "alexnet_mnist"])
+def test_maps_larger_than_the_tile_run_as_bands(name):
+    model = load(table_path(name))
+    plan = plan_model(model, BANDED)
+    bands = [s for s in plan.steps if s.band is not None]
+    assert len({s.layer.name for s in bands}) >= 1 and len(bands) >= 2
+    assert all(s.host_in for s in bands)
+    engine = assert_same_run(model, digits("test")[0][:2], BANDED)
     assert_trips_are_the_model(engine)
 
 

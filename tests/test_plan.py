@@ -90,7 +90,7 @@ def decode_conv_weights(step) -> tuple[np.ndarray, np.ndarray]:
             entries = []  # per channel: list of (pos, code)
             if sparse:
                 current, pos = [], -1
-                for byte in seq:
+                for byte in (int(b) for b in seq):
                     if len(entries) == channels:
                         assert byte == 0, "padding after the last channel must be 0x00"
                         continue

@@ -131,9 +131,8 @@ def test_the_worked_step_is_in_the_docs():
 
 
 def test_word_counts_of_a_small_conv():
-    """2 -> 3 channels, 5x5 input, 3x3 kernel, pad 1, dense, K = 4, J = 3, J' = 3, P = 16
+    """2 -> 3 channels, 5x5 input, 3x3 kernel of ones, pad 1, K = 4, J = 3, J' = 3, P = 16
     (the second step of a model, so its input is a BLOCKED map)."""
-    rng = np.random.default_rng(1)
     one = {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "groups": 1}
     three = {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1], "groups": 1}
     first = _layer(
@@ -152,7 +151,7 @@ def test_word_counts_of_a_small_conv():
         "conv",
         (2, 5, 5),
         (3, 5, 5),
-        rng.integers(0, 4, (3, 2, 3, 3)),
+        np.ones((3, 2, 3, 3)),
         [-3, 1, 2],
         [0, 1, 2],
         [5, 9],
@@ -167,19 +166,30 @@ def test_word_counts_of_a_small_conv():
     model = KcnnModel("c", (2, 5, 5), [first, conv], books)
     step = plan_model(model, BuildParams(P=16, STREAMS=2)).steps[1]
     f = step.fields
-    # 2 input channels < 16 partitions: each channel is copied into 16 // 2 = 8 partitions,
-    # one slot; 3x3 pads to 4x4 (khb = kwb = 2): span 1 slot x 16 positions; dense steps =
-    # 3 channels x 16 = 48, one 64-bit word each (16 nibbles), alternating A and B: 24 + 24.
-    assert (f["khb"], f["kwb"]) == (2, 2)
-    assert step.jobs[0].steps == 48 and step.jobs[0].span == 16
+    job = step.jobs[0]
+    # 2 input channels < 16 partitions: channel c is copied into partitions c, c + 2, ...,
+    # c + 14 (8 copies, slot 0). 3x3 pads to 4x4 (khb = kwb = 2): taps (i, j) sit at
+    # positions 4i + j = 0, 1, 2, 4, 5, 6, 8, 9, 10. Each output channel deals its 9 taps of
+    # a channel round-robin to the 8 copies: copy 0 gets taps 0 and 8 (positions 0 and 10),
+    # copies 1..7 one tap each.
+    assert (f["khb"], f["kwb"]) == (2, 2) and job.span == 16
+    # Dense: 3 channels x 16 positions = 48 steps of one word (48 cycles). Sparse: copy 0
+    # per channel 0x01 (skip 0, code 1), 0x91 (skip 9), end = 3 bytes; copy r: 1 entry and
+    # end = 2 bytes; so partitions 0 and 1 hold 9 bytes, the others 6: 9 steps of 16 bytes
+    # (one word on A and one on B, one cycle each). The planner takes the sparse form.
+    assert job.sparse and job.steps == 9
+    rows = np.concatenate([step.jobs_a[4:], step.jobs_b]).view(np.uint8)
+    part0 = np.concatenate([step.jobs_a[4:].view(np.uint8).reshape(9, 8)[:, 0]])
+    assert list(part0) == [0x01, 0x91, 0x00] * 3
+    assert rows.size == 18 * 8
     # constants: codebooks ceil((3 + 2) / 8) = 1, thresholds ceil(2 / 2) = 1, placement 2
     assert f["const_words"] == 4
     # map: 2 channels x ceil(5/4) x ceil(5/4) blocks = 8; answer: 3 x 2 x 2 = 12
     assert f["map_words"] == 8 and f["out_words"] == 12
-    # jobs on A: header 2 + biases ceil(3/2) = 2 + 24 weight words; on B: 24
-    assert f["job_words_a"] == 28 and f["job_words_b"] == 24
-    # the whole A transfer: 8 + 4 + 8 + 1 reserved + 28
-    assert step.stream_a(np.zeros(8, np.uint64)).size == 49
+    # jobs on A: header 2 + biases ceil(3/2) = 2 + 9 weight words; on B: 9
+    assert f["job_words_a"] == 13 and f["job_words_b"] == 9
+    # the whole A transfer: 8 + 4 + 8 + 1 reserved + 13
+    assert step.stream_a(np.zeros(8, np.uint64)).size == 34
 
 
 def test_word_counts_of_a_sparse_fc():
