@@ -85,17 +85,19 @@ CONST:
                 if (m < d.jo1) regs.thresholds[m] = acc_t(half_word(data, i));
             }
         } else if (w < end_placement) {
+            typedef typename mem<C>::tile_addr_t addr_t;
             const ap_uint<32> mask = data.range(31, 0);
             const unsigned slot = data.range(47, 32);
-            // The slot's plane must end inside every partition's bank.
-            if (ap_uint<32>(slot + 1) * ap_uint<16>(g.in_plane) > C::tile_depth) {
-                status = KCNN_STATUS_COUNT_ABOVE_MAX;
-            }
+            // The slot's plane must end inside every partition's bank: (slot + 1) in_plane <=
+            // tile_depth, i.e. slot < tile_depth div in_plane (a per-step constant, so the
+            // loop's exit does not wait for a product).
+            if (slot >= g.slot_limit) status = KCNN_STATUS_COUNT_ABOVE_MAX;
             if (C::P < 32 && (mask >> C::P) != 0) status = KCNN_STATUS_BAD_GEOMETRY;
             if (status != KCNN_STATUS_OK) break;
             place_t entry = 0;
             entry.range(C::P - 1, 0) = mask.range(C::P - 1, 0);
-            entry.range(C::P + mem<C>::tile_addr_bits - 1, C::P) = slot * g.in_plane;
+            // below tile_depth (checked above): the product needs the address bits only
+            entry.range(C::P + mem<C>::tile_addr_bits - 1, C::P) = addr_t(addr_t(slot) * addr_t(g.in_plane));
             placement[w - end_thresholds] = entry;
             for (unsigned p = 0; p < C::P; p++) {
 #pragma HLS UNROLL

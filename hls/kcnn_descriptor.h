@@ -58,69 +58,140 @@ inline void decode_descriptor(const word_t w[KCNN_DESCRIPTOR_WORDS], descriptor 
     d.reserved = field(w[7], 48, 16);
 }
 
-// Sizes every unit of a step needs, derived once from the descriptor.
+// Sizes every unit of a step needs, derived once from the descriptor. The products and
+// quotients the pipelined loops would otherwise need are formed here, once per step, so that
+// no loop carries a multiplier or divider for them (hls/README.md "Resources").
 struct step_geometry {
     unsigned in_by, in_bx, in_plane;  // the input map's 4x4 blocks (BLOCKED layout in the tile)
     unsigned out_by, out_bx;          // the output map's blocks
     unsigned out_plane;               // out_h * out_w
+    unsigned out_blocks;              // out_by * out_bx
+    unsigned out_w3;                  // 3 * out_w (the reducer's row offsets 0..4 out_w)
     unsigned h1, w1, o_by, o_bx;      // conv: the stride-1 output map and its blocks
+    unsigned sub3;                    // conv: 3 * sub (the block counters' multiples of sub)
     unsigned pos_shift;               // khb + kwb: a position's slot bits start here
     unsigned s2d_log;                 // F32 input: log2(s2d)
     bool f32;                         // the map section is F32 (encoded on the fabric)
     bool buffered;                    // outputs go through the out memory and EMIT
+    unsigned group_size;              // conv: out_c / groups (else out_c)
+    unsigned slot_limit;              // conv: slots of a plane in a tile bank, tile_depth / in_plane
+    // A buffered job's codes in the out memory per output channel (FLAT: out_plane; ACC: 8
+    // per int32; subsampled BLOCKED: 16 per output block), saturated at OUT_DEPTH + 1.
+    unsigned codes_per_channel;
     count_t map_first;                // position of the first map word on A
     count_t a_final;                  // position of A's last word (TLAST)
     count_t b_final;                  // position of B's last word (when B carries words)
     bool uses_b;                      // the step has a transfer on B
     // POOL: region read per output block
     unsigned pool_nw, pool_q, pool_cycles;  // words per region row, cycles to read, per block
-    // LRN: window channels before / after the centre
-    unsigned lrn_before, lrn_after;
+    unsigned pool_work;                     // out_blocks * pool_cycles
+    unsigned pool_row_step;                 // sh * in_bx: the region's first word, next block row
+    unsigned out_codes;                     // POOL FLAT: out_c * out_plane
+    // LRN: window channels before / after the centre; the words the PLANE loop loads
+    unsigned lrn_before, lrn_after, lrn_first_load;
 };
 
 typedef unsigned long long u64;
 
-inline u64 format_words(unsigned fmt, u64 c, u64 h, u64 w) {
-    if (fmt == KCNN_FMT_BLOCKED) return c * ((h + 3) / 4) * ((w + 3) / 4);
-    if (fmt == KCNN_FMT_FLAT) return (c * h * w + 15) / 16;
-    if (fmt == KCNN_FMT_ACC) return (c * h * w + 1) / 2;
-    return 0;
+// The three quotients of a step's checks by shift and subtract, 16 bits, all in one short
+// loop: group_size = out_c / groups with its remainder, in_c mod groups, and the tile slots
+// tile_depth / in_plane. (A `/` or `%` by a run-time value would be one pipelined divider
+// core per operator, about 1k LUT and 2k FF each, for a few divisions per step.)
+inline void step_quotients(ap_uint<16> out_c, ap_uint<16> in_c, ap_uint<16> groups,
+                           ap_uint<16> depth, ap_uint<16> plane, ap_uint<16> &group_size,
+                           ap_uint<16> &out_rem, ap_uint<16> &in_rem, ap_uint<16> &slots) {
+#pragma HLS INLINE off
+    ap_uint<17> r0 = 0, r1 = 0, r2 = 0;
+    ap_uint<16> q0 = 0, q2 = 0;
+QUOTIENTS:
+    for (int b = 15; b >= 0; b--) {
+#pragma HLS PIPELINE II = 1
+        r0 = (r0 << 1) | out_c[b];
+        r1 = (r1 << 1) | in_c[b];
+        r2 = (r2 << 1) | depth[b];
+        if (r0 >= groups) {
+            r0 -= groups;
+            q0[b] = 1;
+        }
+        if (r1 >= groups) r1 -= groups;
+        if (r2 >= plane) {
+            r2 -= plane;
+            q2[b] = 1;
+        }
+    }
+    group_size = q0;
+    out_rem = r0;
+    in_rem = r1;
+    slots = q2;
 }
 
-// The F32 map: (in_c / s^2, in_h * s, in_w * s) float32 values, each row padded to 16 values
-// (the host pads the network input with zeros to whole multiples of s).
-inline u64 f32_words(u64 c, u64 h, u64 w, unsigned s) {
-    const u64 row = ((w * s + 15) / 16) * 16;
-    return (c / (s * s)) * (h * s) * row / 2;
+// The descriptor's sizes: 16-bit maps and 8-bit kernels, so every product below fits 48 bits
+// and comes from one shared multiplier of at most 32 x 18 bits (ALLOCATION in check_descriptor).
+typedef ap_uint<16> size_t16;
+typedef ap_uint<48> prod_t48;
+
+inline prod_t48 mul_32x16(ap_uint<32> a, ap_uint<16> b) {
+#pragma HLS INLINE
+    return prod_t48(a) * b;
 }
 
 // The status of a descriptor whose magic, version and opcode were accepted (not PROBE),
-// TLAST not considered; fills `g` for an accepted one. Lower status numbers win.
+// TLAST not considered; fills `g` for an accepted one. Lower status numbers win. Runs once
+// per step as its own module: its products share one multiplier and its quotients one
+// shift-and-subtract loop (no DSP or divider core per operator).
 template <class C>
 unsigned check_descriptor(const descriptor &d, step_geometry &g) {
+#pragma HLS INLINE off
+#pragma HLS ALLOCATION operation instances = mul limit = 1
+    static_assert(C::tile_depth < 65536, "the tile slots quotient is 16 bits");
     bool count = false, geom = false;
     const bool conv = d.opcode == KCNN_OP_CONV, fc = d.opcode == KCNN_OP_FC;
     const bool pool = d.opcode == KCNN_OP_POOL, lrn = d.opcode == KCNN_OP_LRN;
     const bool layer = conv || fc;
+    // The fields are 16 bits (sizes) and 8 bits (kernel, strides, pads), docs/job-format.md.
+    const size_t16 in_c = d.in_c, in_h = d.in_h, in_w = d.in_w;
+    const size_t16 out_c = d.out_c, out_h = d.out_h, out_w = d.out_w;
 
     g.in_by = (d.in_h + 3) / 4;
     g.in_bx = (d.in_w + 3) / 4;
-    g.in_plane = g.in_by * g.in_bx;
+    g.in_plane = (unsigned)mul_32x16(g.in_by, g.in_bx);
     g.out_by = (d.out_h + 3) / 4;
     g.out_bx = (d.out_w + 3) / 4;
-    g.out_plane = d.out_h * d.out_w;
+    g.out_plane = (unsigned)mul_32x16(out_h, out_w);
+    g.out_blocks = (unsigned)mul_32x16(g.out_by, g.out_bx);
+    g.out_w3 = d.out_w + (d.out_w << 1u);
     g.pos_shift = d.khb + d.kwb;
     g.f32 = d.in_format == KCNN_FMT_F32;
     g.s2d_log = d.s2d == 4 ? 2 : d.s2d == 2 ? 1 : 0;
     const unsigned sub = d.sub == 0 ? 1 : d.sub;
-    g.h1 = d.out_h == 0 ? 0 : (d.out_h - 1) * sub + 1;
-    g.w1 = d.out_w == 0 ? 0 : (d.out_w - 1) * sub + 1;
+    g.sub3 = sub + (sub << 1u);
+    g.h1 = d.out_h == 0 ? 0 : (unsigned)mul_32x16(d.out_h - 1, sub) + 1;
+    g.w1 = d.out_w == 0 ? 0 : (unsigned)mul_32x16(d.out_w - 1, sub) + 1;
     g.o_by = (g.h1 + 3) / 4;
     g.o_bx = (g.w1 + 3) / 4;
     g.buffered = (conv && (d.out_format != KCNN_FMT_BLOCKED || d.sub > 1)) ||
                  (pool && d.out_format == KCNN_FMT_FLAT);
     g.lrn_before = d.kh == 0 ? 0 : (d.kh - 1) / 2;
     g.lrn_after = d.kh == 0 ? 0 : d.kh - 1 - g.lrn_before;
+
+    ap_uint<16> group_size, out_rem, in_rem, slots;
+    const bool plane_fits = g.in_plane != 0 && g.in_plane <= C::tile_depth;
+    step_quotients(out_c, in_c, d.groups == 0 ? size_t16(1) : size_t16(d.groups), C::tile_depth,
+                   plane_fits ? size_t16(g.in_plane) : size_t16(1), group_size, out_rem, in_rem, slots);
+    g.group_size = group_size;
+    g.slot_limit = slots;
+
+    // out_c * out_plane codes (FLAT), out_c * out_blocks words (BLOCKED)
+    const prod_t48 out_codes = mul_32x16(g.out_plane, out_c);
+    const prod_t48 out_block_words = mul_32x16(g.out_blocks, out_c);
+    g.out_codes = (unsigned)out_codes;
+    {
+        const u64 sat = (u64)C::out_depth + 1;
+        const u64 per = d.out_format == KCNN_FMT_FLAT  ? (u64)g.out_plane
+                        : d.out_format == KCNN_FMT_ACC ? (u64)g.out_plane << 3u
+                                                       : (u64)g.out_blocks << 4u;
+        g.codes_per_channel = (unsigned)(per > sat ? sat : per);
+    }
 
     if ((d.flags & ~KCNN_FLAG_ACT_SIGNED) != 0 || d.reserved != 0) geom = true;
     if (d.in_c == 0 || d.in_h == 0 || d.in_w == 0 || d.out_c == 0 || d.out_h == 0 ||
@@ -141,6 +212,7 @@ unsigned check_descriptor(const descriptor &d, step_geometry &g) {
 
     u64 const_words = 0, map_words = 0;
     const u64 codebooks = (d.k1 + d.j1 + 7) / 8, thresholds = (d.jo1 + 1) / 2;
+    const u64 in_words = (u64)mul_32x16(g.in_plane, in_c);  // in_c * in_plane BLOCKED words
     if (conv) {
         if (d.in_c > C::ch_max || g.in_plane > C::tile_depth) count = true;
         if (d.in_format != KCNN_FMT_BLOCKED && d.in_format != KCNN_FMT_F32) geom = true;
@@ -151,19 +223,31 @@ unsigned check_descriptor(const descriptor &d, step_geometry &g) {
         if (d.out_format == KCNN_FMT_ACC && d.jo1 != 0) geom = true;
         if (d.sh != 1 || d.sw != 1) geom = true;
         if (d.kh > (1u << d.khb) || d.kw > (1u << d.kwb) || g.pos_shift > C::pos_bits) geom = true;
-        if (d.groups != 0 && (d.in_c % d.groups != 0 || d.out_c % d.groups != 0)) geom = true;
-        if (d.pad_t > (d.kh - 1) * d.dh || d.pad_l > (d.kw - 1) * d.dw) geom = true;
+        if (d.groups != 0 && (in_rem != 0 || out_rem != 0)) geom = true;
+        if (d.pad_t > (unsigned)mul_32x16((d.kh - 1) & 255u, d.dh) ||
+            d.pad_l > (unsigned)mul_32x16((d.kw - 1) & 255u, d.dw)) {
+            geom = true;
+        }
         // The last output's window starts inside the map (bottom / right padding is less
         // than the kernel's extent).
         if ((u64)g.h1 > (u64)d.in_h + d.pad_t || (u64)g.w1 > (u64)d.in_w + d.pad_l) geom = true;
+        const bool s_ok = d.s2d == 1 || d.s2d == 2 || d.s2d == 4;
         if (g.f32) {
-            if ((d.s2d != 1 && d.s2d != 2 && d.s2d != 4) || d.in_c % (d.s2d * d.s2d) != 0) geom = true;
+            if (!s_ok || (d.in_c & ((1u << (2 * g.s2d_log)) - 1)) != 0) geom = true;
         } else if (d.s2d != 1) {
             geom = true;
         }
         const_words = codebooks + thresholds + d.in_c + (g.f32 ? 8 : 0);
-        map_words = g.f32 ? f32_words(d.in_c, d.in_h, d.in_w, d.s2d == 0 ? 1 : d.s2d)
-                          : (u64)d.in_c * g.in_plane;
+        if (g.f32) {
+            // (in_c / s^2) * (in_h * s) rows of ceil(in_w * s / 16) segments of 8 words; a
+            // product past 32 bits saturates (no 32-bit map_words field can equal it).
+            const prod_t48 rows = mul_32x16(ap_uint<32>(d.in_h) << g.s2d_log, in_c >> (2 * g.s2d_log));
+            const ap_uint<32> rows_sat = rows > 0xFFFFFFFFull ? ap_uint<32>(0xFFFFFFFFu) : ap_uint<32>(rows);
+            const size_t16 segments = size_t16((((u64)d.in_w << g.s2d_log) + 15) >> 4u);
+            map_words = (u64)mul_32x16(rows_sat, segments) << 3u;
+        } else {
+            map_words = in_words;
+        }
     } else if (fc) {
         const u64 per_partition = (d.in_c + C::P - 1) / C::P;
         if (per_partition > 4 * (u64)C::tile_depth || per_partition > (1u << C::pos_bits)) count = true;
@@ -179,7 +263,7 @@ unsigned check_descriptor(const descriptor &d, step_geometry &g) {
         map_words = ((u64)d.in_c + 15) / 16;
     } else if (pool) {
         if (g.in_plane > C::tile_depth) count = true;
-        if (d.out_format == KCNN_FMT_FLAT && (u64)d.out_c * g.out_plane > C::out_depth) count = true;
+        if (d.out_format == KCNN_FMT_FLAT && (u64)out_codes > C::out_depth) count = true;
         if (d.flags != 0 || d.in_format != KCNN_FMT_BLOCKED) geom = true;
         if (d.out_format != KCNN_FMT_BLOCKED && d.out_format != KCNN_FMT_FLAT) geom = true;
         if (d.in_c != d.out_c || d.kh > C::pool_window_max || d.kw > C::pool_window_max ||
@@ -187,9 +271,10 @@ unsigned check_descriptor(const descriptor &d, step_geometry &g) {
             geom = true;
         }
         if (d.pad_t >= d.kh || d.pad_l >= d.kw) geom = true;
-        if ((u64)(d.out_h - 1) * d.sh + 1 > (u64)d.in_h + d.pad_t) geom = true;
-        if ((u64)(d.out_w - 1) * d.sw + 1 > (u64)d.in_w + d.pad_l) geom = true;
-        map_words = (u64)d.in_c * g.in_plane;
+        // out_h, out_w >= 1 here or geom is already set (their products are then unused)
+        if ((u64)mul_32x16(d.out_h - 1, d.sh & 255u) + 1 > (u64)d.in_h + d.pad_t) geom = true;
+        if ((u64)mul_32x16(d.out_w - 1, d.sw & 255u) + 1 > (u64)d.in_w + d.pad_l) geom = true;
+        map_words = in_words;
     } else {  // LRN
         if (g.in_plane > C::tile_depth) count = true;
         if (d.in_format != KCNN_FMT_BLOCKED || d.out_format != KCNN_FMT_BLOCKED) geom = true;
@@ -199,9 +284,12 @@ unsigned check_descriptor(const descriptor &d, step_geometry &g) {
             geom = true;
         }
         const_words = 8 + 15 * thresholds;
-        map_words = (u64)d.in_c * g.in_plane;
+        map_words = in_words;
     }
-    const u64 out_words = format_words(d.out_format, d.out_c, d.out_h, d.out_w);
+    const u64 out_words = d.out_format == KCNN_FMT_BLOCKED ? (u64)out_block_words
+                          : d.out_format == KCNN_FMT_FLAT  ? ((u64)out_codes + 15) / 16
+                          : d.out_format == KCNN_FMT_ACC   ? ((u64)out_codes + 1) / 2
+                                                           : 0;
     if (d.const_words != const_words || d.map_words != map_words || d.out_words != out_words) {
         geom = true;
     }
@@ -221,6 +309,11 @@ unsigned check_descriptor(const descriptor &d, step_geometry &g) {
     // FLAT output writes one output row per cycle into the out memory, during the next
     // block's cycles (the last channel's loop has 4 more for its last block).
     g.pool_cycles = d.out_format == KCNN_FMT_FLAT && g.pool_q < KCNN_FLAT_WRITE_CYCLES ? KCNN_FLAT_WRITE_CYCLES : g.pool_q;
+    g.pool_work = (unsigned)mul_32x16(g.out_blocks, g.pool_cycles);
+    g.pool_row_step = (unsigned)mul_32x16(g.in_bx, d.sh & 255u);
+    // LRN: the PLANE loop loads channels 0 .. after (those that exist)
+    const unsigned first_planes = g.lrn_after + 1 < d.in_c ? g.lrn_after + 1 : d.in_c;
+    g.lrn_first_load = (unsigned)mul_32x16(g.in_plane, first_planes);
 
     if (count) return KCNN_STATUS_COUNT_ABOVE_MAX;
     if (geom) return KCNN_STATUS_BAD_GEOMETRY;

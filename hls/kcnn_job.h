@@ -18,6 +18,7 @@ unsigned run_jobs(axis_t &in_a, in_port &pa, axis_t &in_b, in_port &pb, axis_t &
                   const ap_uint<16> slots[C::P],
                   const typename mem<C>::tile_word_t tile[C::P][4][C::tile_depth],
                   const prod_t table[C::P][KCNN_J_MAX][KCNN_K_MAX],
+                  const tap_lo_t tap_lo[C::P][2][16], const tap_hi_t tap_hi[C::P][2][16],
                   typename mem<C>::wentry_t wcache[2][C::P][C::w_depth],
                   typename mem<C>::wcount_t counts[C::P][2 * C::job_channels],
                   acc_t bias[2][2][C::job_channels / 2], code_t out_memory[16][C::out_depth / 16],
@@ -37,9 +38,9 @@ unsigned run_jobs(axis_t &in_a, in_port &pa, axis_t &in_b, in_port &pb, axis_t &
 #pragma HLS ARRAY_PARTITION variable = cl.ahead type = complete
 #pragma HLS ARRAY_PARTITION variable = cl.acc type = complete dim = 0
 #pragma HLS ARRAY_PARTITION variable = cl.shadow type = complete dim = 0
-    loader_start_step(ls, d);
+    loader_start_step(ls, d, g);
     cs.running = cs.reducing = false;
-    job_header loaded = {0, 0, 0};
+    job_header loaded = {0, 0, 0, 0};
     unsigned status = KCNN_STATUS_OK;
     bad_job = KCNN_STEP_LEVEL;
 JOBS:
@@ -62,17 +63,19 @@ JOBS:
 #pragma HLS DEPENDENCE variable = bias type = inter dependent = false
 #pragma HLS DEPENDENCE variable = bias type = intra dependent = false
             KCNN_CSIM(trips++;)
-            compute_cycle<C>(cs, cl, d, g, regs, tile, table, wcache, counts, bias, out_memory, out);
+            compute_cycle<C>(cs, cl, d, g, regs, tile, table, tap_lo, tap_hi, wcache, counts, bias,
+                             out_memory, out);
             loader_cycle<C>(ls, ll, in_a, pa, in_b, pb, d, g, slots, nxt, wcache, counts, bias);
         }
         KCNN_CSIM(csim_log_loop(k < 0 ? KCNN_LOOP_LOAD : KCNN_LOOP_JOB, trips);)
+        loader_settle(ls);
         if (k >= 0 && g.buffered) {
-            const unsigned outputs = cs.header.channels * g.out_plane;
-            const unsigned words = d.out_format == KCNN_FMT_FLAT  ? (outputs + 15) / 16
-                                   : d.out_format == KCNN_FMT_ACC ? (outputs + 1) / 2
-                                                                  : cs.header.channels * g.out_by * g.out_bx;
-            emit_buffered<C>(out, out_memory, words, d.out_format, outputs, d.out_h, d.out_w,
-                             g.out_by, g.out_bx);
+            // The job's codes in the out memory (the header check formed them): FLAT one per
+            // output, ACC 8 per int32, subsampled BLOCKED 16 per block; 16 codes a word.
+            const unsigned codes = cs.header.codes;
+            const unsigned outputs = d.out_format == KCNN_FMT_ACC ? codes >> 3u : codes;
+            emit_buffered<C>(out, out_memory, (codes + 15) >> 4u, d.out_format, outputs, d.out_h,
+                             d.out_w, g.out_by, g.out_bx);
         }
         if (ls.status != KCNN_STATUS_OK) {
             status = ls.status;

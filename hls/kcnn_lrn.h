@@ -26,9 +26,7 @@ CHANNELS:
 #pragma HLS LOOP_TRIPCOUNT min = 2 max = 1025 avg = 128
         // Channels loaded by this loop: 0..after for PLANE, else c + after + 1 if it exists.
         const unsigned first = c < 0 ? 0 : (unsigned)c + after + 1;
-        const unsigned planes = c < 0 ? (after + 1 < d.in_c ? after + 1 : d.in_c)
-                                      : (first < d.in_c ? 1 : 0);
-        const unsigned load = planes * plane;
+        const unsigned load = c < 0 ? g.lrn_first_load : (first < d.in_c ? plane : 0);
         const unsigned work = c < 0 ? 0 : plane * groups;
         const unsigned trips = work > load ? work : load;
         unsigned load_channel = first, load_block = 0;
@@ -39,10 +37,15 @@ CHANNELS:
         for (unsigned it = 0; it < trips; it++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 4 max = 16384 avg = 800
+// The loaded channel's partition is outside the window (P >= size + 1): its read is discarded.
+#pragma HLS DEPENDENCE variable = tile type = inter dependent = false
             KCNN_CSIM(trip_count++;)
-            // Every partition's block at once (one read per bank); the window picks after.
-            word_t blocks[C::P];
-#pragma HLS ARRAY_PARTITION variable = blocks type = complete
+            typedef ap_uint<4 * C::lrn_lanes> lanes_t;  // this cycle's LRN_LANES codes of a block
+            // Every partition's block at once (one read per bank), narrowed at once to this
+            // cycle's lanes; the window then picks partitions from these narrow words
+            // (lrn_size_max P:1 multiplexers of 4 LRN_LANES bits, not of 64).
+            lanes_t narrow[C::P];
+#pragma HLS ARRAY_PARTITION variable = narrow type = complete
             for (unsigned p = 0; p < C::P; p++) {
 #pragma HLS UNROLL
                 word_t b = 0;
@@ -50,7 +53,13 @@ CHANNELS:
 #pragma HLS UNROLL
                     b.range(16 * r + 15, 16 * r) = tile[p][r][block & (C::tile_depth - 1)];
                 }
-                blocks[p] = b;
+                // group's slice: a (16 / LRN_LANES):1 multiplexer of compile-time slices
+                lanes_t pick = 0;
+                for (unsigned q = 0; q < 16 / C::lrn_lanes; q++) {
+#pragma HLS UNROLL
+                    if (q == group) pick = b.range(4 * C::lrn_lanes * (q + 1) - 1, 4 * C::lrn_lanes * q);
+                }
+                narrow[p] = pick;
             }
             if (it < load && status == KCNN_STATUS_OK) {
                 bool last;
@@ -71,7 +80,7 @@ CHANNELS:
             }
             if (it >= work) continue;
             // The window's channels c - before .. c + after (those that exist).
-            word_t window[C::lrn_size_max];
+            lanes_t window[C::lrn_size_max];
             bool present[C::lrn_size_max];
 #pragma HLS ARRAY_PARTITION variable = window type = complete
 #pragma HLS ARRAY_PARTITION variable = present type = complete
@@ -79,18 +88,19 @@ CHANNELS:
 #pragma HLS UNROLL
                 const int channel = c - (int)before + (int)w;
                 present[w] = w < d.kh && channel >= 0 && channel < (int)d.in_c;
-                window[w] = blocks[(unsigned)channel & (C::P - 1)];
+                window[w] = narrow[(unsigned)channel & (C::P - 1)];
             }
+            const lanes_t centre_lanes = window[before];
+            lanes_t result = 0;  // lane l is 4 dy + dx = group * LRN_LANES + l of the block
             for (unsigned l = 0; l < C::lrn_lanes; l++) {
 #pragma HLS UNROLL
-                const unsigned lane = group * C::lrn_lanes + l;  // 4 dy + dx in the block
                 sum_t sum = 0;
                 for (unsigned w = 0; w < C::lrn_size_max; w++) {
 #pragma HLS UNROLL
-                    const code_t a = nibble(window[w], lane);
+                    const code_t a = code_t((window[w] >> (4 * l)) & 15);
                     if (present[w]) sum += squares[l][w][a & 1][a >> 1];
                 }
-                const code_t centre = nibble(window[before], lane);
+                const code_t centre = code_t((centre_lanes >> (4 * l)) & 15);
                 // #{m : S <= cut[j][m]} over a non-increasing row is the length of the prefix
                 // that holds: a 4-stage binary search, stage s reading its own copy.
                 unsigned code = 0;
@@ -100,7 +110,12 @@ CHANNELS:
                     const typename mem<C>::cut_t cut = cuts[l][s][16 * centre + probe];
                     if (probe < d.jo1 && ap_int<21>(sum) <= cut) code += step;
                 }
-                out_word.range(4 * lane + 3, 4 * lane) = centre == 0 ? 0 : code;
+                result.range(4 * l + 3, 4 * l) = centre == 0 ? 0 : code;
+            }
+            // into the group's slice of the output word (compile-time slices, one enabled)
+            for (unsigned q = 0; q < 16 / C::lrn_lanes; q++) {
+#pragma HLS UNROLL
+                if (q == group) out_word.range(4 * C::lrn_lanes * (q + 1) - 1, 4 * C::lrn_lanes * q) = result;
             }
             if (++group == groups) {
                 write_word(out, out_word, false);

@@ -25,10 +25,19 @@ struct compute_lanes {
     lane_acc_t shadow[C::P][16];
 };
 
-// The output position of a vector's block: (4 by, 4 bx) = (sub qy + ry, sub qx + rx).
+// The output position of a vector's block: (4 by, 4 bx) = (sub qy + ry, sub qx + rx), and
+// the products the reducer's output places need, kept as running sums (no multiplier):
+// yw = qy * out_w, yb = (qy div 4) * out_bx.
 struct block_position {
     unsigned by, bx, qy, ry, qx, rx;
+    unsigned yw, yb;
 };
+
+inline void block_start(block_position &b) {
+#pragma HLS INLINE
+    b.by = b.bx = b.qy = b.ry = b.qx = b.rx = 0;
+    b.yw = b.yb = 0;
+}
 
 struct compute_state {
     bool running, reducing, fc, buffered;
@@ -38,39 +47,41 @@ struct compute_state {
     unsigned next_max, ahead_max;  // max over partitions of next_count, of ahead
     block_position block;
     unsigned row_base;  // block.by * in_bx (mod tile depth): the vector's tile row
+    unsigned cw, cb;    // channel * out_plane, channel * out_blocks (running sums)
     // the vector in the shadow registers
     unsigned shadow_channel, lane;
     block_position shadow_block;
+    unsigned shadow_cw, shadow_cb;
     word_t out_word;  // BLOCKED / FLAT / ACC word being packed
 };
 
-// 4 k = q sub + r with r < sub, advanced by 4: at most 4 subtractions for sub = 1.
-inline void advance_by_four(unsigned &q, unsigned &r, unsigned sub) {
+// k small: k * x for k in 0..4 from x and 3x (shifts and a multiplexer, no multiplier).
+inline unsigned times_small(unsigned k, unsigned x, unsigned x3) {
 #pragma HLS INLINE
-    r += 4;
-    for (unsigned i = 0; i < 4; i++) {
-#pragma HLS UNROLL
-        if (r >= sub) {
-            r -= sub;
-            q++;
-        }
-    }
+    return k == 0 ? 0u : k == 1 ? x : k == 2 ? x << 1u : k == 3 ? x3 : x << 2u;
+}
+
+// 4 k = q sub + r with r < sub, advanced by 4: r + 4 = m sub + r' with m = #{n in 1..4 :
+// r + 4 >= n sub} (r < sub, so m <= 4). The four compares are parallel (the multiples of sub
+// are per-step constants): a block counter's loop-carried path is one compare level, not four
+// chained compare-and-subtract stages. Returns m (q's increment).
+inline unsigned advance_by_four(unsigned &q, unsigned &r, unsigned sub, unsigned sub3) {
+#pragma HLS INLINE
+    const unsigned r4 = r + 4;
+    const unsigned m = (r4 >= sub ? 1u : 0u) + (r4 >= (sub << 1u) ? 1u : 0u) + (r4 >= sub3 ? 1u : 0u) +
+                       (r4 >= (sub << 2u) ? 1u : 0u);
+    r = r4 - times_small(m, sub, sub3);
+    q += m;
+    return m;
 }
 
 // Lane offset o (0..3) of a block starting at q sub + r: kept when r + o is a multiple of
-// sub, at output index q + (r + o) / sub (at most q + 3).
-inline bool kept_offset(unsigned q, unsigned r, unsigned o, unsigned sub, unsigned &index) {
+// sub, at output index q + k with k = (r + o) / sub (at most 3).
+inline bool kept_offset(unsigned r, unsigned o, unsigned sub, unsigned sub3, unsigned &k) {
 #pragma HLS INLINE
-    bool kept = false;
-    index = q;
-    for (unsigned k = 0; k < 4; k++) {
-#pragma HLS UNROLL
-        if (r + o == k * sub) {
-            kept = true;
-            index = q + k;
-        }
-    }
-    return kept;
+    const unsigned ro = r + o;
+    k = ro == 0 ? 0u : ro == sub ? 1u : ro == (sub << 1u) ? 2u : 3u;
+    return ro == 0 || ro == sub || ro == (sub << 1u) || ro == sub3;
 }
 
 inline code_t threshold_bank(acc_t acc, const acc_t thresholds[KCNN_J_MAX - 1], unsigned jo1) {
@@ -81,17 +92,6 @@ inline code_t threshold_bank(acc_t acc, const acc_t thresholds[KCNN_J_MAX - 1], 
         if (m < jo1 && acc >= thresholds[m]) code++;
     }
     return code_t(code);
-}
-
-// One code into the out memory: bank = address mod 16 (each bank a compile-time index with
-// its own write enable), so one write per bank per cycle.
-template <class C>
-void out_memory_write(code_t out_memory[16][C::out_depth / 16], unsigned address, code_t code) {
-#pragma HLS INLINE
-    for (unsigned b = 0; b < 16; b++) {
-#pragma HLS UNROLL
-        if ((address & 15u) == b) out_memory[b][(address >> 4u) & (C::out_depth / 16 - 1)] = code;
-    }
 }
 
 // Where an entry reads the tile of partition p: two words per bank (the two ports).
@@ -111,7 +111,8 @@ struct tap {
 
 template <class C>
 void locate(ap_uint<16> entry, const descriptor &d, const step_geometry &g, unsigned slot0,
-            const compute_state &s, tap &t) {
+            const compute_state &s, const tap_lo_t tap_lo[C::P][2][16],
+            const tap_hi_t tap_hi[C::P][2][16], unsigned p, tap &t) {
 #pragma HLS INLINE
     typedef typename mem<C>::tile_addr_t addr_t;
     typedef ap_int<mem<C>::tile_addr_bits + 1> offset_t;
@@ -129,28 +130,32 @@ void locate(ap_uint<16> entry, const descriptor &d, const step_geometry &g, unsi
         return;
     }
     const unsigned slot = slot0 + (position >> g.pos_shift);
-    const int i = (int)((position >> d.kwb) & ((1u << d.khb) - 1));
-    const int j = (int)(position & ((1u << d.kwb) - 1));
-    const int u = i * (int)d.dh - (int)d.pad_t, v = j * (int)d.dw - (int)d.pad_l;
-    // floor(u / 4) and floor(v / 4): u, v >= -255 (an 8-bit padding), so a bias of 1024 keeps
-    // the shifted value non-negative.
-    const int ub = (int)((unsigned)(u + 1024) >> 2u) - 256, vb = (int)((unsigned)(v + 1024) >> 2u) - 256;
+    // Kernel row i and column j: a stored entry has i < kh <= 255 and j < kw <= 255 (the
+    // loader checks it); an entry past the partition's count has code 0 and its tap is masked,
+    // so 8 bits of each are exact. u = i dh - pad_t and v = j dw - pad_l come from the
+    // partition's own 16-entry LUTRAMs (two reads and an adder each, no multiplier).
+    const ap_uint<8> i = (position >> d.kwb) & ((1u << d.khb) - 1);
+    const ap_uint<8> j = position & ((1u << d.kwb) - 1);
+    const ap_int<18> u = ap_int<18>(tap_lo[p][0][i & 15]) + ap_int<18>(tap_hi[p][0][i >> 4]);
+    const ap_int<18> v = ap_int<18>(tap_lo[p][1][j & 15]) + ap_int<18>(tap_hi[p][1][j >> 4]);
+    // floor(u / 4) and floor(v / 4): arithmetic shifts.
+    const int ub = (int)(u >> 2), vb = (int)(v >> 2);
     // Addresses wrap inside a bank: valid taps never wrap (the slot's plane fits the bank),
     // invalid ones are masked after the read.
     const addr_t base = addr_t(addr_t(slot) * addr_t(g.in_plane)) + addr_t(s.row_base) +
                         addr_t(offset_t(ub) * addr_t(g.in_bx)) + addr_t((int)s.block.bx + vb);
-    t.y_phase = (unsigned)u & 3u;
-    t.x_phase = (unsigned)v & 3u;
+    t.y_phase = (unsigned)u.range(1, 0);
+    t.x_phase = (unsigned)v.range(1, 0);
     for (unsigned r = 0; r < 4; r++) {
 #pragma HLS UNROLL
         const int carry = r < t.y_phase ? 1 : 0;
         const int y = 4 * ((int)s.block.by + ub + carry) + (int)r;
         t.row_ok[r] = y >= 0 && y < (int)d.in_h;
-        const addr_t address = base + addr_t(carry * (int)g.in_bx);
+        const addr_t address = base + addr_t(carry ? g.in_bx : 0u);
         t.address[r][0] = address;
         t.address[r][1] = addr_t(address + 1);
     }
-    t.x0 = 4 * (int)s.block.bx + v;
+    t.x0 = 4 * (int)s.block.bx + (int)v;
     t.fc_bank = t.fc_nibble = 0;
 }
 
@@ -178,15 +183,27 @@ void lane_codes(const tap &t, const ap_uint<16> words[4][2], const descriptor &d
     }
 }
 
+// max(floor_length, max_p n[p]) as a balanced tree (log2 P compare levels), not as a chain
+// of P compare-and-select stages (HLS balances adder chains, not compare chains).
 template <class C>
 unsigned longest(const typename mem<C>::wcount_t n[C::P], unsigned floor_length) {
 #pragma HLS INLINE
-    unsigned m = floor_length;
+    typename mem<C>::wcount_t level[C::P];
+#pragma HLS ARRAY_PARTITION variable = level type = complete
     for (unsigned p = 0; p < C::P; p++) {
 #pragma HLS UNROLL
-        if ((unsigned)n[p] > m) m = n[p];
+        level[p] = n[p];
     }
-    return m;
+    for (unsigned k = 0; k < log2_of<C::P>::value; k++) {
+#pragma HLS UNROLL
+        for (unsigned p = 0; p < C::P / 2; p++) {
+#pragma HLS UNROLL
+            if (p < (C::P >> (k + 1))) {
+                level[p] = level[2 * p] > level[2 * p + 1] ? level[2 * p] : level[2 * p + 1];
+            }
+        }
+    }
+    return (unsigned)level[0] > floor_length ? (unsigned)level[0] : floor_length;
 }
 
 // Job start: the first two channels' counts come from two reads before the JOB loop; from
@@ -203,8 +220,9 @@ void compute_begin(compute_state &s, compute_lanes<C> &lanes, unsigned cur, cons
     s.channel = 0;
     s.t = 0;
     s.floor_length = s.fc ? C::fc_floor : C::conv_floor;
-    s.block.by = s.block.bx = s.block.qy = s.block.ry = s.block.qx = s.block.rx = 0;
+    block_start(s.block);
     s.row_base = 0;
+    s.cw = s.cb = 0;
     s.reducing = false;
     s.lane = 0;
     // An fc step's outputs pack on across its jobs (a job need not fill whole words): the
@@ -231,23 +249,10 @@ inline bool compute_busy(const compute_state &s) {
     return s.running || s.reducing;
 }
 
-// One int32 into the out memory (conv ACC): value n fills banks 8 (n % 2) .. + 7 of row
-// n / 2, so that EMIT's row w is output word w; one write per bank per cycle.
-template <class C>
-void out_memory_write_acc(code_t out_memory[16][C::out_depth / 16], unsigned n, acc_t value) {
-#pragma HLS INLINE
-    const ap_uint<32> bits = value.range(31, 0);
-    for (unsigned b = 0; b < 16; b++) {
-#pragma HLS UNROLL
-        if ((b >> 3u) == (n & 1u)) {
-            out_memory[b][(n >> 1u) & (C::out_depth / 16 - 1)] =
-                code_t(bits.range(4 * (b & 7u) + 3, 4 * (b & 7u)));
-        }
-    }
-}
-
 // The reducer: window cycle s.lane (0 .. FLOOR - 1) of the vector in the shadow registers.
-// A conv vector emits lane s.lane; an fc vector emits its one output in cycle 0.
+// A conv vector emits lane s.lane; an fc vector emits its one output in cycle 0. One write
+// site for the output stream and one per out-memory bank: the formats only choose the data,
+// address and enables (no two accesses of one port in exclusive branches).
 template <class C>
 void reduce_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &d,
                   const step_geometry &g, const step_registers &regs,
@@ -266,50 +271,54 @@ void reduce_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &d
         sum += lanes.shadow[p][lane & 15u];
     }
     const code_t code = threshold_bank(sum, regs.thresholds, d.jo1);
+    const bool acc_format = d.out_format == KCNN_FMT_ACC;
+    bool emit = false;
+    word_t packed = s.out_word;
     if (s.fc) {
         // Packed by the output's index in the step, not in the job.
         const unsigned n = s.header.ch0 + c;
         const bool last_output = n + 1 == d.out_c;
-        if (d.out_format == KCNN_FMT_ACC) {
-            s.out_word.range(32 * (n & 1u) + 31, 32 * (n & 1u)) = sum.range(31, 0);
-            if ((n & 1u) == 1 || last_output) {
-                write_word(out, s.out_word, false);
-                s.out_word = 0;
-            }
+        if (acc_format) {
+            packed.range(32 * (n & 1u) + 31, 32 * (n & 1u)) = sum.range(31, 0);
+            emit = (n & 1u) == 1 || last_output;
         } else {
-            s.out_word.range(4 * (n & 15u) + 3, 4 * (n & 15u)) = code;
-            if ((n & 15u) == 15 || last_output) {
-                write_word(out, s.out_word, false);
-                s.out_word = 0;
+            packed.range(4 * (n & 15u) + 3, 4 * (n & 15u)) = code;
+            emit = (n & 15u) == 15 || last_output;
+        }
+    } else {
+        const unsigned dy = lane >> 2u, dx = lane & 3u;
+        const block_position &b = s.shadow_block;
+        unsigned ky, kx;
+        const bool kept_y = kept_offset(b.ry, dy, d.sub, g.sub3, ky);
+        const bool kept_x = kept_offset(b.rx, dx, d.sub, g.sub3, kx);
+        const unsigned y = b.qy + ky, x = b.qx + kx;
+        const bool kept = kept_y && kept_x && y < d.out_h && x < d.out_w;
+        if (!s.buffered) {
+            // BLOCKED, stride 1: the vector's 16 lanes are one output word.
+            packed.range(4 * lane + 3, 4 * lane) = kept ? code : code_t(0);
+            emit = lane == 15;
+        } else {
+            // The output's place in the job's part of the out memory, from running sums:
+            // FLAT / ACC: c out_plane + y out_w + x; subsampled BLOCKED: 16 (c out_by out_bx +
+            // (y div 4) out_bx + x div 4) + 4 (y mod 4) + x mod 4.
+            const unsigned flat = s.shadow_cw + b.yw + times_small(ky, d.out_w, g.out_w3) + x;
+            const unsigned block_row = b.yb + (((b.qy & 3u) + ky) >= 4 ? g.out_bx : 0u);
+            const unsigned blocked = ((s.shadow_cb + block_row + (x >> 2u)) << 4u) + ((y & 3u) << 2u) + (x & 3u);
+            const unsigned place = d.out_format == KCNN_FMT_BLOCKED ? blocked : flat;
+            // ACC: int32 n fills banks 8 (n mod 2) .. + 7 of row n / 2 (EMIT's row w is output
+            // word w); a code: bank place mod 16 of row place / 16.
+            const unsigned row = (acc_format ? place >> 1u : place >> 4u) & (C::out_depth / 16 - 1);
+            const ap_uint<32> bits = sum.range(31, 0);
+            for (unsigned bank = 0; bank < 16; bank++) {
+#pragma HLS UNROLL
+                const bool here = acc_format ? (bank >> 3u) == (place & 1u) : (place & 15u) == bank;
+                const code_t value = acc_format ? code_t(bits.range(4 * (bank & 7u) + 3, 4 * (bank & 7u))) : code;
+                if (kept && here) out_memory[bank][row] = value;
             }
         }
-        return;
     }
-    const unsigned dy = lane >> 2u, dx = lane & 3u;
-    const block_position &b = s.shadow_block;
-    unsigned y, x;
-    const bool kept_y = kept_offset(b.qy, b.ry, dy, d.sub, y);
-    const bool kept_x = kept_offset(b.qx, b.rx, dx, d.sub, x);
-    const bool kept = kept_y && kept_x && y < d.out_h && x < d.out_w;
-    if (!s.buffered) {
-        // BLOCKED, stride 1: the vector's 16 lanes are one output word.
-        s.out_word.range(4 * lane + 3, 4 * lane) = kept ? code : code_t(0);
-        if (lane == 15) {
-            write_word(out, s.out_word, false);
-            s.out_word = 0;
-        }
-    } else if (kept) {
-        const unsigned flat = c * g.out_plane + y * d.out_w + x;
-        if (d.out_format == KCNN_FMT_ACC) {
-            out_memory_write_acc<C>(out_memory, flat, sum);
-        } else if (d.out_format == KCNN_FMT_FLAT) {
-            out_memory_write<C>(out_memory, flat, code);
-        } else {
-            out_memory_write<C>(
-                out_memory,
-                ((c * g.out_by + (y >> 2u)) * g.out_bx + (x >> 2u)) * 16 + (y & 3u) * 4 + (x & 3u), code);
-        }
-    }
+    s.out_word = emit ? word_t(0) : packed;
+    if (emit) write_word(out, packed, false);
 }
 
 // One cycle of the partition array.
@@ -318,6 +327,7 @@ void compute_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &
                    const step_geometry &g, const step_registers &regs,
                    const typename mem<C>::tile_word_t tile[C::P][4][C::tile_depth],
                    const prod_t table[C::P][KCNN_J_MAX][KCNN_K_MAX],
+                   const tap_lo_t tap_lo[C::P][2][16], const tap_hi_t tap_hi[C::P][2][16],
                    const typename mem<C>::wentry_t wcache[2][C::P][C::w_depth],
                    const typename mem<C>::wcount_t counts[C::P][2 * C::job_channels],
                    const acc_t bias[2][2][C::job_channels / 2],
@@ -355,7 +365,7 @@ void compute_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &
         }
         // The tile: two reads per bank, the same for conv and fc.
         tap where;
-        locate<C>(entry, d, g, s.header.slot0, s, where);
+        locate<C>(entry, d, g, s.header.slot0, s, tap_lo, tap_hi, p, where);
         ap_uint<16> words[4][2];
         for (unsigned r = 0; r < 4; r++) {
 #pragma HLS UNROLL
@@ -385,6 +395,8 @@ void compute_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &
     if (vector_end) {
         s.shadow_channel = s.channel;
         s.shadow_block = s.block;
+        s.shadow_cw = s.cw;
+        s.shadow_cb = s.cb;
         s.lane = 0;
         s.reducing = true;
     }
@@ -395,12 +407,15 @@ void compute_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &
         s.t = 0;
         if (s.block.bx + 1 < g.o_bx) {
             s.block.bx++;
-            advance_by_four(s.block.qx, s.block.rx, d.sub);
+            advance_by_four(s.block.qx, s.block.rx, d.sub, g.sub3);
         } else {
             s.block.bx = 0;
             s.block.qx = s.block.rx = 0;
             s.block.by++;
-            advance_by_four(s.block.qy, s.block.ry, d.sub);
+            const unsigned qy_low = s.block.qy & 3u;
+            const unsigned m = advance_by_four(s.block.qy, s.block.ry, d.sub, g.sub3);
+            s.block.yw += times_small(m, d.out_w, g.out_w3);
+            if (qy_low + m >= 4) s.block.yb += g.out_bx;  // qy div 4 grew by one (m <= 4)
             s.row_base += g.in_bx;
         }
     } else if (s.channel + 1 == s.header.channels) {
@@ -408,8 +423,10 @@ void compute_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &
     } else {
         s.t = 0;
         s.channel++;
-        s.block.by = s.block.bx = s.block.qy = s.block.ry = s.block.qx = s.block.rx = 0;
+        block_start(s.block);
         s.row_base = 0;
+        s.cw += g.out_plane;
+        s.cb += g.out_blocks;
         for (unsigned p = 0; p < C::P; p++) {
 #pragma HLS UNROLL
             lanes.start[p] = lanes.start[p] + lanes.count[p];

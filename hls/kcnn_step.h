@@ -79,6 +79,16 @@ unsigned run_step(axis_t &in_a, axis_t &in_b, axis_t &out) {
 #pragma HLS ARRAY_PARTITION variable = table type = complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = table type = complete dim = 2
 #pragma HLS BIND_STORAGE variable = table type = ram_1p impl = lutram
+    // Dilated kernel offsets (kcnn_types.h): per partition 4 LUTRAMs of 16 words (row / column,
+    // low / high nibble of the kernel index); TABLE writes them, JOB reads each once a cycle.
+    static tap_lo_t tap_lo[C::P][2][16];
+#pragma HLS ARRAY_PARTITION variable = tap_lo type = complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = tap_lo type = complete dim = 2
+#pragma HLS BIND_STORAGE variable = tap_lo type = ram_1p impl = lutram
+    static tap_hi_t tap_hi[C::P][2][16];
+#pragma HLS ARRAY_PARTITION variable = tap_hi type = complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = tap_hi type = complete dim = 2
+#pragma HLS BIND_STORAGE variable = tap_hi type = ram_1p impl = lutram
     static place_t placement[C::ch_max];
 #pragma HLS BIND_STORAGE variable = placement type = ram_1p impl = bram
     // Buffered outputs, one code per bank word: any code can be written alone.
@@ -118,6 +128,9 @@ unsigned run_step(axis_t &in_a, axis_t &in_b, axis_t &out) {
             for (unsigned i = 0; i < 2 * C::job_channels; i++) counts[p][i] = 0;
             for (unsigned a = 0; a < KCNN_J_MAX; a++) {
                 for (unsigned k = 0; k < KCNN_K_MAX; k++) table[p][a][k] = 0;
+            }
+            for (unsigned h = 0; h < 2; h++) {
+                for (unsigned k = 0; k < 16; k++) tap_lo[p][h][k] = tap_hi[p][h][k] = 0;
             }
         }
         for (unsigned b = 0; b < 2; b++) {
@@ -162,9 +175,12 @@ DESCRIPTOR:
     descriptor d;
     decode_descriptor(head, d);
     step_geometry g;
-    // Stream B is drained on a refusal whenever the descriptor says it carries words: a
-    // refused descriptor (bad magic included) still tells what the host sent.
-    g.uses_b = C::streams == 2 && d.job_words_b != 0;
+    // Stream B is drained on a refusal when the descriptor says it carries words and the
+    // descriptor is the host's (magic and version right): a count read from anything else
+    // could wait for words the host never sent. After such a refusal the host resets the
+    // DMAs, which drops whatever B still holds.
+    g.uses_b = C::streams == 2 && d.job_words_b != 0 && d.magic == KCNN_MAGIC &&
+               d.version == KCNN_PROTOCOL;
     unsigned status = KCNN_STATUS_OK, job = KCNN_STEP_LEVEL;
     if (d.magic != KCNN_MAGIC) {
         status = KCNN_STATUS_BAD_MAGIC;
@@ -197,7 +213,7 @@ DESCRIPTOR:
             if (status == KCNN_STATUS_OK && d.opcode == KCNN_OP_LRN) {
                 status = run_lrn<C>(in_a, pa, out, d, g, tile, squares, cuts);
             } else if (status == KCNN_STATUS_OK) {
-                build_tables<C>(table, regs, d.k1, d.j1);
+                build_tables<C>(table, tap_lo, tap_hi, regs, d);
                 if (d.opcode == KCNN_OP_FC) {
                     status = read_map_flat<C>(in_a, pa, d, g, tile);
                 } else if (g.f32) {
@@ -207,7 +223,7 @@ DESCRIPTOR:
                 }
                 if (status == KCNN_STATUS_OK) {
                     status = run_jobs<C>(in_a, pa, in_b, pb, out, d, g, regs, slots, tile, table,
-                                         wcache, counts, bias, out_memory, job);
+                                         tap_lo, tap_hi, wcache, counts, bias, out_memory, job);
                 }
             }
         }

@@ -27,6 +27,11 @@ typedef ap_int<KCNN_BW + KCNN_BA> prod_t;
 typedef ap_int<24> lane_acc_t;
 // Word positions and word counts inside one transfer (a transfer is at most 2^23 words).
 typedef ap_uint<32> count_t;
+// Dilated kernel offsets by nibble of the kernel row (column) index t < 256 (the loader keeps
+// t < kh <= 255): t * d - pad = lo[t mod 16] + hi[t div 16], lo[k] = k d <= 15 * 255 and
+// hi[k] = 16 k d - pad in [-255, 61200] (kcnn_table.h builds them, kcnn_partition.h reads them).
+typedef ap_uint<12> tap_lo_t;
+typedef ap_int<17> tap_hi_t;
 
 template <unsigned N>
 struct log2_of {

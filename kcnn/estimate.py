@@ -165,7 +165,9 @@ def resources(params: BuildParams) -> dict:
             # the entry decode and the vector counters.
             "lut": lanes * LANE_MUX_LUT
             + (lanes // 2) * LANE_ADD_LUT
-            + p * (16 * 16 * LUTRAM16_LUT + 4 * 16 + 150),
+            + p * (16 * 16 * LUTRAM16_LUT + 4 * 16 + 150)
+            # the dilated tap offsets: 4 LUTRAMs of 16 words (18 bits) per partition
+            + p * 4 * 18 * LUTRAM16_LUT,
             # accumulators (fabric half), shadow copies, products and codes in flight
             "ff": (lanes // 2) * 24 + lanes * (24 + 16 + 4 + 8) + p * 200,
             "bram36": p * (4 * _bram36(bank_words, 16) + 2 * _bram36(params.W_DEPTH, 16)),
@@ -181,13 +183,16 @@ def resources(params: BuildParams) -> dict:
             "dsp48": 0,
         },
         "reducer and threshold bank": {
-            # 16-input adder tree of 24-bit partials, bias add, 15 comparators, packer
-            "lut": 15 * 28 + 32 + 15 * 16 + 120,
+            # P-input adder tree of 24-bit partials, bias add, 15 comparators, packer, and
+            # per partition a 16:1 multiplexer of the 24-bit shadow accumulators (the
+            # reducer takes one lane of every partition per cycle)
+            "lut": 15 * 28 + 32 + 15 * 16 + 120 + p * 24 * MUX16_LUT,
             "ff": 16 * 32 + 600,
             "bram36": _bram36(2 * 256, 32),
             "dsp48": 0,
         },
-        "weight loader": {"lut": p * 60 + 250, "ff": p * 48 + 300, "bram36": 0, "dsp48": 0},
+        # per partition: the entry decode and three barrel shifters of the position checks
+        "weight loader": {"lut": p * 110 + 250, "ff": p * 48 + 300, "bram36": 0, "dsp48": 0},
         "map loader and input encoder": {
             "lut": 2 * 15 * 16 + 300,
             "ff": 600,
@@ -195,19 +200,26 @@ def resources(params: BuildParams) -> dict:
             "dsp48": 0,
         },
         "product-table builder": {"lut": 60, "ff": 60, "bram36": 0, "dsp48": 1},
+        # the descriptor and job-header checks: one shared 32 x 16 multiplier, the 9 x 15
+        # and 9 x 13 header products, a 16-step shift-and-subtract divider
+        "step checks": {"lut": 600, "ff": 500, "bram36": 0, "dsp48": 5},
         "pool unit": {
-            # 16 lanes, each the max of a window of up to 3 x 3 codes (8 comparators of
-            # 4-bit codes with their multiplexers), and the region registers
-            "lut": 16 * 8 * 4 + 300,
+            # 32 candidate codes per cycle (4 rows x 2 words x 4 codes), each decoded once
+            # into a 15-bit thermometer; per lane (16) and candidate an in-window bit, and
+            # per lane and thermometer bit an OR of 32 masked bits; the region registers
+            "lut": 32 * 8 + 16 * 32 + 16 * 15 * 13 + 300,
             "ff": 15 * 16 * 4 + 200,
             "bram36": 0,
             "dsp48": 0,
         },
         "LRN unit": {
-            # per lane: 5 square LUTRAMs (16 x 17 bits), the window sum, and a 4-stage
-            # binary search of the centre code's cut row, each stage with its own copy of
-            # the 16 x 16 cut table (20 bits) in a BRAM18 and one comparator
-            "lut": params.LRN_LANES * (5 * 17 * LUTRAM16_LUT + 4 * 20 + 4 * 10 + 50) + 100,
+            # per lane: 9 window copies of the square LUTRAM (16 x 17 bits) and their adder
+            # tree, the window's 16-bit partition slices, and a 4-stage binary search of the
+            # centre code's cut row, each stage with its own copy of the 16 x 16 cut table
+            # (20 bits) in a BRAM18 and one comparator
+            "lut": params.LRN_LANES * (9 * 17 * LUTRAM16_LUT + 8 * 20 + 16 * 4 * MUX16_LUT)
+            + params.LRN_LANES * (4 * 20 + 4 * 10 + 50)
+            + 100,
             "ff": params.LRN_LANES * 160 + 100,
             "bram36": params.LRN_LANES * 4 * _bram36(256, 20),
             "dsp48": 0,

@@ -92,6 +92,8 @@ DESCRIPTOR_FIELDS = {
     "job_words_b": (6, 32, 32),
     "out_words": (7, 0, 32),
     "groups": (7, 32, 16),
+    # Reserved for a batch served by one pass of the weights; protocol 2 takes only 0.
+    "images_m1": (7, 48, 16),
 }
 
 
