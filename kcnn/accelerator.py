@@ -155,6 +155,14 @@ class Accelerator:
         """Every map's codes (uint8) and the last layer's ``acc`` (int64), by layer name."""
         return self._run(x, trace=True)[2]
 
+    @property
+    def loop_logs(self) -> list | None:
+        """On ``csim``: the kernel's loop log, ``[(loop, trips), ...]``, of every step of the
+        last frame run (what ``kcnn.plan.Step.loop_log`` predicts and the estimate costs);
+        ``None`` on the other back-ends, which have no loop counters."""
+        logs = getattr(self._engine, "loop_logs", None)
+        return None if logs is None else [list(log) for log in logs]
+
     def estimate(self) -> dict:
         """The analytic board-performance model's table (an estimate, not a measurement),
         for the build parameters of the running engine (the overlay's on a board)."""

@@ -1,40 +1,56 @@
 """Write the layer-streaming report of the AlexNet-sized model that notebooks 2 and 3 read.
 
-    python -m kcnn.notebooks.streaming_report notebooks/alexnet_streaming.json
-        [--seed 0] [--images 8]
+    python notebooks/streaming_report.py notebooks/alexnet_streaming.json [--seed 0] [--images 8]
+
+from the repository root, with kcnn installed; ``python -m kcnn.notebooks.streaming_report
+OUT.json`` does the same from any other folder (in the root, the source folder ``kcnn/``
+hides the installed package, and only the installed one has ``kcnn.notebooks``).
 
 Needs the ``quantize`` extra, about 250 MB of free space in the temporary folder and about
 2 GB of memory: it builds the BVLC AlexNet graph with seeded, Deep-Compression-pruned
 weights (:mod:`kcnn.models.bvlc`), quantizes it at default settings on ``--images``
-calibration images, and writes what the board would stream: every layer's jobs from the
-job tiler, the compression report and the analytic performance estimate (an estimate, never
-a measurement). The board can neither build nor quantize this model, so the small JSON is
-committed beside the notebooks. The same seed, image count and package versions give the
-same bytes.
+calibration images, and writes what the board would run: every step of a frame as the
+planner (:mod:`kcnn.plan`) makes it for the default build parameters, with its jobs and
+the kernel's loop log, the compression report and the analytic performance estimate (an
+estimate, never a measurement). The board can neither build nor quantize this model, so
+the small JSON is committed beside the notebooks. The same seed, image count and package
+versions give the same bytes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from kcnn import __version__
-from kcnn.config import BUILD_DEFAULTS
+from kcnn.config import BuildParams
 from kcnn.errors import KcnnError
-from kcnn.estimate import estimate, job_phases, pool_phases
+from kcnn.estimate import LOOP_TABLE, estimate
 from kcnn.files import atomic_write
-from kcnn.jobs import fabric_pools, pool_fields, pool_jobs, section_words
 from kcnn.kfile import KcnnModel
+from kcnn.plan import Step, plan_model
 from kcnn.report import build_report
-from kcnn.tiler import plan_jobs, stream_words
 
-#: Columns of every job row in the JSON.
-JOB_FIELDS = ("ch0", "channels", "row0", "rows", "words_in", "words_out", "cycles")
+#: Columns of every job row: its channels, its weight form (1 sparse, 0 dense), weight steps,
+#: words on stream A (header, biases, weights) and B (weights), words it answers, and the
+#: trips of its JOB loop entry.
+JOB_FIELDS = (
+    "ch0",
+    "channels",
+    "sparse",
+    "steps",
+    "words_a",
+    "words_b",
+    "out_words",
+    "job_trips",
+)
+#: Columns of every loop-log row: ``entries`` consecutive entries of one loop with the same
+#: trips, the loop table's II and depth, and the cycles those entries cost together.
+LOOP_FIELDS = ("loop", "trips", "entries", "ii", "depth", "cycles")
 #: The command's defaults: the weight seed and the number of calibration images.
 SEED, IMAGES = 0, 8
 
@@ -42,88 +58,102 @@ SEED, IMAGES = 0, 8
 def layer_labels(model: KcnnModel) -> dict[str, str]:
     """Caffe-style names (conv1 .. fc8, norm1, pool5, ...) for the quantizer's node names.
 
-    A fabric layer is numbered by its position among the conv / fc layers; a pool or LRN
-    takes the number of the fabric layer before it, as in the BVLC model definition.
+    A conv or fc layer is numbered by its position among the conv / fc layers; a pool or
+    LRN takes the number of the conv / fc layer before it, as in the BVLC model definition.
     """
-    labels, fabric = {}, 0
+    labels, weighted = {}, 0
     for layer in model.layers:
         if layer.is_fabric:
-            fabric += 1
-            labels[layer.name] = f"{layer.op}{fabric}"
+            weighted += 1
+            labels[layer.name] = f"{layer.op}{weighted}"
         else:
             prefix = {"maxpool": "pool", "lrn": "norm"}.get(layer.op)
-            labels[layer.name] = f"{prefix}{fabric}" if prefix else layer.op
+            labels[layer.name] = f"{prefix}{weighted}" if prefix else layer.op
     return labels
 
 
-def streamed_layers(model: KcnnModel, params: dict) -> list[dict]:
-    """Every layer the fabric runs, with its geometry and one row per job (:data:`JOB_FIELDS`).
-
-    Job cycles use the same phases and activation densities as
-    :func:`kcnn.estimate.estimate`, one job at a time, so a layer's rows add up to its row of
-    the estimate.
-    """
-    density = {
-        name: entry["act_density"]
-        for name, entry in model.meta.get("calibration", {}).get("layers", {}).items()
-    }
-    pools = fabric_pools(model)
-    labels = layer_labels(model)
-    out = []
-    for layer in model.layers:
-        rows = []
-        if layer.is_fabric:
-            j_in = model.maps[layer.in_map].J
-            share = density.get(layer.name, 1.0)
-            for job in plan_jobs(layer, params):
-                words = stream_words(layer, job, j_in, layer.out_map is not None)
-                taps = share * job.window * (job.outputs // job.channels)
-                phases = job_phases(layer, job, words, params["P"], taps)
-                words_in = sum(v for k, v in words.items() if k != "outputs")
-                rows.append((job, words_in, words["outputs"], sum(phases.values())))
-        elif layer.name in pools:
-            for job in pool_jobs(layer, params):
-                words = section_words(pool_fields(layer, job))
-                words_in = words["descriptor"] + words["inputs"]
-                phases = pool_phases(job, words)
-                rows.append((job, words_in, words["outputs"], sum(phases.values())))
+def loop_runs(log: list[tuple[str, int]]) -> list[list]:
+    """A step's loop log with runs of equal entries folded (a pool or LRN step enters its
+    loop once per channel), each run costed from :data:`kcnn.estimate.LOOP_TABLE`."""
+    runs: list[list] = []
+    for loop, trips in log:
+        if runs and runs[-1][:2] == [loop, trips]:
+            runs[-1][2] += 1
         else:
-            continue
-        out.append(
-            {
-                "name": layer.name,
-                "label": labels[layer.name],
-                "op": layer.op,
-                "in_shape": list(layer.in_shape),
-                "out_shape": list(layer.out_shape),
-                "attrs": layer.attrs,
-                "weight_form": layer.weight_form if layer.is_fabric else None,
-                "jobs": [
-                    [job.ch0, job.channels, job.row0, job.rows, w_in, w_out, int(round(cycles))]
-                    for job, w_in, w_out, cycles in rows
-                ],
-            }
-        )
+            runs.append([loop, trips, 1])
+    out = []
+    for loop, trips, entries in runs:
+        ii, depth = LOOP_TABLE[loop].ii, LOOP_TABLE[loop].depth
+        out.append([loop, trips, entries, ii, depth, entries * (ii * trips + depth)])
     return out
 
 
+def step_entry(step: Step, label: str, row: dict) -> dict:
+    """One step of the frame: geometry, jobs (:data:`JOB_FIELDS`), loop log
+    (:data:`LOOP_FIELDS`) and the estimate's row for it."""
+    log = step.loop_log()
+    job_trips = [trips for loop, trips in log if loop == "JOB"]
+    runs = loop_runs(log)
+    layer = step.layer
+    where = f"step {step.index}"
+    if len(job_trips) != len(step.jobs):
+        raise KcnnError(f"{where}: {len(job_trips)} JOB entries for {len(step.jobs)} jobs")
+    if row["step"] != step.index or sum(run[-1] for run in runs) != row["cycles"]:
+        raise KcnnError(
+            f"{where}: the loop log costs {sum(run[-1] for run in runs)} cycles, the estimate "
+            f"{row['cycles']}",
+            layer=layer.name,
+        )
+    return {
+        "step": step.index,
+        "name": layer.name,
+        "label": label,
+        "op": step.op,
+        "in_shape": list(layer.in_shape),
+        "stored_in_shape": list(step.in_shape),
+        "out_shape": list(step.out_shape),
+        "in_format": step.in_format,
+        "out_format": step.out_format,
+        "attrs": layer.attrs,
+        "descriptor": dict(step.fields),
+        "head_words": int(step.head.size),
+        "jobs": [
+            [
+                job.ch0,
+                job.channels,
+                int(job.sparse),
+                job.steps,
+                int(job.words_a.size),
+                int(job.words_b.size),
+                job.out_words,
+                trips,
+            ]
+            for job, trips in zip(step.jobs, job_trips, strict=True)
+        ],
+        "loop_log": runs,
+        "words": row["words"],
+        "cycles": row["cycles"],
+        "loops": row["loops"],
+        "seconds": row["seconds"],
+        "bound": row["bound"],
+    }
+
+
 def streaming_report(model: KcnnModel, *, seed: int, images: int) -> dict:
-    """The JSON object notebook 3 reads: provenance, jobs, report and estimate."""
-    params = dict(BUILD_DEFAULTS)
+    """The JSON object notebook 3 reads: provenance, steps, report and estimate."""
+    params = BuildParams()
+    plan = plan_model(model, params)
     est = estimate(model, params)
-    layers = streamed_layers(model, params)
-    for row, layer in zip(est["layers"], layers, strict=True):
-        # The per-job split must add up to the estimator's own layer total.
-        total = sum(job[-1] for job in layer["jobs"])
-        if row["name"] != layer["name"] or abs(total - row["cycles"]) > len(layer["jobs"]):
-            raise KcnnError(
-                f"per-job cycles {total} disagree with the estimate's {row['cycles']}",
-                layer=layer["name"],
-            )
+    labels = layer_labels(model)
+    steps = [
+        step_entry(step, labels[step.layer.name], row)
+        for step, row in zip(plan.steps, est["steps"], strict=True)
+    ]
     return {
         "what": "Layer streaming of the BVLC AlexNet graph (seeded weights pruned to Deep "
-        "Compression's densities, quantized at default settings) on the PYNQ-Z2: the job "
-        "tiler's jobs and the analytic performance model. Estimated, not measured.",
+        "Compression's densities, quantized at default settings) on the PYNQ-Z2: the "
+        "planner's steps and jobs, the kernel's loop log and the analytic performance "
+        "model. Estimated, not measured.",
         "command": f"python -m kcnn.notebooks.streaming_report OUT.json --seed {seed} "
         f"--images {images}",
         "kcnn_version": __version__,
@@ -134,20 +164,31 @@ def streaming_report(model: KcnnModel, *, seed: int, images: int) -> dict:
             "calibration_images": images,
             "input_shape": list(model.input_shape),
         },
-        "params": params,
-        "labels": layer_labels(model),
+        "params": params.as_dict(),
+        "labels": labels,
         "job_fields": list(JOB_FIELDS),
-        "layers": layers,
+        "loop_fields": list(LOOP_FIELDS),
+        "steps": steps,
         "report": build_report(model),
         "estimate": est,
     }
 
 
-def to_json(obj: dict) -> str:
-    """Indented JSON with every list of plain numbers on one line (one job per line)."""
-    text = json.dumps(obj, indent=1)
-    flat = re.compile(r"\[\n\s*([^\[\]{}\"]*?)\n\s*\]")
-    return flat.sub(lambda m: "[" + re.sub(r",\n\s*", ", ", m.group(1)) + "]", text) + "\n"
+def to_json(obj) -> str:
+    """Indented JSON with every list of plain values on one line (one job, one loop run or
+    one shape per line)."""
+
+    def dump(value, depth: int) -> str:
+        inner, outer = " " * (depth + 1), " " * depth
+        if isinstance(value, dict) and value:
+            items = [f"{inner}{json.dumps(k)}: {dump(v, depth + 1)}" for k, v in value.items()]
+            return "{\n" + ",\n".join(items) + "\n" + outer + "}"
+        if isinstance(value, (list, tuple)) and any(isinstance(v, (dict, list)) for v in value):
+            items = [inner + dump(v, depth + 1) for v in value]
+            return "[\n" + ",\n".join(items) + "\n" + outer + "]"
+        return json.dumps(value)
+
+    return dump(obj, 0) + "\n"
 
 
 def quantize_bvlc(onnx_path, images: int, log=sys.stderr) -> KcnnModel:

@@ -366,3 +366,17 @@ def test_clang_tidy_is_clean_on_the_kernels():
         timeout=600,
     )
     assert done.returncode == 0 and "warning:" not in done.stdout, done.stdout + done.stderr
+
+
+def test_the_accelerator_shows_the_kernels_loop_logs():
+    from kcnn import Accelerator
+
+    path = table_path("lenet5")
+    with Accelerator(path, backend="csim") as acc:
+        assert acc.loop_logs == []  # no frame yet
+        acc.run(digits("test")[0][:1])
+        plan = plan_model(acc.model)
+        assert acc.loop_logs == [step.loop_log() for step in plan.steps]
+    with Accelerator(path, backend="sim") as acc:
+        acc.run(digits("test")[0][:1])
+        assert acc.loop_logs is None

@@ -33,7 +33,9 @@ fi
 stage "virtual environment ($venv)"
 
 # A regular (non-editable) install, so the tests see exactly what a user gets, package
-# data included.
+# data included. setuptools builds through build/lib, which keeps files the tree no longer
+# has: clear it so that a removed module cannot pass in a local run.
+rm -rf build/lib build/bdist.*
 "$venv/bin/python" -m pip install --quiet --force-reinstall --no-deps .
 "$venv/bin/python" -m pip install --quiet ".[quantize,csim,test]"
 stage "install kcnn[quantize,csim,test]"
