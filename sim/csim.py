@@ -49,7 +49,15 @@ CXXFLAGS = (
     "-Wno-uninitialized",
     "-Wno-maybe-uninitialized",
 )
-SANITIZE = ("-fsanitize=address,undefined", "-fno-sanitize=shift", "-g", "-fno-omit-frame-pointer")
+# -O0 after -O2: unoptimised code keeps every access for the sanitizers to see, and the
+# testbench compiles in 13 s instead of 70 (and runs in 11 s instead of 1).
+SANITIZE = (
+    "-O0",
+    "-fsanitize=address,undefined",
+    "-fno-sanitize=shift",
+    "-g",
+    "-fno-omit-frame-pointer",
+)
 RESULT_FIELDS = (
     "consumed_a",
     "consumed_b",
