@@ -11,6 +11,7 @@ class KcnnError(Exception):
     """
 
     def __init__(self, message: str, *, file=None, layer=None, field=None):
+        self.message = message
         self.file = None if file is None else str(file)
         self.layer = layer
         self.field = field

@@ -11,7 +11,8 @@ numpy only: the board, the C-sim back-end and the estimate share it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 
@@ -49,6 +50,13 @@ FLAT_WRITE_CYCLES = LIMITS["FLAT_WRITE_CYCLES"]
 POSITION_BITS = LIMITS["POSITION_BITS"]
 #: The planner's placement search: swaps tried per input channel (deterministic).
 PLACEMENT_SWAPS_PER_CHANNEL = 40
+
+
+class WindowTooLarge(KcnnError):
+    """A conv or fc window the kernel cannot take in one pass (weight entries of one output
+    channel above ``W_DEPTH`` in a partition, positions, a partial sum above the 24-bit
+    lane accumulators, input channels above ``CH_MAX``): the planner splits the layer
+    along its input (:func:`_split_along_input`)."""
 
 
 @dataclass
@@ -95,6 +103,11 @@ class Step:
     host_in: bool = False
     #: The host reads this step's answer (the next step's map is made on the host).
     host_out: bool = False
+    #: ``(t0, t1)``: one input block of a layer split along its input (input channels
+    #: t0..t1 of a conv, input elements of an fc). The step answers its partial ``acc``
+    #: (``ACC``, the biases in the first block only); the host adds the blocks' answers in
+    #: int64 and applies the layer's thresholds.
+    part: tuple | None = None
 
     @property
     def head(self) -> np.ndarray:
@@ -213,16 +226,81 @@ def plan_model(model: KcnnModel, params: BuildParams | None = None) -> Plan:
                 in_format = "FLAT" if layer.op == "fc" else "BLOCKED"
             else:
                 in_format = "F32"
-        builder = {"conv": _conv_steps, "fc": _fc_step, "maxpool": _pool_step, "lrn": _lrn_step}
-        made = builder[layer.op](model, layer, len(steps), in_format, formats[n], params)
-        made = made if isinstance(made, list) else [made]
-        after_bands = bool(steps) and steps[-1].band is not None
+        made = _layer_steps(model, layer, len(steps), in_format, formats[n], params)
+        after_host = bool(steps) and (steps[-1].band is not None or steps[-1].part is not None)
         for step in made:
-            step.host_in = step.band is not None or after_bands
+            step.host_in = step.band is not None or step.part is not None or after_host
         steps.extend(made)
     for step, nxt in zip(steps[:-1], steps[1:], strict=True):
         step.host_out = nxt.host_in
     return Plan(model, params, steps, tail)
+
+
+def _layer_steps(model, layer: QLayer, index: int, in_format: str, out_format: str, params):
+    """A layer's steps: one, bands of output rows, or input blocks when its window does
+    not fit the kernel in one pass."""
+    builder = {"conv": _conv_steps, "fc": _fc_step, "maxpool": _pool_step, "lrn": _lrn_step}
+    try:
+        made = builder[layer.op](model, layer, index, in_format, out_format, params)
+    except WindowTooLarge as whole:
+        if layer.op not in ("conv", "fc"):
+            raise
+        return _split_along_input(model, layer, index, out_format, params, whole)
+    return made if isinstance(made, list) else [made]
+
+
+def _split_along_input(model, layer: QLayer, index, out_format, params, whole) -> list[Step]:
+    """The steps of ``layer`` cut into the fewest equal input blocks whose windows fit
+    (DESIGN section 4: input blocks with the partial ``acc`` carried in int32). Each block
+    is the same layer on its share of the input: input channels for a conv, input
+    elements for an fc (in multiples of ``P``, so that every block starts in partition
+    0). The host writes each block's map and adds the blocks' ``ACC`` answers."""
+    if layer.op == "conv" and layer.attrs["groups"] != 1:
+        raise KcnnError(
+            f"{whole.message}; a grouped conv is not split along its input",
+            layer=layer.name,
+            field=whole.field,
+        ) from whole
+    weights = layer.codes.reshape(layer.codes.shape[0], layer.codes.shape[1], -1)
+    if layer.op == "fc":
+        weights = layer.codes.reshape(layer.codes.shape[0], -1, 1)
+    n_in, align = weights.shape[1], (params.P if layer.op == "fc" else 1)
+    units = ceil_div(n_in, align)
+    builder = _conv_steps if layer.op == "conv" else _fc_step
+    in_format = "BLOCKED" if layer.op == "conv" else "FLAT"
+    count = 2
+    while count <= units:
+        cuts = [min(n_in, align * (units * k // count)) for k in range(count + 1)]
+        steps: list[Step] = []
+        try:
+            for k, (t0, t1) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
+                block = _input_block(layer, weights, t0, t1, first=k == 0)
+                made = builder(model, block, index + len(steps), in_format, "ACC", params)
+                for step in made if isinstance(made, list) else [made]:
+                    step.layer, step.part = layer, (t0, t1)
+                    steps.append(step)
+        except WindowTooLarge:
+            count += max(1, count // 4)  # few blocks are tried one by one, many sparsely
+            continue
+        return steps
+    raise whole
+
+
+def _input_block(layer: QLayer, weights: np.ndarray, t0: int, t1: int, first: bool) -> QLayer:
+    """``layer`` restricted to inputs ``t0..t1`` (channels of a conv, elements of an fc),
+    emitting its partial ``acc``: the biases in the first block only."""
+    codes = weights[:, t0:t1].reshape(weights.shape[0], t1 - t0, *layer.codes.shape[2:])
+    in_shape = (t1 - t0, *layer.in_shape[1:])
+    if layer.op == "fc":
+        codes, in_shape = weights[:, t0:t1, 0], (t1 - t0,)
+    return replace(
+        layer,
+        in_shape=in_shape,
+        codes=codes,
+        bias=layer.bias if first else np.zeros_like(layer.bias),
+        thresholds=None,
+        out_map=None,
+    )
 
 
 # ---- descriptors ----------------------------------------------------------------------------
@@ -352,7 +430,7 @@ def _split_jobs(
     blocks, start, n = [], 0, entries.shape[0]
     per_part = entries.astype(np.int64)
     if per_part.max(initial=0) > params.W_DEPTH:
-        raise KcnnError(
+        raise WindowTooLarge(
             f"one output channel has {int(per_part.max())} weight entries in one partition, "
             f"more than the weight cache holds (W_DEPTH={params.W_DEPTH})",
             field="W_DEPTH",
@@ -373,7 +451,7 @@ def _split_jobs(
         if stop < n and align > 1:
             stop = start + ((stop - start) // align) * align
             if stop == start:
-                raise KcnnError(f"{align} output channels do not fit one job", field="W_DEPTH")
+                raise WindowTooLarge(f"{align} output channels do not fit one job", field="W_DEPTH")
         blocks.append((start, stop))
         start = stop
     return blocks
@@ -609,7 +687,7 @@ def _row_bands(h, w, oh, stride, pt, span, slots, params, layer, *, out_fits=Non
         return [(0, h, 0, oh)]
     band = min(align, oh)
     if not fits(band, rows_for(band)):
-        raise KcnnError(
+        raise WindowTooLarge(
             f"{band} output rows need {slots * ceil_div(rows_for(band), 4) * bx * 16} input "
             f"codes in a partition (IN_DEPTH/P={capacity}) or more output than the output "
             f"memory holds (OUT_DEPTH={params.OUT_DEPTH})",
@@ -638,6 +716,12 @@ def _conv_steps(
     groups = layer.attrs["groups"]
     khb, kwb = _log2_ceil(geo.kh), _log2_ceil(geo.kw)
     cg = c_in // groups
+    if c_in > params.CH_MAX:
+        raise WindowTooLarge(
+            f"{c_in} input channels, more than the placement table holds (CH_MAX={params.CH_MAX})",
+            layer=layer.name,
+            field="CH_MAX",
+        )
     book = model.maps[layer.in_map]
     distinct = np.arange(c_in)
     if geo.s2d > 1:
@@ -647,18 +731,31 @@ def _conv_steps(
     placement = _place(geo.codes, groups, params.P, distinct, index, capacity_slots)
     lc = placement.slots_per_group
     slots_total = int(placement.slots.max()) + 1
-    bands = _row_bands(
-        geo.h, geo.w, oh, geo.sub, geo.pt, (geo.kh - 1) * geo.dh + 1, slots_total, params, layer
-    )
     if (lc << (khb + kwb)) > (1 << POSITION_BITS):
-        raise KcnnError(
+        raise WindowTooLarge(
             f"a partition's window of {lc << (khb + kwb)} positions exceeds {1 << POSITION_BITS}",
             layer=layer.name,
             field="kernel",
         )
     # FLAT and ACC outputs are in C order and a subsampled map in its own blocks: the
-    # reducer writes them into the output memory and EMIT streams it after the job.
+    # reducer writes them into the output memory and EMIT streams it after the job, so a
+    # band's smallest job (the channels that fill whole words) must fit it.
     buffered = out_format in ("FLAT", "ACC") or geo.sub > 1
+    out_fits = None
+    if buffered:
+        out_fits = partial(_buffered_fits, out_format, ow, params.OUT_DEPTH)
+    bands = _row_bands(
+        geo.h,
+        geo.w,
+        oh,
+        geo.sub,
+        geo.pt,
+        (geo.kh - 1) * geo.dh + 1,
+        slots_total,
+        params,
+        layer,
+        out_fits=out_fits,
+    )
     per_group = c_out // groups
     aq_max = int(np.abs(book.aq).max()) if book.aq.size else 0
     group_rows = []
@@ -667,7 +764,7 @@ def _conv_steps(
         rows, slot0 = _conv_rows(codes_g, placement, g, cg, params.P, khb, kwb)
         bound = np.stack([_partial_bound(r, layer.wq, aq_max) for r in rows], axis=1)
         if bound.max(initial=0) >= PARTIAL_LIMIT:
-            raise KcnnError(
+            raise WindowTooLarge(
                 "a partition's partial sum of one output may exceed the 24-bit lane accumulators",
                 layer=layer.name,
                 field="W_DEPTH",
@@ -779,6 +876,18 @@ def _conv_steps(
     return steps
 
 
+def _buffered_fits(out_format: str, ow: int, depth: int, rows: int) -> bool:
+    """Whether one conv job of ``rows`` output rows fits the output memory (``depth``
+    codes; an int32 takes 8): a FLAT or ACC job's channels fill whole words, a BLOCKED
+    (subsampled) channel is stored as whole blocks."""
+    per_channel = rows * ow
+    if out_format == "FLAT":
+        return 16 // np.gcd(per_channel, 16) * per_channel <= depth
+    if out_format == "ACC":
+        return 2 // np.gcd(per_channel, 2) * per_channel <= depth // 8
+    return ceil_div(rows, 4) * ceil_div(ow, 4) * 16 <= depth
+
+
 def _map_words(in_format: str, raw_shape, geo: _ConvGeometry, stored) -> int:
     """Words of a conv step's map section; an F32 map is the padded raw image's rows the
     stored rows come from (``s2d`` raw rows per stored row)."""
@@ -802,7 +911,7 @@ def _fc_step(
     p = params.P
     span = ceil_div(n_in, p)
     if span > (1 << POSITION_BITS):
-        raise KcnnError(
+        raise WindowTooLarge(
             f"{n_in} inputs need {span} positions per partition, more than {1 << POSITION_BITS}",
             layer=layer.name,
             field="in_shape",
@@ -813,7 +922,7 @@ def _fc_step(
     aq_max = int(np.abs(book.aq).max()) if book.aq.size else 0
     bound = np.stack([_partial_bound(r, layer.wq, aq_max) for r in rows], axis=1)
     if bound.max(initial=0) >= PARTIAL_LIMIT:
-        raise KcnnError(
+        raise WindowTooLarge(
             "a partition's partial sum of one output may exceed the 24-bit lane accumulators",
             layer=layer.name,
             field="W_DEPTH",

@@ -9,10 +9,12 @@ and the per-layer trace. The answer of each step is checked against the protocol
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from kcnn import hostops
-from kcnn.codes import encode_input
+from kcnn.codes import encode_input, encode_thresholds
 from kcnn.config import BuildParams
 from kcnn.errors import KcnnError
 from kcnn.kfile import KcnnModel
@@ -58,7 +60,8 @@ def check_answer(step: Step, words: np.ndarray, received: int) -> np.ndarray:
 def step_map_words(step: Step, source: np.ndarray, out: np.ndarray | None = None):
     """A step's map section from the host's copy of its input map: the float32 image of
     an ``F32`` first step (padded and cut into its band's rows here), else the codes of the
-    whole map, of which a band takes its rows."""
+    whole map, of which an input block takes its channels (elements of an fc) and a band
+    its rows."""
     if step.in_format == "F32":
         top, left, bottom, right = step.input_padding
         x = np.asarray(source, np.float32)
@@ -72,6 +75,9 @@ def step_map_words(step: Step, source: np.ndarray, out: np.ndarray | None = None
             x = x[:, s2d * step.band[0] : s2d * step.band[1]]
         return pack_f32(x, out)
     codes = np.asarray(source, np.uint8)
+    if step.part is not None:
+        t0, t1 = step.part
+        codes = codes.reshape(-1)[t0:t1] if step.op == "FC" else codes[t0:t1]
     if step.band is not None:
         codes = codes[:, step.band[0] : step.band[1]]
     return pack_map(codes.reshape(step.in_shape), step.in_format)
@@ -83,6 +89,15 @@ def first_map_words(step: Step, x: np.ndarray, boundaries, out: np.ndarray | Non
     if step.in_format == "F32":
         return step_map_words(step, x, out)
     return step_map_words(step, encode_input(x, boundaries).reshape(step.layer.in_shape), out)
+
+
+@dataclass
+class Frame:
+    """What one frame left: per step its output words (None where not read), and per
+    fabric layer its output map (codes, or ``acc`` for an ``ACC`` layer)."""
+
+    answers: list[np.ndarray | None]
+    layers: dict[str, np.ndarray]
 
 
 class StepEngine:
@@ -104,52 +119,63 @@ class StepEngine:
         or None when ``need`` is false and the engine did not read them."""
         raise NotImplementedError
 
-    def run_frame(self, x: np.ndarray, trace: bool) -> list[np.ndarray | None]:
-        """One image through every step; returns each step's output words (with ``trace``
-        false only the last one, and those the host needs, are read)."""
+    def run_frame(self, x: np.ndarray, trace: bool) -> Frame:
+        """One image through every step: each step's output words (with ``trace`` false
+        only those the host needs are read) and the fabric layers' output maps (with
+        ``trace`` false only the last layer's)."""
         steps = self.plan.steps
         book = self.model.maps["input"]
         first = steps[0]
         # The host's copy of the map the next host-written step reads.
         source = x if first.in_format == "F32" else None
-        if source is None and first.band is not None:
+        if source is None and first.host_in:
             source = encode_input(x, book.boundaries).reshape(first.layer.in_shape)
-        joined = None
-        answers: list[np.ndarray | None] = []
+        frame = Frame([], {})
+        pieces = None  # the output of a layer run as bands or input blocks, as it is joined
         for n, step in enumerate(steps):
-            if n == 0 and step.band is None:
+            if n == 0 and not step.host_in:
                 words = first_map_words(step, x, book.boundaries, self.map_slot(step))
             elif step.host_in:
                 words = step_map_words(step, source, self.map_slot(step))
             else:
                 words = None
-            need = trace or step.host_out or step.band is not None or n + 1 == len(steps)
-            answer = self.execute(step, words, need)
-            answers.append(answer)
-            if step.band is not None:
-                # The bands of one layer answer consecutive output rows: join them.
-                if joined is None:
+            last = n + 1 == len(steps)
+            whole = step.band is None and step.part is None
+            answer = self.execute(step, words, trace or step.host_out or not whole or last)
+            frame.answers.append(answer)
+            if answer is None:
+                continue
+            value = _unpack(step, answer)
+            if not whole:
+                if pieces is None:
                     dtype = np.int64 if step.out_format == "ACC" else np.uint8
-                    joined = np.zeros(step.layer.out_shape, dtype)
-                r0, r1, o0, o1 = step.band
-                joined[:, o0:o1] = _unpack(step, answer)
-                if n + 1 == len(steps) or steps[n + 1].layer is not step.layer:
-                    source, joined = joined, None
-            elif step.host_out:
-                source = _unpack(step, answer).reshape(step.layer.out_shape)
-        return answers
+                    pieces = np.zeros(step.layer.out_shape, dtype)
+                at = np.s_[:, step.band[2] : step.band[3]] if step.band is not None else np.s_[...]
+                if step.part is None:
+                    pieces[at] = value
+                else:
+                    pieces[at] += value  # the blocks' partial sums, exact in int64
+                if not last and steps[n + 1].layer is step.layer:
+                    continue
+                value, pieces = pieces, None
+                if step.part is not None and step.layer.thresholds is not None:
+                    value = encode_thresholds(value, step.layer.thresholds)
+            if step.host_out:
+                source = value.reshape(step.layer.out_shape)
+            if trace or last:
+                frame.layers[step.layer.name] = value
+        return frame
 
     def run(self, x: np.ndarray, trace: bool = False):
         """Same contract as :meth:`kcnn.sim.engine.Simulator.run`."""
         model, plan = self.model, self.plan
         last = plan.last
-        ends_in_acc = last.out_format == "ACC"
+        ends_in_acc = last.layer.op in ("conv", "fc") and last.layer.thresholds is None
         keep = trace or not ends_in_acc
         acc = np.zeros((x.shape[0], *last.layer.out_shape), np.int64)
         maps: dict[str, list] = {}
         for n in range(x.shape[0]):
-            answers = self.run_frame(x[n], keep)
-            layers = _layer_outputs(plan.steps, answers, keep)
+            layers = self.run_frame(x[n], keep).layers
             if ends_in_acc:
                 acc[n] = layers[last.layer.name]
             for name, value in layers.items():
@@ -180,20 +206,3 @@ def _unpack(step: Step, words: np.ndarray) -> np.ndarray:
     """A step's answer as its output map (codes, or accumulators for ACC)."""
     shape = step.out_shape if step.out_format != "FLAT" else (int(np.prod(step.out_shape)),)
     return unpack_map(words, step.out_format, shape).reshape(step.out_shape)
-
-
-def _layer_outputs(steps: list[Step], answers: list, every: bool) -> dict:
-    """Each layer's output map from its steps' answers (a banded layer's bands joined);
-    only the last layer unless ``every``."""
-    out: dict[str, np.ndarray] = {}
-    for step, words in zip(steps, answers, strict=True):
-        if words is None or not (every or step.layer is steps[-1].layer):
-            continue
-        value = _unpack(step, words)
-        if step.band is None:
-            out[step.layer.name] = value
-            continue
-        if step.layer.name not in out:
-            out[step.layer.name] = np.zeros(step.layer.out_shape, value.dtype)
-        out[step.layer.name][:, step.band[2] : step.band[3]] = value
-    return out

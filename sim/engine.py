@@ -89,7 +89,7 @@ class Simulator:
         thresholds = self.prepared[layer.name].thresholds
         if thresholds is None:
             return acc.astype(np.int64)
-        return np.searchsorted(thresholds, acc, side="right").astype(np.uint8)
+        return encode_thresholds(acc, thresholds)
 
     def pool(self, layer: QLayer, codes: np.ndarray) -> np.ndarray:
         return maxpool_codes(layer, codes)

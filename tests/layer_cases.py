@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from kcnn.config import ARITHMETIC_CONTRACT
@@ -95,6 +97,33 @@ def one_layer_model(
 
     check_layer_tables(model, ARITHMETIC_CONTRACT, fail)
     return model, layer
+
+
+def chain_model(rng, first: dict, second: dict):
+    """Two fabric layers ``"L0"`` -> ``"L1"`` (conv -> conv, fc -> fc, or conv -> fc), the
+    second reading the first's map; each spec as for :func:`one_layer_model` (the second's
+    input size and codebook follow from the first). Returns ``(model, first layer)``."""
+    model0, layer0 = one_layer_model(rng, **first)
+    shape = layer0.out_shape
+    joined = {"J": first.get("J_out", 4), "signed_in": False}
+    if second.get("op", "conv") == "fc":
+        joined["taps"] = int(np.prod(shape))
+    else:
+        joined |= {"c_in": shape[0], "hw": shape[1:]}
+    model1, layer1 = one_layer_model(rng, **second, **joined)
+    layer0.name, layer0.out_map = "L0", "L0"
+    layer1.name, layer1.in_map = "L1", "L0"
+    layer1.out_map = None if layer1.thresholds is None else "L1"
+    maps = {"input": model0.maps["input"], "L0": replace(model1.maps["input"], name="L0")}
+    if layer1.out_map:
+        maps["L1"] = replace(model1.maps["L"], name="L1")
+    model = KcnnModel("chain", model0.input_shape, [layer0, layer1], maps)
+
+    def fail(message, name, field):
+        return AssertionError(f"{name}.{field}: {message}")
+
+    check_layer_tables(model, ARITHMETIC_CONTRACT, fail)
+    return model, layer0
 
 
 def random_codes(rng, layer, n, J, zero_fraction=0.4):

@@ -201,7 +201,7 @@ def test_each_step_buffer_is_its_stream_a_and_answers_land_in_the_next(tmp_path)
     engine, _ = connect(tmp_path / "overlay", "alexnet_mnist")
     try:
         x = digits(1)
-        answers = engine.run_frame(x[0], trace=True)
+        answers = engine.run_frame(x[0], trace=True).answers
         first = engine.plan.first
         words = first_map_words(first, x[0], engine.model.maps["input"].boundaries)
         for n, step in enumerate(engine.plan.steps):

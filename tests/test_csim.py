@@ -12,7 +12,7 @@ import zlib
 import environments
 import numpy as np
 import pytest
-from layer_cases import one_layer_model, random_codes
+from layer_cases import chain_model, one_layer_model, random_codes
 
 from kcnn.config import ARITHMETIC_CONTRACT, BuildParams
 from kcnn.errors import KcnnError
@@ -148,6 +148,66 @@ def test_maps_larger_than_the_tile_run_as_bands(name):
     assert all(s.host_in for s in bands)
     engine = assert_same_run(model, digits("test")[0][:2], BANDED)
     assert_trips_are_the_model(engine)
+
+
+#: Layers whose window does not fit the kernel in one pass at the small build (weight
+#: entries above W_DEPTH, input channels above CH_MAX, input rows above the tile, partial
+#: sums above the 24-bit lanes): ``(first layer, second layer or None, the layer split,
+#: whether it is split at the default build too)``.
+SPLIT_CASES = {
+    "fc_wide": ({"op": "fc", "taps": 5000, "c_out": 7}, None, "L", False),
+    "fc_partial_sums_above_24_bits": (
+        {"op": "fc", "taps": 9600, "c_out": 3, "K": 16, "J": 16, "weight_density": 1.0},
+        None,
+        "L",
+        True,
+    ),
+    "conv_above_ch_max_last": (
+        {"c_in": 300, "c_out": 5, "hw": (5, 4), "last": True},
+        None,
+        "L",
+        False,
+    ),
+    "conv_then_split_conv": ({"c_in": 3, "c_out": 300, "hw": (6, 5)}, {"c_out": 5}, "L1", False),
+    "conv_then_split_banded_conv": (
+        {"c_in": 3, "c_out": 300, "hw": (30, 29)},
+        {"c_out": 6, "strides": (2, 2), "last": True},
+        "L1",
+        False,
+    ),
+    "fc_then_split_fc": (
+        {"op": "fc", "taps": 40, "c_out": 5000},
+        {"op": "fc", "c_out": 9},
+        "L1",
+        False,
+    ),
+    "split_conv_then_fc": (
+        {"c_in": 300, "c_out": 20, "hw": (4, 4)},
+        {"op": "fc", "c_out": 9, "last": True},
+        "L0",
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPLIT_CASES))
+def test_windows_above_the_kernel_run_as_input_blocks(name, params):
+    """The planner splits such a layer along its input; each block answers its partial
+    acc and the host adds them in int64: bit for bit the simulator's layer."""
+    first, second, split_layer, at_default = SPLIT_CASES[name]
+    rng = np.random.default_rng(seed(name))
+    if second is None:
+        model, layer = one_layer_model(rng, **first)
+    else:
+        model, layer = chain_model(rng, first, second)
+    codes = random_codes(rng, layer, 2, model.maps["input"].J)
+    engine = assert_same_run(model, floats_for(model, codes), params)
+    assert_trips_are_the_model(engine)
+    split = {s.layer.name for s in engine.plan.steps if s.part is not None}
+    assert split == ({split_layer} if params is SMALL or at_default else set())
+    for s in engine.plan.steps:
+        if s.part is not None:
+            assert s.host_in and s.out_format == "ACC" and s.fields["jo1"] == 0
 
 
 @pytest.mark.parametrize("sign", [1, -1])

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from layer_cases import one_layer_model
 
 from kcnn.codes import encode_input
 from kcnn.config import BuildParams
+from kcnn.errors import KcnnError
 from kcnn.kfile import load
 from kcnn.models import table_path
 from kcnn.plan import plan_model
@@ -169,3 +171,29 @@ def test_input_encoder_keys_reproduce_the_host_encoder_at_every_boundary():
     x = x[x != 0]
     fabric = 1 + (float_key(x)[:, None] >= keys[None, :]).sum(axis=1)
     np.testing.assert_array_equal(fabric, encode_input(x, boundaries))
+
+
+def test_a_conv_split_along_its_input_carries_each_weight_once_and_the_bias_first():
+    rng = np.random.default_rng(5)
+    model, layer = one_layer_model(rng, c_in=300, c_out=5, hw=(5, 4), form="sparse")
+    assert all(s.part is None for s in plan_model(model).steps)
+    plan = plan_model(model, BuildParams(CH_MAX=256))
+    blocks = [s.part for s in plan.steps]
+    assert len(blocks) >= 2 and blocks[0][0] == 0 and blocks[-1][1] == 300
+    assert all(a[1] == b[0] for a, b in zip(blocks[:-1], blocks[1:], strict=True))
+    weights = []
+    for n, step in enumerate(plan.steps):
+        f = decode_descriptor(step.head)
+        assert (f["in_c"], f["out_format"], f["jo1"]) == (step.part[1] - step.part[0], 2, 0)
+        codes, biases = decode_conv_weights(step)
+        weights.append(codes)
+        np.testing.assert_array_equal(biases, layer.bias if n == 0 else np.zeros(5))
+    np.testing.assert_array_equal(np.concatenate(weights, axis=1), layer.codes)
+
+
+def test_a_grouped_conv_above_the_kernel_is_refused_naming_the_layer_and_field():
+    rng = np.random.default_rng(6)
+    model, _ = one_layer_model(rng, c_in=600, c_out=4, groups=2, hw=(4, 4))
+    with pytest.raises(KcnnError, match="grouped conv is not split") as info:
+        plan_model(model, BuildParams(CH_MAX=256))
+    assert (info.value.layer, info.value.field) == ("L", "CH_MAX")
