@@ -11,6 +11,7 @@ numpy only: the board, the C-sim back-end and the estimate share it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from functools import partial
 
@@ -108,6 +109,12 @@ class Step:
     #: (``ACC``, the biases in the first block only); the host adds the blocks' answers in
     #: int64 and applies the layer's thresholds.
     part: tuple | None = None
+    #: The layer's whole output as the kernel answers it (its bands joined), when the host
+    #: subsamples it (``host_stride``); else the layer's output shape.
+    grid_shape: tuple = ()
+    #: ``(a, b)``: the host keeps every a-th row and b-th column of the joined answer (a
+    #: conv with unequal strides, computed by the kernel at their common stride).
+    host_stride: tuple | None = None
 
     @property
     def head(self) -> np.ndarray:
@@ -227,7 +234,11 @@ def plan_model(model: KcnnModel, params: BuildParams | None = None) -> Plan:
             else:
                 in_format = "F32"
         made = _layer_steps(model, layer, len(steps), in_format, formats[n], params)
-        after_host = bool(steps) and (steps[-1].band is not None or steps[-1].part is not None)
+        after_host = bool(steps) and (
+            steps[-1].band is not None
+            or steps[-1].part is not None
+            or steps[-1].host_stride is not None
+        )
         for step in made:
             step.host_in = step.band is not None or step.part is not None or after_host
         steps.extend(made)
@@ -637,6 +648,8 @@ class _ConvGeometry:
     s2d: int
     sub: int
     padding: tuple  # F32 rows/columns the host adds (top, left, bottom, right)
+    grid: tuple  # (out_h, out_w) the kernel answers: the layer's, unless host_stride
+    host_stride: tuple | None  # the host keeps every (a, b)-th row and column of the grid
 
 
 def _conv_geometry(layer: QLayer, in_format: str) -> _ConvGeometry:
@@ -645,14 +658,18 @@ def _conv_geometry(layer: QLayer, in_format: str) -> _ConvGeometry:
     (kh, kw), (sh, sw), (dh, dw) = a["kernel"], a["strides"], a["dilations"]
     pt, pl, pb, pr = a["pads"]
     codes = layer.codes
-    s2d, sub, padding = 1, 1, (0, 0, 0, 0)
-    if sh != sw and (sh > 1 or sw > 1):
-        raise KcnnError(
-            f"strides {sh}x{sw} differ; the kernel takes square strides",
-            layer=layer.name,
-            field="strides",
+    s2d, sub, padding, host_stride = 1, 1, (0, 0, 0, 0), None
+    grid = tuple(layer.out_shape[1:])
+    if sh != sw:
+        # The kernel's stride is square: it answers the outputs at the common stride, and
+        # the host keeps every (sh/g)-th row and (sw/g)-th column of them.
+        sub = math.gcd(sh, sw)
+        host_stride = (sh // sub, sw // sub)
+        grid = tuple(
+            (size + before + after - dilation * (k - 1) - 1) // sub + 1
+            for size, before, after, dilation, k in ((h, pt, pb, dh, kh), (w, pl, pr, dw, kw))
         )
-    if in_format == "F32" and sh in (2, 4) and dh == dw == 1 and a["groups"] == 1:
+    elif in_format == "F32" and sh in (2, 4) and dh == dw == 1 and a["groups"] == 1:
         s2d = sh
         hp = ceil_div(h + pt + pb, s2d) * s2d
         wp = ceil_div(w + pl + pr, s2d) * s2d
@@ -665,7 +682,9 @@ def _conv_geometry(layer: QLayer, in_format: str) -> _ConvGeometry:
         sub = sh
     if not (pt <= 255 and pl <= 255 and dh <= 255 and dw <= 255):
         raise KcnnError("padding or dilation above 255", layer=layer.name, field="pads")
-    return _ConvGeometry(codes, c_in, h, w, kh, kw, dh, dw, pt, pl, s2d, sub, padding)
+    return _ConvGeometry(
+        codes, c_in, h, w, kh, kw, dh, dw, pt, pl, s2d, sub, padding, grid, host_stride
+    )
 
 
 def _row_bands(h, w, oh, stride, pt, span, slots, params, layer, *, out_fits=None, align=4):
@@ -712,7 +731,7 @@ def _conv_steps(
     not fit the tile (the host then cuts the map into bands and joins their answers)."""
     geo = _conv_geometry(layer, in_format)
     c_in, h, w = geo.c_in, geo.h, geo.w
-    c_out, oh, ow = layer.out_shape
+    c_out, (oh, ow) = layer.out_shape[0], geo.grid
     groups = layer.attrs["groups"]
     khb, kwb = _log2_ceil(geo.kh), _log2_ceil(geo.kw)
     cg = c_in // groups
@@ -871,6 +890,8 @@ def _conv_steps(
                 geo.padding,
                 params,
                 band=(r0, r1, o0, o1) if banded else None,
+                grid_shape=(c_out, *geo.grid),
+                host_stride=geo.host_stride,
             )
         )
     return steps

@@ -141,7 +141,8 @@ class StepEngine:
                 words = None
             last = n + 1 == len(steps)
             whole = step.band is None and step.part is None
-            answer = self.execute(step, words, trace or step.host_out or not whole or last)
+            need = trace or step.host_out or not whole or last
+            answer = self.execute(step, words, need)
             frame.answers.append(answer)
             if answer is None:
                 continue
@@ -149,7 +150,7 @@ class StepEngine:
             if not whole:
                 if pieces is None:
                     dtype = np.int64 if step.out_format == "ACC" else np.uint8
-                    pieces = np.zeros(step.layer.out_shape, dtype)
+                    pieces = np.zeros(step.grid_shape or step.layer.out_shape, dtype)
                 at = np.s_[:, step.band[2] : step.band[3]] if step.band is not None else np.s_[...]
                 if step.part is None:
                     pieces[at] = value
@@ -160,6 +161,9 @@ class StepEngine:
                 value, pieces = pieces, None
                 if step.part is not None and step.layer.thresholds is not None:
                     value = encode_thresholds(value, step.layer.thresholds)
+            if step.host_stride is not None:
+                a, b = step.host_stride
+                value = value[:, ::a, ::b][:, : step.layer.out_shape[1], : step.layer.out_shape[2]]
             if step.host_out:
                 source = value.reshape(step.layer.out_shape)
             if trace or last:

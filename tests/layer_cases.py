@@ -130,3 +130,11 @@ def random_codes(rng, layer, n, J, zero_fraction=0.4):
     codes = rng.integers(1, J, (n, *layer.in_shape)) if J > 1 else np.zeros((n, *layer.in_shape))
     mask = rng.random(codes.shape) < zero_fraction
     return np.where(mask, 0, codes).astype(np.uint8)
+
+
+def floats_for(model, codes: np.ndarray) -> np.ndarray:
+    """Inputs that the host encoder maps to exactly ``codes`` (their decoded values)."""
+    book = model.maps["input"]
+    values = np.concatenate([[0.0], book.aq.astype(np.float64) * book.scale])
+    book.boundaries = (values[2:] + values[1:-1]) / 2 if book.aq.size > 1 else np.zeros(0)
+    return values[codes].astype(np.float32)

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.board_env
 pynq = environments.importorskip("pynq")
 
 from fake_board import FakeZynq, kernel_registers, write_overlay  # noqa: E402
+from layer_cases import chain_model, floats_for, random_codes  # noqa: E402
 
 import kcnn.accelerator  # noqa: E402
 from kcnn import Accelerator  # noqa: E402
@@ -43,12 +44,14 @@ SMALL_W = {"W_DEPTH": 256}
 def connect(
     folder: Path, model_name="lenet5", timeout_s=2.0, params=None, kernel_params=None, **overlay
 ):
-    """Overlay files + fake board -> KCNNOverlay (a real pynq.Overlay) -> its BoardEngine.
-    The fake's kernel is built with ``kernel_params`` (by default the overlay's)."""
+    """Overlay files + fake board -> KCNNOverlay (a real pynq.Overlay) -> its BoardEngine
+    for a bundled model (by name) or a model. The fake's kernel is built with
+    ``kernel_params`` (by default the overlay's)."""
     write_overlay(folder, params, **overlay)
     device = FakeZynq(kernel_params if kernel_params is not None else params)
     ol = KCNNOverlay(folder, device=device)
-    engine = ol.engine(load(models.table_path(model_name)), timeout_s=timeout_s)
+    model = load(models.table_path(model_name)) if isinstance(model_name, str) else model_name
+    engine = ol.engine(model, timeout_s=timeout_s)
     return engine, device
 
 
@@ -191,6 +194,25 @@ def test_register_accesses_and_transfers_per_frame_equal_the_model(tmp_path, nam
                 ("flush", 8 * engine.map_offset(0), est["host"]["input_bytes"]),
                 ("invalidate", 0, 8 * last),
             ]
+    finally:
+        engine.close()
+
+
+def test_a_layer_split_along_its_input_runs_as_in_the_simulator(tmp_path):
+    """300 input channels on a kernel whose placement table holds 256: two input blocks,
+    each answering its partial acc into a buffer the host reads and adds."""
+    rng = np.random.default_rng(4)
+    model, layer = chain_model(
+        rng, {"c_in": 3, "c_out": 300, "hw": (6, 5)}, {"c_out": 5, "last": True}
+    )
+    x = floats_for(model, random_codes(rng, layer, 2, model.maps["input"].J))
+    engine, device = connect(tmp_path / "overlay", model, params={"CH_MAX": 256})
+    try:
+        assert [s.part for s in engine.plan.steps] == [None, (0, 150), (150, 300)]
+        _, logits, traced = engine.run(x, trace=True)
+        _, want_logits, want = Simulator(model).run(x, trace=True)
+        assert_same(traced, want)
+        assert np.array_equal(logits, want_logits)
     finally:
         engine.close()
 

@@ -12,7 +12,7 @@ import zlib
 import environments
 import numpy as np
 import pytest
-from layer_cases import chain_model, one_layer_model, random_codes
+from layer_cases import chain_model, floats_for, one_layer_model, random_codes
 
 from kcnn.config import ARITHMETIC_CONTRACT, BuildParams
 from kcnn.errors import KcnnError
@@ -51,14 +51,6 @@ def seed(name: str) -> int:
     return zlib.crc32(name.encode())
 
 
-def floats_for(model, codes: np.ndarray) -> np.ndarray:
-    """Inputs that the host encoder maps to exactly ``codes`` (their decoded values)."""
-    book = model.maps["input"]
-    values = np.concatenate([[0.0], book.aq.astype(np.float64) * book.scale])
-    book.boundaries = (values[2:] + values[1:-1]) / 2 if book.aq.size > 1 else np.zeros(0)
-    return values[codes].astype(np.float32)
-
-
 def assert_same_run(model, x, params):
     """csim == sim on every map (trace) and on the logits; returns the engine."""
     engine = csim.CsimEngine(model, params)
@@ -94,6 +86,10 @@ CASES = {
         "hw": (9, 7),
     },
     "conv_stride2": {"c_out": 5, "strides": (2, 2), "hw": (9, 8)},
+    # unequal strides: the kernel answers at their common stride, the host subsamples
+    "conv_strides_2x1": {"c_out": 5, "strides": (2, 1), "hw": (9, 8)},
+    "conv_strides_1x3_last": {"strides": (1, 3), "hw": (7, 10), "pads": (0, 1, 2, 0), "last": True},
+    "conv_strides_4x2": {"strides": (4, 2), "hw": (13, 11), "kernel": (5, 3), "pads": (2, 1, 2, 1)},
     "depthwise": {"c_in": 6, "c_out": 6, "groups": 6, "form": "sparse"},
     "conv1x1_signed_input": {"kernel": (1, 1), "pads": (0, 0, 0, 0), "signed_in": True},
     "conv_many_channels": {"c_in": 19, "c_out": 37, "hw": (5, 6), "form": "sparse"},
@@ -148,6 +144,24 @@ def test_maps_larger_than_the_tile_run_as_bands(name):
     assert all(s.host_in for s in bands)
     engine = assert_same_run(model, digits("test")[0][:2], BANDED)
     assert_trips_are_the_model(engine)
+
+
+@pytest.mark.parametrize("build", ["default", "banded"])
+def test_unequal_strides_before_another_layer_and_in_bands(build):
+    """A (1, 2)-strided conv: the kernel answers at stride 1, the host keeps every other
+    column, joining bands first, and writes the next layer's map."""
+    rng = np.random.default_rng(21)
+    model, layer = chain_model(
+        rng, {"c_in": 8, "c_out": 6, "hw": (40, 23), "strides": (1, 2)}, {"c_out": 4, "last": True}
+    )
+    params = BuildParams() if build == "default" else BANDED
+    codes = random_codes(rng, layer, 2, model.maps["input"].J)
+    engine = assert_same_run(model, floats_for(model, codes), params)
+    assert_trips_are_the_model(engine)
+    strided = [s for s in engine.plan.steps if s.layer is layer]
+    assert all(s.host_stride == (1, 2) and s.fields["sub"] == 1 for s in strided)
+    assert all(s.band is not None for s in strided) == (build == "banded")
+    assert engine.plan.steps[len(strided)].host_in
 
 
 #: Layers whose window does not fit the kernel in one pass at the small build (weight
