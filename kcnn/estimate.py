@@ -95,9 +95,15 @@ DDR_BYTES_PER_S = 1.6e9
 #: Set-up of one simple-mode AXI DMA transfer before data flows (register write to the
 #: first beat): assumed 2 us, not measured.
 DMA_SETUP_S = 2e-6
-#: One pynq MMIO register access from Python on the board: 5,600 MMIO.write calls took
-#: 150-200 ms on a PYNQ-Z1 (discuss.pynq.io, "MMIO write is too slow"; PYNQ_FACTS.md).
-REGISTER_ACCESS_S = 30e-6
+#: One pynq ``MMIO.write`` from Python on the board: 5,600 calls took 150-200 ms on a
+#: PYNQ-Z1 (discuss.pynq.io, "MMIO write is too slow"; PYNQ_FACTS.md).
+MMIO_ACCESS_S = 30e-6
+#: The driver indexes ``MMIO.array`` instead (host/board.py), as PYNQ's maintainers advise
+#: in that thread: 4.6-6.2 times cheaper than MMIO.read / MMIO.write on this machine
+#: (bench/bench_registers.py: 86-140 ns against 520-660 ns; pynq 3.1.2, Python 3.10,
+#: 2026-11-30). The model takes the smaller ratio, and the cited board cost divided by it.
+ARRAY_ACCESS_SPEEDUP = 4.6
+REGISTER_ACCESS_S = MMIO_ACCESS_S / ARRAY_ACCESS_SPEEDUP
 #: Register accesses per step: S2MM address + length, MM2S address + length (and the same
 #: on the weight DMA when the step has a stream-B share), then the S2MM status read that
 #: sees the end and the S2MM length read that checks it (host/board.py).

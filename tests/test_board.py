@@ -262,6 +262,22 @@ def test_accesses_grow_with_steps_not_jobs(tmp_path):
         small.close()
 
 
+def test_a_frame_reaches_the_dma_registers_through_their_array_only(lenet, monkeypatch):
+    """The model prices a register access on the array path (kcnn.estimate
+    REGISTER_ACCESS_S); MMIO.read and MMIO.write, several times dearer, raise here."""
+    engine, device = lenet
+
+    def refused(*args, **kwargs):
+        raise AssertionError("a frame called MMIO.read or MMIO.write")
+
+    for channel in engine._channels():
+        mmio = channel.dma.mmio
+        monkeypatch.setattr(mmio, "read", refused)
+        monkeypatch.setattr(mmio, "write", refused)
+    accesses, _, _ = frame_counts(engine, device, digits(1))
+    assert len(accesses) == estimate(engine.model, engine.params)["host"]["accesses"]
+
+
 def test_one_stream_overlay_sends_everything_on_stream_a(tmp_path, references):
     """STREAMS=1: no weights DMA in the design, no stream-B words in the plan, six register
     accesses per step, and the same logits."""
