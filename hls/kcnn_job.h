@@ -17,7 +17,9 @@ unsigned run_jobs(axis_t &in_a, in_port &pa, axis_t &in_b, in_port &pb, axis_t &
                   const descriptor &d, const step_geometry &g, const step_registers &regs,
                   const ap_uint<16> slots[C::P],
                   const typename mem<C>::tile_word_t tile[C::P][4][C::tile_depth],
-                  const prod_t table[C::P][KCNN_J_MAX][KCNN_K_MAX],
+                  const entry_t wvalue[C::P][KCNN_K_MAX],
+                  const entry_t avalue[C::P][8][KCNN_J_MAX],
+                  const prod_t products[C::P][4][KCNN_K_MAX * KCNN_J_MAX],
                   const tap_lo_t tap_lo[C::P][2][16], const tap_hi_t tap_hi[C::P][2][16],
                   typename mem<C>::wentry_t wcache[2][C::P][C::w_depth],
                   typename mem<C>::wcount_t counts[C::P][2 * C::job_channels],
@@ -63,8 +65,8 @@ JOBS:
 #pragma HLS DEPENDENCE variable = bias type = inter dependent = false
 #pragma HLS DEPENDENCE variable = bias type = intra dependent = false
             KCNN_CSIM(trips++;)
-            compute_cycle<C>(cs, cl, d, g, regs, tile, table, tap_lo, tap_hi, wcache, counts, bias,
-                             out_memory, out);
+            compute_cycle<C>(cs, cl, d, g, regs, tile, wvalue, avalue, products, tap_lo, tap_hi,
+                             wcache, counts, bias, out_memory, out);
             loader_cycle<C>(ls, ll, in_a, pa, in_b, pb, d, g, slots, nxt, wcache, counts, bias);
         }
         KCNN_CSIM(csim_log_loop(k < 0 ? KCNN_LOOP_LOAD : KCNN_LOOP_JOB, trips);)

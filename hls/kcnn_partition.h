@@ -326,7 +326,9 @@ template <class C>
 void compute_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &d,
                    const step_geometry &g, const step_registers &regs,
                    const typename mem<C>::tile_word_t tile[C::P][4][C::tile_depth],
-                   const prod_t table[C::P][KCNN_J_MAX][KCNN_K_MAX],
+                   const entry_t wvalue[C::P][KCNN_K_MAX],
+                   const entry_t avalue[C::P][8][KCNN_J_MAX],
+                   const prod_t products[C::P][4][KCNN_K_MAX * KCNN_J_MAX],
                    const tap_lo_t tap_lo[C::P][2][16], const tap_hi_t tap_hi[C::P][2][16],
                    const typename mem<C>::wentry_t wcache[2][C::P][C::w_depth],
                    const typename mem<C>::wcount_t counts[C::P][2 * C::job_channels],
@@ -357,12 +359,7 @@ void compute_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &
         const ap_uint<16> entry =
             wcache[s.cur][p][((unsigned)lanes.start[p] + s.t) & (C::w_depth - 1)];
         const code_t weight = active ? code_t(entry.range(3, 0)) : code_t(0);
-        // Row P[weight][*] of the partition's table, then each lane picks its own entry.
-        prod_t row[KCNN_J_MAX];
-        for (unsigned a = 0; a < KCNN_J_MAX; a++) {
-#pragma HLS UNROLL
-            row[a] = table[p][a][weight];
-        }
+        const entry_t weight_value = wvalue[p][weight];
         // The tile: two reads per bank, the same for conv and fc.
         tap where;
         locate<C>(entry, d, g, s.header.slot0, s, tap_lo, tap_hi, p, where);
@@ -376,17 +373,22 @@ void compute_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &
         }
         code_t codes[16];
         lane_codes<C>(where, words, d, s.fc, codes);
-        // Lanes 0..7 add in DSP48 slices, lanes 8..15 in fabric (the LUT budget).
+        // Lanes 0..7 multiply and accumulate in a DSP48 each (no product table); lanes 8..15
+        // read their product from a BRAM18 port and add in fabric. Neither kind takes a 16:1
+        // multiplexer of 16-bit products (64 LUT a lane): the LUT budget.
         for (unsigned l = 0; l < 8; l++) {
 #pragma HLS UNROLL
-            const lane_acc_t sum_dsp = lanes.acc[p][l] + row[codes[l]];
+            const prod_t product_dsp = prod_t(weight_value * avalue[p][l][codes[l]]);
+#pragma HLS BIND_OP variable = product_dsp op = mul impl = dsp
+            const lane_acc_t sum_dsp = lanes.acc[p][l] + product_dsp;
 #pragma HLS BIND_OP variable = sum_dsp op = add impl = dsp
             lanes.shadow[p][l] = vector_end ? sum_dsp : lanes.shadow[p][l];
             lanes.acc[p][l] = vector_end ? lane_acc_t(0) : sum_dsp;
         }
         for (unsigned l = 8; l < 16; l++) {
 #pragma HLS UNROLL
-            const lane_acc_t sum_fabric = lanes.acc[p][l] + row[codes[l]];
+            const unsigned address = ((unsigned)weight << 4u) | (unsigned)codes[l];
+            const lane_acc_t sum_fabric = lanes.acc[p][l] + products[p][(l - 8) >> 1u][address];
 #pragma HLS BIND_OP variable = sum_fabric op = add impl = fabric
             lanes.shadow[p][l] = vector_end ? sum_fabric : lanes.shadow[p][l];
             lanes.acc[p][l] = vector_end ? lane_acc_t(0) : sum_fabric;

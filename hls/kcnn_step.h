@@ -74,11 +74,21 @@ unsigned run_step(axis_t &in_a, axis_t &in_b, axis_t &out) {
 #pragma HLS ARRAY_PARTITION variable = bias type = complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = bias type = complete dim = 2
 #pragma HLS BIND_STORAGE variable = bias type = ram_s2p impl = bram
-    // Product tables: per partition 16 LUTRAMs (activation code) of 16 words (weight code).
-    static prod_t table[C::P][KCNN_J_MAX][KCNN_K_MAX];
-#pragma HLS ARRAY_PARTITION variable = table type = complete dim = 1
-#pragma HLS ARRAY_PARTITION variable = table type = complete dim = 2
-#pragma HLS BIND_STORAGE variable = table type = ram_1p impl = lutram
+    // The lanes' operands (kcnn_partition.h). Lanes 0..7 of a partition multiply in their
+    // DSP48: Wq of the partition's weight code (one LUTRAM per partition) times Aq of the
+    // lane's code (one LUTRAM per lane). Lanes 8 + 2b and 9 + 2b read P[k][a] at 16 k + a
+    // from BRAM18 b of their partition, one port each.
+    static entry_t wvalue[C::P][KCNN_K_MAX];
+#pragma HLS ARRAY_PARTITION variable = wvalue type = complete dim = 1
+#pragma HLS BIND_STORAGE variable = wvalue type = ram_1p impl = lutram
+    static entry_t avalue[C::P][8][KCNN_J_MAX];
+#pragma HLS ARRAY_PARTITION variable = avalue type = complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = avalue type = complete dim = 2
+#pragma HLS BIND_STORAGE variable = avalue type = ram_1p impl = lutram
+    static prod_t products[C::P][4][KCNN_K_MAX * KCNN_J_MAX];
+#pragma HLS ARRAY_PARTITION variable = products type = complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = products type = complete dim = 2
+#pragma HLS BIND_STORAGE variable = products type = ram_t2p impl = bram
     // Dilated kernel offsets (kcnn_types.h): per partition 4 LUTRAMs of 16 words (row / column,
     // low / high nibble of the kernel index); TABLE writes them, JOB reads each once a cycle.
     static tap_lo_t tap_lo[C::P][2][16];
@@ -126,8 +136,12 @@ unsigned run_step(axis_t &in_a, axis_t &in_b, axis_t &out) {
                 for (unsigned i = 0; i < C::w_depth; i++) wcache[b][p][i] = 0;
             }
             for (unsigned i = 0; i < 2 * C::job_channels; i++) counts[p][i] = 0;
-            for (unsigned a = 0; a < KCNN_J_MAX; a++) {
-                for (unsigned k = 0; k < KCNN_K_MAX; k++) table[p][a][k] = 0;
+            for (unsigned k = 0; k < KCNN_K_MAX; k++) wvalue[p][k] = 0;
+            for (unsigned l = 0; l < 8; l++) {
+                for (unsigned a = 0; a < KCNN_J_MAX; a++) avalue[p][l][a] = 0;
+            }
+            for (unsigned b = 0; b < 4; b++) {
+                for (unsigned i = 0; i < KCNN_K_MAX * KCNN_J_MAX; i++) products[p][b][i] = 0;
             }
             for (unsigned h = 0; h < 2; h++) {
                 for (unsigned k = 0; k < 16; k++) tap_lo[p][h][k] = tap_hi[p][h][k] = 0;
@@ -213,7 +227,7 @@ DESCRIPTOR:
             if (status == KCNN_STATUS_OK && d.opcode == KCNN_OP_LRN) {
                 status = run_lrn<C>(in_a, pa, out, d, g, tile, squares, cuts);
             } else if (status == KCNN_STATUS_OK) {
-                build_tables<C>(table, tap_lo, tap_hi, regs, d);
+                build_tables<C>(wvalue, avalue, products, tap_lo, tap_hi, regs, d);
                 if (d.opcode == KCNN_OP_FC) {
                     status = read_map_flat<C>(in_a, pa, d, g, tile);
                 } else if (g.f32) {
@@ -222,8 +236,9 @@ DESCRIPTOR:
                     status = read_map_blocked<C>(in_a, pa, d, g, placement, tile);
                 }
                 if (status == KCNN_STATUS_OK) {
-                    status = run_jobs<C>(in_a, pa, in_b, pb, out, d, g, regs, slots, tile, table,
-                                         tap_lo, tap_hi, wcache, counts, bias, out_memory, job);
+                    status = run_jobs<C>(in_a, pa, in_b, pb, out, d, g, regs, slots, tile, wvalue,
+                                         avalue, products, tap_lo, tap_hi, wcache, counts, bias,
+                                         out_memory, job);
                 }
             }
         }

@@ -1,5 +1,6 @@
-// The product-table builder: P[k][a] = Wq[k] * Aq[a], the only multiplications of a layer.
-// One product per cycle through one multiplier, written into every partition's copy.
+// The lanes' tables: the products P[k][a] = Wq[k] * Aq[a] (one per cycle through one
+// multiplier, written into every BRAM lane pair's copy) and the codebooks the DSP lanes
+// multiply (kcnn_partition.h).
 #ifndef KCNN_TABLE_H_
 #define KCNN_TABLE_H_
 
@@ -7,17 +8,20 @@
 
 namespace kcnn {
 
-// table[p][a][k]: per partition 16 LUTRAMs (one per activation code a) of 16 words
-// addressed by the weight code k, so that one read address (the entry's k) gives the whole
-// row P[k][*] for the 16 lanes. Every entry is rewritten each step, so a code beyond K-1 or
-// J-1 (or code 0) always reads 0 whatever an earlier step left.
+// The lanes' operands (kcnn_step.h): every partition's copy of Wq (wvalue, by weight
+// code), every DSP lane's copy of Aq (avalue, by activation code) and every BRAM18's copy of
+// the products P[k][a] at 16 k + a. Each is rewritten in full every step, so a code beyond
+// K-1 or J-1 (or code 0) always reads 0 whatever an earlier step left. Iteration i = 16 a + k
+// writes one product into every BRAM18 (one write port each), Wq[k] into every wvalue in
+// the first 16 (a = 0) and Aq[a] into every avalue in every 16th (k = 0).
 //
-// The same 256 iterations also write, in their first 16, every partition's dilated-offset
-// LUTRAMs (kcnn_types.h tap_lo_t): lo[k] = k d (a running sum), hi[k] = 16 k d - pad, for the
-// rows (d = dh, pad = pad_t) and the columns (dw, pad_l). The compute half then forms
-// i dh - pad_t as lo[i mod 16] + hi[i div 16] instead of two multipliers per partition.
+// The first 16 iterations also write every partition's dilated-offset LUTRAMs (kcnn_types.h
+// tap_lo_t): lo[k] = k d (a running sum), hi[k] = 16 k d - pad, for the rows (d = dh,
+// pad = pad_t) and the columns (dw, pad_l). The compute half then forms i dh - pad_t as
+// lo[i mod 16] + hi[i div 16] instead of two multipliers per partition.
 template <class C>
-void build_tables(prod_t table[C::P][KCNN_J_MAX][KCNN_K_MAX], tap_lo_t tap_lo[C::P][2][16],
+void build_tables(entry_t wvalue[C::P][KCNN_K_MAX], entry_t avalue[C::P][8][KCNN_J_MAX],
+                  prod_t products[C::P][4][KCNN_K_MAX * KCNN_J_MAX], tap_lo_t tap_lo[C::P][2][16],
                   tap_hi_t tap_hi[C::P][2][16], const step_registers &regs, const descriptor &d) {
     const unsigned k1 = d.k1, j1 = d.j1;
     const ap_uint<8> dh = d.dh, dw = d.dw, pad_t = d.pad_t, pad_l = d.pad_l;
@@ -26,18 +30,31 @@ TABLE:
     for (unsigned i = 0; i < KCNN_K_MAX * KCNN_J_MAX; i++) {
 #pragma HLS PIPELINE II = 1
         const unsigned a = i / KCNN_K_MAX, k = i % KCNN_K_MAX;
+        const bool k_used = k >= 1 && k <= k1, a_used = a >= 1 && a <= j1;
+        const entry_t w = k_used ? regs.wq[k] : entry_t(0);
+        const entry_t v = a_used ? regs.aq[a] : entry_t(0);
         prod_t product = 0;
-        if (k >= 1 && k <= k1 && a >= 1 && a <= j1) product = regs.wq[k] * regs.aq[a];
+        if (k_used && a_used) product = regs.wq[k] * regs.aq[a];
         const tap_hi_t row_hi = tap_hi_t(ap_int<18>(row_sum) * 16 - pad_t);
         const tap_hi_t col_hi = tap_hi_t(ap_int<18>(col_sum) * 16 - pad_l);
         for (unsigned p = 0; p < C::P; p++) {
 #pragma HLS UNROLL
-            table[p][a][k] = product;
+            for (unsigned b = 0; b < 4; b++) {
+#pragma HLS UNROLL
+                products[p][b][(k << 4u) | a] = product;
+            }
             if (a == 0) {
+                wvalue[p][k] = w;
                 tap_lo[p][0][k] = row_sum;
                 tap_lo[p][1][k] = col_sum;
                 tap_hi[p][0][k] = row_hi;
                 tap_hi[p][1][k] = col_hi;
+            }
+            if (k == 0) {
+                for (unsigned l = 0; l < 8; l++) {
+#pragma HLS UNROLL
+                    avalue[p][l][a] = v;
+                }
             }
         }
         if (a == 0) {
