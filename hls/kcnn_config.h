@@ -19,7 +19,7 @@
 #define KCNN_IN_DEPTH 262144
 #endif
 #ifndef KCNN_W_DEPTH
-#define KCNN_W_DEPTH 2048
+#define KCNN_W_DEPTH 1024
 #endif
 #ifndef KCNN_OUT_DEPTH
 #define KCNN_OUT_DEPTH 16384

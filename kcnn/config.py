@@ -42,7 +42,7 @@ class BuildParams:
 
     P: int = 16  # partitions, 16 pixel lanes (one 4x4 output block) each
     IN_DEPTH: int = 262144  # tile codes, all partitions together
-    W_DEPTH: int = 2048  # weight entries per partition per buffer (two buffers)
+    W_DEPTH: int = 1024  # weight entries per partition per buffer (two buffers)
     OUT_DEPTH: int = 16384  # codes of the buffered-output memory
     STREAMS: int = 2  # input streams carrying weights (2: a second DMA on HP1)
     LRN_LANES: int = 4  # LRN outputs per cycle

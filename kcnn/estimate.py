@@ -50,7 +50,8 @@ LOOP_TABLE = {
         1,
         4,
         "one product per iteration from the single multiplier, written once into each "
-        "partition's LUTRAM (one write port each)",
+        "lane pair's BRAM18 (one write port each); the codebook copies in the LUTRAMs take "
+        "one write each in 16 of the iterations",
     ),
     "MAP": Loop(
         1,
@@ -66,11 +67,13 @@ LOOP_TABLE = {
     ),
     "JOB": Loop(
         1,
-        20,
+        22,
         "per partition: 1 read of its weight bank (the loader writes the other buffer), "
-        "2 reads of each of its 4 tile banks (true dual port), one row read of its own "
-        "LUTRAM table; accumulators are registers; the next vector's length comes from "
-        "channel starts read a vector ahead",
+        "2 reads of each of its 4 tile banks (true dual port), 1 read of its Wq LUTRAM and "
+        "of each DSP lane's Aq LUTRAM, 2 reads of each of its 4 product BRAM18s (one per "
+        "lane of the pair); the DSP lanes accumulate in the DSP48's P register, the others "
+        "in registers; the next vector's length comes from channel starts read a vector "
+        "ahead",
     ),
     "EMIT": Loop(1, 3, "one output word read per iteration from the output memory"),
     "PLANE": Loop(1, 4, "as MAP: one word per iteration, one write per bank"),
@@ -139,12 +142,18 @@ BUDGET = {"lut": 0.70, "ff": 0.50, "bram36": 0.80, "dsp48": 0.80}
 #: LUTs of one 16:1 multiplexer bit (4 LUT6 + MUXF7/MUXF8 in one slice) and of one adder
 #: bit (LUT + carry chain); a 16-deep LUTRAM bit is one LUT (RAM32X1S).
 MUX16_LUT, ADD_LUT, LUTRAM16_LUT = 4, 1, 1
-#: One pixel lane: a 16:1 multiplexer of the 16-bit products and a 24-bit accumulator.
-LANE_MUX_LUT = 16 * MUX16_LUT
+#: A lane's 24-bit accumulator in fabric, and a DSP lane's copy of the input codebook
+#: (16 x 9-bit LUTRAM).
 LANE_ADD_LUT = 24 * ADD_LUT
-LANE_LUT = LANE_MUX_LUT + LANE_ADD_LUT
+LANE_CODEBOOK_LUT = 9 * LUTRAM16_LUT
+#: A pixel lane built of LUTs only: a 16:1 multiplexer of the 16-bit products and a 24-bit
+#: accumulator. The kernel's lanes avoid it (DSP48 and BRAM18 lanes); the physical limit
+#: (DESIGN section 6: the lanes that fit the LUT budget) is priced with it.
+LANE_LUT = 16 * MUX16_LUT + LANE_ADD_LUT
 
 
+#: Products P[k][a] of a step: K_MAX x J_MAX.
+PRODUCT_ENTRIES = 16 * 16
 #: BRAM18 aspect ratios (width, depth); a BRAM36 is two BRAM18.
 BRAM18_SHAPES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
 
@@ -161,25 +170,28 @@ def resources(params: BuildParams) -> dict:
     lanes = 16 * p
     bank_words = params.IN_DEPTH // (16 * p)
     modules = {
-        # 16 lanes per partition; 16 LUTRAMs of 16 x 16 bits (the product rows); the 4:1
-        # shift of the two 4-code words of each bank; address arithmetic of 4 banks x 2
-        # ports, the entry decode and the vector counters.
         "partition array": {
-            # lanes: the product multiplexer in LUTs; half of the 24-bit accumulators in
-            # LUTs, half in DSP48 slices (BIND_OP add impl=dsp, one lane per DSP48);
-            # per partition 16 LUTRAMs of 16 x 16 bits (the product rows), the 4:1 shift
-            # of each bank's two words, and the address arithmetic of 4 banks x 2 ports,
-            # the entry decode and the vector counters.
-            "lut": lanes * LANE_MUX_LUT
-            + (lanes // 2) * LANE_ADD_LUT
-            + p * (16 * 16 * LUTRAM16_LUT + 4 * 16 + 150)
-            # the dilated tap offsets: 4 LUTRAMs of 16 words (18 bits) per partition
+            # lanes: half multiply and accumulate in a DSP48 each (their input codebook
+            # copy in a LUTRAM), half read the product from a BRAM18 port and accumulate
+            # in LUTs; per partition the Wq LUTRAM (16 x 9 bits), the 4:1 shift of each
+            # tile bank's two words, the address arithmetic of 4 banks x 2 ports, the
+            # entry decode and the vector counters, and the dilated tap offsets (4 LUTRAMs
+            # of 16 words of 18 bits)
+            "lut": (lanes // 2) * (LANE_CODEBOOK_LUT + LANE_ADD_LUT)
+            + p * (9 * LUTRAM16_LUT + 4 * 16 + 150)
             + p * 4 * 18 * LUTRAM16_LUT,
             # accumulators (fabric half), shadow copies, products and codes in flight
             "ff": (lanes // 2) * 24 + lanes * (24 + 16 + 4 + 8) + p * 200,
-            "bram36": p * (4 * _bram36(bank_words, 16) + 2 * _bram36(params.W_DEPTH, 16)),
+            # the tile's 4 banks, the weight cache's two buffers and the 4 product BRAM18s
+            # (256 x 16 bits) of each partition
+            "bram36": p
+            * (
+                4 * _bram36(bank_words, 16)
+                + 2 * _bram36(params.W_DEPTH, 16)
+                + 4 * _bram36(PRODUCT_ENTRIES, 16)
+            ),
             # slot x plane and block row x width products of the tile addresses, and the
-            # DSP half of the lane accumulators
+            # DSP lanes
             "dsp48": 2 * p + lanes // 2,
         },
         "channel starts": {

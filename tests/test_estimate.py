@@ -100,12 +100,6 @@ def test_the_limit_uses_the_lanes_the_lut_budget_holds(alexnet):
     assert est["fps"] <= lim["fps"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: the model puts the default build (P = 16) at about 87 % of the LUTs, "
-    "above the 70 % plan of DESIGN section 4 (the partition array alone takes 28k); P = 8 fits "
-    "(issue 11, README 'Performance on the chip')",
-)
 def test_default_build_within_the_planning_budget():
     assert resources(BuildParams())["within_budget"], resources(BuildParams())["utilization"]
 
