@@ -378,10 +378,13 @@ void compute_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &
         // multiplexer of 16-bit products (64 LUT a lane): the LUT budget.
         for (unsigned l = 0; l < 8; l++) {
 #pragma HLS UNROLL
-            const prod_t product_dsp = prod_t(weight_value * avalue[p][l][codes[l]]);
-#pragma HLS BIND_OP variable = product_dsp op = mul impl = dsp
-            const lane_acc_t sum_dsp = lanes.acc[p][l] + product_dsp;
-#pragma HLS BIND_OP variable = sum_dsp op = add impl = dsp
+            // One fanout-free multiply-add at the product's own 18 bits and no BIND_OP: Vitis
+            // packs a mul -> add within DSP widths into one DSP48 (A * B + C, the accumulator on
+            // C), but a truncation between the two, or a BIND_OP on either, can keep them apart
+            // (UG1399 "DSP Multi-Operation Matching"): a multiplier DSP and an adder DSP a lane,
+            // 128 more at P = 16 than the device's 220 have room for. No truncation is needed:
+            // |Wq * Aq| <= 128 * 255 < 2^15, the product-table entries' range.
+            const lane_acc_t sum_dsp = lanes.acc[p][l] + weight_value * avalue[p][l][codes[l]];
             lanes.shadow[p][l] = vector_end ? sum_dsp : lanes.shadow[p][l];
             lanes.acc[p][l] = vector_end ? lane_acc_t(0) : sum_dsp;
         }
