@@ -33,8 +33,9 @@ TABLE:
         const bool k_used = k >= 1 && k <= k1, a_used = a >= 1 && a <= j1;
         const entry_t w = k_used ? regs.wq[k] : entry_t(0);
         const entry_t v = a_used ? regs.aq[a] : entry_t(0);
-        prod_t product = 0;
-        if (k_used && a_used) product = regs.wq[k] * regs.aq[a];
+        // From the written codebook values (0 for an unused code): one pair of 16:1 operand
+        // multiplexers, and the BRAM lanes' P[k][a] is the DSP lanes' wvalue[k] * avalue[a].
+        const prod_t product = prod_t(w * v);
         const tap_hi_t row_hi = tap_hi_t(ap_int<18>(row_sum) * 16 - pad_t);
         const tap_hi_t col_hi = tap_hi_t(ap_int<18>(col_sum) * 16 - pad_l);
         for (unsigned p = 0; p < C::P; p++) {
