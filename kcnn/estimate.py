@@ -67,13 +67,12 @@ LOOP_TABLE = {
     ),
     "JOB": Loop(
         1,
-        22,
+        23,
         "per partition: 1 read of its weight bank (the loader writes the other buffer), "
         "2 reads of each of its 4 tile banks (true dual port), 1 read of its Wq LUTRAM and "
         "of each DSP lane's Aq LUTRAM, 2 reads of each of its 4 product BRAM18s (one per "
-        "lane of the pair); the DSP lanes accumulate in the DSP48's P register, the others "
-        "in registers; the next vector's length comes from channel starts read a vector "
-        "ahead",
+        "lane of the pair); every accumulator is a register (a DSP lane's feeds its DSP48's "
+        "adder); the next vector's length comes from channel starts read a vector ahead",
     ),
     "EMIT": Loop(1, 3, "one output word read per iteration from the output memory"),
     "PLANE": Loop(1, 4, "as MAP: one word per iteration, one write per bank"),
@@ -180,8 +179,9 @@ def resources(params: BuildParams) -> dict:
             "lut": (lanes // 2) * (LANE_CODEBOOK_LUT + LANE_ADD_LUT)
             + p * (9 * LUTRAM16_LUT + 4 * 16 + 150)
             + p * 4 * 18 * LUTRAM16_LUT,
-            # accumulators (fabric half), shadow copies, products and codes in flight
-            "ff": (lanes // 2) * 24 + lanes * (24 + 16 + 4 + 8) + p * 200,
+            # accumulators (a DSP lane's too: its sum leaves the DSP48 unregistered, for the
+            # shadow copy), shadow copies, products and codes in flight
+            "ff": lanes * 24 + lanes * (24 + 16 + 4 + 8) + p * 200,
             # the tile's 4 banks, the weight cache's two buffers and the 4 product BRAM18s
             # (256 x 16 bits) of each partition
             "bram36": p

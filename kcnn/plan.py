@@ -250,7 +250,7 @@ def plan_model(model: KcnnModel, params: BuildParams | None = None) -> Plan:
 def _layer_steps(model, layer: QLayer, index: int, in_format: str, out_format: str, params):
     """A layer's steps: one, bands of output rows, or input blocks when its window does
     not fit the kernel in one pass."""
-    builder = {"conv": _conv_steps, "fc": _fc_step, "maxpool": _pool_step, "lrn": _lrn_step}
+    builder = {"conv": _conv_steps, "fc": _fc_step, "maxpool": _pool_steps, "lrn": _lrn_step}
     try:
         made = builder[layer.op](model, layer, index, in_format, out_format, params)
     except WindowTooLarge as whole:
@@ -1012,21 +1012,109 @@ def _fc_step(
 # ---- pool and LRN ---------------------------------------------------------------------------
 
 
-def _pool_step(
+def _pool_steps(
     model, layer: QLayer, index: int, in_format: str, out_format: str, params: BuildParams
+) -> list[Step]:
+    """A max-pool's steps: one pool, or a chain of pools whose windows (at most
+    ``POOL_WINDOW_MAX``) add up to the layer's. Pools at stride 1 with windows ``a`` then
+    ``b`` take the max over ``a + b - 1`` consecutive inputs, so a chain ending in the
+    layer's stride is the layer exactly; its top padding is shared out so that no pool
+    pads more than its window minus one, and every intermediate map is cut where the next
+    pool's windows would see only padding (padding never wins)."""
+    stages = _pool_chain(layer)
+    steps: list[Step] = []
+    for n, stage in enumerate(stages):
+        last = n + 1 == len(stages)
+        made = _pool_step(
+            stage,
+            index + len(steps),
+            in_format if n == 0 else "BLOCKED",
+            out_format if last else "BLOCKED",
+            params,
+        )
+        for step in made:
+            step.layer = layer if last else stage
+        steps.extend(made)
+    return steps
+
+
+def _pool_chain(layer: QLayer) -> list[QLayer]:
+    """The pools that make up ``layer``: one when the kernel takes its window."""
+    a = layer.attrs
+    (kh, kw), (sh, sw) = a["kernel"], a["strides"]
+    c, h, w = layer.in_shape
+    _, oh, ow = layer.out_shape
+    # A single output's stride is never used: a global pool takes any.
+    sh, sw = (1 if oh == 1 else sh), (1 if ow == 1 else sw)
+    if max(sh, sw) > POOL_STRIDE_MAX:
+        raise KcnnError(
+            f"max-pool stride {sh}x{sw}: the kernel pools with strides up to "
+            f"{POOL_STRIDE_MAX} (a global pool, one output, takes any)",
+            layer=layer.name,
+            field="strides",
+        )
+    if max(kh, kw) <= POOL_WINDOW_MAX:
+        return [replace(layer, attrs={**a, "strides": [sh, sw]})]
+    rows = _pool_axis(h, kh, sh, a["pads"][0], oh, layer)
+    cols = _pool_axis(w, kw, sw, a["pads"][1], ow, layer)
+    count = max(len(rows), len(cols))
+    # The shorter axis starts with pools of window 1: they keep its map as it is.
+    rows = [(1, 1, 0, h)] * (count - len(rows)) + rows
+    cols = [(1, 1, 0, w)] * (count - len(cols)) + cols
+    stages, size = [], (h, w)
+    for (wh, th, ph, nh), (wc, tc, pc, nc) in zip(rows, cols, strict=True):
+        stages.append(
+            replace(
+                layer,
+                in_shape=(c, *size),
+                out_shape=(c, nh, nc),
+                attrs={**a, "kernel": [wh, wc], "strides": [th, tc], "pads": [ph, pc, 0, 0]},
+            )
+        )
+        size = (nh, nc)
+    return stages
+
+
+def _pool_axis(n: int, k: int, s: int, pad: int, out: int, layer: QLayer) -> list[tuple]:
+    """One axis of a pool chain: ``(window, stride, top pad, output length)`` per pool,
+    stride 1 but the last; the windows' extents add up to ``k``, the pads to ``pad``."""
+    windows, left = [], k - 1
+    while left > 0:
+        step = min(POOL_WINDOW_MAX - 1, left)
+        windows.append(step + 1)
+        left -= step
+    windows = windows or [1]
+    pads, left = [], pad
+    for window in windows:
+        pads.append(min(window - 1, left))
+        left -= pads[-1]
+    if left:
+        raise KcnnError(
+            f"max-pool padding {pad} is not below its window {k}", layer=layer.name, field="pads"
+        )
+    # Backwards from the output: the length each pool's successor reads.
+    need = [out]
+    for j in range(len(windows) - 1, 0, -1):
+        stride = s if j == len(windows) - 1 else 1
+        need.append((need[-1] - 1) * stride - pads[j] + windows[j])
+    need.reverse()
+    axis, length = [], n
+    for j, window in enumerate(windows):
+        last = j + 1 == len(windows)
+        # past length + pad a window would see only padding: the next pool pads instead
+        length = out if last else min(need[j], length + pads[j])
+        axis.append((window, s if last else 1, pads[j], length))
+    return axis
+
+
+def _pool_step(
+    layer: QLayer, index: int, in_format: str, out_format: str, params: BuildParams
 ) -> list[Step]:
     a = layer.attrs
     c, h, w = layer.in_shape
     _, oh, ow = layer.out_shape
     (kh, kw), (sh, sw) = a["kernel"], a["strides"]
     pt, pl, _, _ = a["pads"]
-    if max(kh, kw) > POOL_WINDOW_MAX or max(sh, sw) > POOL_STRIDE_MAX:
-        raise KcnnError(
-            f"max-pool {kh}x{kw} stride {sh}x{sw}: the kernel pools windows up to "
-            f"{POOL_WINDOW_MAX}x{POOL_WINDOW_MAX} with strides up to {POOL_STRIDE_MAX}",
-            layer=layer.name,
-            field="kernel",
-        )
     flat = out_format == "FLAT"
     # A FLAT answer is gathered in the output memory and streamed at the step's end.
     out_fits = (lambda n: c * n * ow <= params.OUT_DEPTH) if flat else None

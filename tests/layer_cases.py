@@ -126,6 +126,27 @@ def chain_model(rng, first: dict, second: dict):
     return model, layer0
 
 
+def pool_model(rng, kernel, strides, pads, hw, channels=4):
+    """A conv ``"L0"`` (3x3, ReLU), a max-pool ``"P"`` with these attributes, and a last fc
+    ``"L1"`` reading the pooled map. Returns ``(model, conv layer)``."""
+    model, conv = chain_model(
+        rng, {"c_in": 3, "c_out": channels, "hw": hw}, {"op": "fc", "c_out": 5, "last": True}
+    )
+    (kh, kw), (sh, sw), (pt, pl, pb, pr) = kernel, strides, pads
+    h, w = hw
+    out = (channels, (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1)
+    attrs = {"kernel": list(kernel), "strides": list(strides), "pads": list(pads)}
+    pool = QLayer("P", "maxpool", conv.out_shape, out, attrs=attrs)
+    fc = model.layers[1]
+    taps = int(np.prod(out))
+    fc.in_shape = (taps,)
+    fc.codes = fc.codes.reshape(fc.codes.shape[0], -1)[:, :taps].copy()
+    if fc.codes.shape[1] < taps:
+        raise ValueError("the pooled map is larger than the conv's")
+    model.layers.insert(1, pool)
+    return model, conv
+
+
 def random_codes(rng, layer, n, J, zero_fraction=0.4):
     codes = rng.integers(1, J, (n, *layer.in_shape)) if J > 1 else np.zeros((n, *layer.in_shape))
     mask = rng.random(codes.shape) < zero_fraction

@@ -12,7 +12,7 @@ import zlib
 import environments
 import numpy as np
 import pytest
-from layer_cases import chain_model, floats_for, one_layer_model, random_codes
+from layer_cases import chain_model, floats_for, one_layer_model, pool_model, random_codes
 
 from kcnn.config import ARITHMETIC_CONTRACT, BuildParams
 from kcnn.errors import KcnnError
@@ -162,6 +162,45 @@ def test_unequal_strides_before_another_layer_and_in_bands(build):
     assert all(s.host_stride == (1, 2) and s.fields["sub"] == 1 for s in strided)
     assert all(s.band is not None for s in strided) == (build == "banded")
     assert engine.plan.steps[len(strided)].host_in
+
+
+#: Max-pools the kernel does not take in one step, run as chains of pools (kernel, strides,
+#: pads, input rows and columns), and the one it takes whole.
+POOL_CASES = {
+    "5x5_stride2_pad2": ((5, 5), (2, 2), (2, 2, 2, 2), (13, 12)),
+    "4x4_stride4": ((4, 4), (4, 4), (0, 0, 0, 0), (16, 16)),
+    "global_7x7": ((7, 7), (7, 7), (0, 0, 0, 0), (7, 7)),
+    "3x6_stride3_pads": ((3, 6), (3, 3), (1, 2, 1, 2), (11, 14)),
+    "6x2_strides_1x2_pad3": ((6, 2), (1, 2), (3, 0, 2, 1), (9, 9)),
+    "2x2_whole": ((2, 2), (2, 2), (0, 0, 0, 0), (8, 8)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(POOL_CASES))
+def test_max_pools_above_the_kernels_window_run_as_chains(name, params):
+    kernel, strides, pads, hw = POOL_CASES[name]
+    rng = np.random.default_rng(seed(name))
+    model, conv = pool_model(rng, kernel, strides, pads, hw)
+    codes = random_codes(rng, conv, 2, model.maps["input"].J)
+    engine = assert_same_run(model, floats_for(model, codes), params)
+    assert_trips_are_the_model(engine)
+    pools = [s for s in engine.plan.steps if s.op == "POOL"]
+    assert len(pools) == max(1, -(-(max(kernel) - 1) // 2))
+    assert all(
+        max(s.fields["kh"], s.fields["kw"], s.fields["sh"], s.fields["sw"]) <= 4 for s in pools
+    )
+
+
+def test_a_pool_chain_in_bands():
+    """Each pool of the chain banded on its own: the host joins one pool's bands and cuts
+    the next pool's."""
+    rng = np.random.default_rng(31)
+    model, conv = pool_model(rng, (5, 5), (2, 2), (2, 2, 2, 2), (30, 29))
+    codes = random_codes(rng, conv, 2, model.maps["input"].J)
+    engine = assert_same_run(model, floats_for(model, codes), BANDED)
+    assert_trips_are_the_model(engine)
+    pools = [s for s in engine.plan.steps if s.op == "POOL"]
+    assert len({id(s.layer) for s in pools}) == 2 and all(s.band is not None for s in pools)
 
 
 #: Layers whose window does not fit the kernel in one pass at the small build (weight
