@@ -99,15 +99,16 @@ def one_layer_model(
     return model, layer
 
 
-def chain_model(rng, first: dict, second: dict):
+def chain_model(rng, first: dict, second: dict, taps: int | None = None):
     """Two fabric layers ``"L0"`` -> ``"L1"`` (conv -> conv, fc -> fc, or conv -> fc), the
     second reading the first's map; each spec as for :func:`one_layer_model` (the second's
-    input size and codebook follow from the first). Returns ``(model, first layer)``."""
+    input size and codebook follow from the first; a second fc's ``taps`` may be given for
+    a layer put between them). Returns ``(model, first layer)``."""
     model0, layer0 = one_layer_model(rng, **first)
     shape = layer0.out_shape
     joined = {"J": first.get("J_out", 4), "signed_in": False}
     if second.get("op", "conv") == "fc":
-        joined["taps"] = int(np.prod(shape))
+        joined["taps"] = int(np.prod(shape)) if taps is None else taps
     else:
         joined |= {"c_in": shape[0], "hw": shape[1:]}
     model1, layer1 = one_layer_model(rng, **second, **joined)
@@ -129,21 +130,17 @@ def chain_model(rng, first: dict, second: dict):
 def pool_model(rng, kernel, strides, pads, hw, channels=4):
     """A conv ``"L0"`` (3x3, ReLU), a max-pool ``"P"`` with these attributes, and a last fc
     ``"L1"`` reading the pooled map. Returns ``(model, conv layer)``."""
-    model, conv = chain_model(
-        rng, {"c_in": 3, "c_out": channels, "hw": hw}, {"op": "fc", "c_out": 5, "last": True}
-    )
     (kh, kw), (sh, sw), (pt, pl, pb, pr) = kernel, strides, pads
     h, w = hw
-    out = (channels, (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1)
+    pooled = (channels, (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1)
+    model, conv = chain_model(
+        rng,
+        {"c_in": 3, "c_out": channels, "hw": hw},
+        {"op": "fc", "c_out": 5, "last": True},
+        taps=int(np.prod(pooled)),
+    )
     attrs = {"kernel": list(kernel), "strides": list(strides), "pads": list(pads)}
-    pool = QLayer("P", "maxpool", conv.out_shape, out, attrs=attrs)
-    fc = model.layers[1]
-    taps = int(np.prod(out))
-    fc.in_shape = (taps,)
-    fc.codes = fc.codes.reshape(fc.codes.shape[0], -1)[:, :taps].copy()
-    if fc.codes.shape[1] < taps:
-        raise ValueError("the pooled map is larger than the conv's")
-    model.layers.insert(1, pool)
+    model.layers.insert(1, QLayer("P", "maxpool", conv.out_shape, pooled, attrs=attrs))
     return model, conv
 
 
@@ -159,3 +156,20 @@ def floats_for(model, codes: np.ndarray) -> np.ndarray:
     values = np.concatenate([[0.0], book.aq.astype(np.float64) * book.scale])
     book.boundaries = (values[2:] + values[1:-1]) / 2 if book.aq.size > 1 else np.zeros(0)
     return values[codes].astype(np.float32)
+
+
+def spread_thresholds(model, layer, x) -> None:
+    """Sets ``layer``'s thresholds at quantiles of its accumulators on the inputs ``x``,
+    so that its output codes vary (thresholds drawn without the window's size in mind
+    leave a wide layer's codes all at 0 or at the top)."""
+    from kcnn.sim.engine import Simulator
+
+    sim = Simulator(model)
+    traced = sim.run(x, trace=True)[2]
+    before = (
+        model.layers[model.layers.index(layer) - 1].name if layer.in_map != "input" else "input"
+    )
+    acc = sim.fabric_layer(layer, traced[before])
+    count = len(layer.thresholds)
+    cuts = np.quantile(acc, np.linspace(0, 1, count + 2)[1:-1]).astype(np.int64)
+    layer.thresholds = cuts + np.arange(count)  # strictly increasing, still inside the range

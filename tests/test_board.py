@@ -526,13 +526,13 @@ def test_dma_error_bits_are_named_then_recovered(
 
 
 def test_refused_job_in_the_middle_of_a_multi_job_step(tmp_path, references):
-    """AlexNet's conv3 has two jobs: the second is refused after the first has answered;
+    """AlexNet's conv3 has three jobs: the second is refused after the first has answered;
     the trailer names it, and only the first job's words came back."""
     x, (_, sim_logits, _), _ = references["alexnet_mnist"]
     engine, device = connect(tmp_path / "overlay", "alexnet_mnist")
     try:
         step = next(s for s in engine.plan.steps if s.layer.name == "conv3")
-        assert len(step.jobs) == 2
+        assert len(step.jobs) == 3
         restore = corrupt(engine, step.index, job_header_at(engine, step, 1), JOB_TAG)
         first = step.jobs[0].out_words
         with pytest.raises(StepFault) as err:

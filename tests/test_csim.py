@@ -12,7 +12,14 @@ import zlib
 import environments
 import numpy as np
 import pytest
-from layer_cases import chain_model, floats_for, one_layer_model, pool_model, random_codes
+from layer_cases import (
+    chain_model,
+    floats_for,
+    one_layer_model,
+    pool_model,
+    random_codes,
+    spread_thresholds,
+)
 
 from kcnn.config import ARITHMETIC_CONTRACT, BuildParams
 from kcnn.errors import KcnnError
@@ -173,6 +180,9 @@ POOL_CASES = {
     "3x6_stride3_pads": ((3, 6), (3, 3), (1, 2, 1, 2), (11, 14)),
     "6x2_strides_1x2_pad3": ((6, 2), (1, 2), (3, 0, 2, 1), (9, 9)),
     "2x2_whole": ((2, 2), (2, 2), (0, 0, 0, 0), (8, 8)),
+    # bottom and right padding of window - 1: the first pool's map stops where the second
+    # pool's windows would see only padding
+    "5x5_stride1_wide_pads": ((5, 5), (1, 1), (2, 1, 4, 4), (9, 8)),
 }
 
 
@@ -253,8 +263,10 @@ def test_windows_above_the_kernel_run_as_input_blocks(name, params):
         model, layer = one_layer_model(rng, **first)
     else:
         model, layer = chain_model(rng, first, second)
-    codes = random_codes(rng, layer, 2, model.maps["input"].J)
-    engine = assert_same_run(model, floats_for(model, codes), params)
+    x = floats_for(model, random_codes(rng, layer, 2, model.maps["input"].J))
+    if model.layer(split_layer).thresholds is not None:
+        spread_thresholds(model, model.layer(split_layer), x)
+    engine = assert_same_run(model, x, params)
     assert_trips_are_the_model(engine)
     split = {s.layer.name for s in engine.plan.steps if s.part is not None}
     assert split == ({split_layer} if params is SMALL or at_default else set())
