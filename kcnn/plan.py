@@ -233,15 +233,25 @@ def plan_model(model: KcnnModel, params: BuildParams | None = None) -> Plan:
                 in_format = "FLAT" if layer.op == "fc" else "BLOCKED"
             else:
                 in_format = "F32"
-        made = _layer_steps(model, layer, len(steps), in_format, formats[n], params)
-        after_host = bool(steps) and (
-            steps[-1].band is not None
-            or steps[-1].part is not None
-            or steps[-1].host_stride is not None
+        steps.extend(_layer_steps(model, layer, len(steps), in_format, formats[n], params))
+    # The host writes a step's map when it is a band or an input block (cut from the
+    # host's copy), or when the step before answers something the host must finish first
+    # (bands to join, blocks to add, a grid to subsample); otherwise the answer before it
+    # lands in its map slot.
+    for n, step in enumerate(steps):
+        before = steps[n - 1] if n else None
+        step.host_in = (
+            step.band is not None
+            or step.part is not None
+            or (
+                before is not None
+                and (
+                    before.band is not None
+                    or before.part is not None
+                    or before.host_stride is not None
+                )
+            )
         )
-        for step in made:
-            step.host_in = step.band is not None or step.part is not None or after_host
-        steps.extend(made)
     for step, nxt in zip(steps[:-1], steps[1:], strict=True):
         step.host_out = nxt.host_in
     return Plan(model, params, steps, tail)

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.board_env
 pynq = environments.importorskip("pynq")
 
 from fake_board import FakeZynq, kernel_registers, write_overlay  # noqa: E402
-from layer_cases import chain_model, floats_for, random_codes  # noqa: E402
+from layer_cases import chain_model, floats_for, pool_model, random_codes  # noqa: E402
 
 import kcnn.accelerator  # noqa: E402
 from kcnn import Accelerator  # noqa: E402
@@ -209,6 +209,33 @@ def test_a_layer_split_along_its_input_runs_as_in_the_simulator(tmp_path):
     engine, device = connect(tmp_path / "overlay", model, params={"CH_MAX": 256})
     try:
         assert [s.part for s in engine.plan.steps] == [None, (0, 150), (150, 300)]
+        _, logits, traced = engine.run(x, trace=True)
+        _, want_logits, want = Simulator(model).run(x, trace=True)
+        assert_same(traced, want)
+        assert np.array_equal(logits, want_logits)
+    finally:
+        engine.close()
+
+
+def test_a_pool_chain_and_unequal_strides_run_as_in_the_simulator(tmp_path):
+    """A (1, 2)-strided conv the host subsamples, then a 5x5 max-pool run as two pool steps
+    (the first answering into the second's map slot)."""
+    rng = np.random.default_rng(8)
+    model, conv = pool_model(rng, (5, 5), (2, 2), (2, 2, 2, 2), (13, 12))
+    conv.attrs["strides"] = [1, 2]
+    conv.out_shape = (conv.out_shape[0], 13, 6)
+    pool = model.layers[1]
+    pool.in_shape = conv.out_shape
+    pool.out_shape = (pool.out_shape[0], 7, 3)
+    fc = model.layers[2]
+    fc.in_shape = (int(np.prod(pool.out_shape)),)
+    fc.codes = fc.codes[:, : fc.in_shape[0]].copy()
+    x = floats_for(model, random_codes(rng, conv, 2, model.maps["input"].J))
+    engine, device = connect(tmp_path / "overlay", model)
+    try:
+        pools = [s for s in engine.plan.steps if s.op == "POOL"]
+        assert engine.plan.steps[0].host_stride == (1, 2) and len(pools) == 2
+        assert not pools[1].host_in  # the first pool's answer lands in the second's map
         _, logits, traced = engine.run(x, trace=True)
         _, want_logits, want = Simulator(model).run(x, trace=True)
         assert_same(traced, want)
