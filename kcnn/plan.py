@@ -105,9 +105,9 @@ class Step:
     #: The host reads this step's answer (the next step's map is made on the host).
     host_out: bool = False
     #: ``(t0, t1)``: one input block of a layer split along its input (input channels
-    #: t0..t1 of a conv, input elements of an fc). The step answers its partial ``acc``
-    #: (``ACC``, the biases in the first block only); the host adds the blocks' answers in
-    #: int64 and applies the layer's thresholds.
+    #: t0..t1 of each group of a conv, input elements of an fc). The step answers its
+    #: partial ``acc`` (``ACC``, the biases in the first block only); the host adds the
+    #: blocks' answers in int64 and applies the layer's thresholds.
     part: tuple | None = None
     #: The layer's whole output as the kernel answers it (its bands joined), when the host
     #: subsamples it (``host_stride``); else the layer's output shape.
@@ -273,15 +273,10 @@ def _layer_steps(model, layer: QLayer, index: int, in_format: str, out_format: s
 def _split_along_input(model, layer: QLayer, index, out_format, params, whole) -> list[Step]:
     """The steps of ``layer`` cut into the fewest equal input blocks whose windows fit
     (DESIGN section 4: input blocks with the partial ``acc`` carried in int32). Each block
-    is the same layer on its share of the input: input channels for a conv, input
-    elements for an fc (in multiples of ``P``, so that every block starts in partition
-    0). The host writes each block's map and adds the blocks' ``ACC`` answers."""
-    if layer.op == "conv" and layer.attrs["groups"] != 1:
-        raise KcnnError(
-            f"{whole.message}; a grouped conv is not split along its input",
-            layer=layer.name,
-            field=whole.field,
-        ) from whole
+    is the same layer on its share of the input: input channels for a conv (the same
+    channels of every group), input elements for an fc (in multiples of ``P``, so that
+    every block starts in partition 0). The host writes each block's map and adds the
+    blocks' ``ACC`` answers."""
     weights = layer.codes.reshape(layer.codes.shape[0], layer.codes.shape[1], -1)
     if layer.op == "fc":
         weights = layer.codes.reshape(layer.codes.shape[0], -1, 1)
@@ -308,10 +303,10 @@ def _split_along_input(model, layer: QLayer, index, out_format, params, whole) -
 
 
 def _input_block(layer: QLayer, weights: np.ndarray, t0: int, t1: int, first: bool) -> QLayer:
-    """``layer`` restricted to inputs ``t0..t1`` (channels of a conv, elements of an fc),
-    emitting its partial ``acc``: the biases in the first block only."""
+    """``layer`` restricted to inputs ``t0..t1`` (channels of each group of a conv,
+    elements of an fc), emitting its partial ``acc``: the biases in the first block only."""
     codes = weights[:, t0:t1].reshape(weights.shape[0], t1 - t0, *layer.codes.shape[2:])
-    in_shape = (t1 - t0, *layer.in_shape[1:])
+    in_shape = (layer.attrs.get("groups", 1) * (t1 - t0), *layer.in_shape[1:])
     if layer.op == "fc":
         codes, in_shape = weights[:, t0:t1, 0], (t1 - t0,)
     return replace(

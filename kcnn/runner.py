@@ -77,7 +77,13 @@ def step_map_words(step: Step, source: np.ndarray, out: np.ndarray | None = None
     codes = np.asarray(source, np.uint8)
     if step.part is not None:
         t0, t1 = step.part
-        codes = codes.reshape(-1)[t0:t1] if step.op == "FC" else codes[t0:t1]
+        if step.op == "FC":
+            codes = codes.reshape(-1)[t0:t1]
+        else:
+            groups = step.fields["groups"]
+            per_group = codes.shape[0] // groups
+            codes = codes.reshape(groups, per_group, *codes.shape[1:])[:, t0:t1]
+            codes = codes.reshape(-1, *codes.shape[2:])
     if step.band is not None:
         codes = codes[:, step.band[0] : step.band[1]]
     return pack_map(codes.reshape(step.in_shape), step.in_format)

@@ -238,6 +238,12 @@ SPLIT_CASES = {
         "L1",
         False,
     ),
+    "grouped_conv_above_ch_max": (
+        {"c_in": 400, "c_out": 6, "groups": 2, "hw": (4, 5), "last": True},
+        None,
+        "L",
+        False,
+    ),
     "fc_then_split_fc": (
         {"op": "fc", "taps": 40, "c_out": 5000},
         {"op": "fc", "c_out": 9},

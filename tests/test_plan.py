@@ -191,9 +191,24 @@ def test_a_conv_split_along_its_input_carries_each_weight_once_and_the_bias_firs
     np.testing.assert_array_equal(np.concatenate(weights, axis=1), layer.codes)
 
 
-def test_a_grouped_conv_above_the_kernel_is_refused_naming_the_layer_and_field():
+def test_a_grouped_conv_splits_the_channels_of_every_group_alike():
     rng = np.random.default_rng(6)
-    model, _ = one_layer_model(rng, c_in=600, c_out=4, groups=2, hw=(4, 4))
-    with pytest.raises(KcnnError, match="grouped conv is not split") as info:
+    model, layer = one_layer_model(rng, c_in=600, c_out=4, groups=2, hw=(4, 4))
+    plan = plan_model(model, BuildParams(CH_MAX=256))
+    blocks = [s.part for s in plan.steps]
+    assert len(blocks) >= 3 and blocks[0][0] == 0 and blocks[-1][1] == 300
+    weights = []
+    for step in plan.steps:
+        f = decode_descriptor(step.head)
+        assert (f["in_c"], f["groups"]) == (2 * (step.part[1] - step.part[0]), 2)
+        weights.append(decode_conv_weights(step)[0])
+    np.testing.assert_array_equal(np.concatenate(weights, axis=1), layer.codes)
+
+
+def test_a_depthwise_conv_above_ch_max_is_refused_naming_the_layer_and_field():
+    """One input channel per group: nothing to split along the input."""
+    rng = np.random.default_rng(6)
+    model, _ = one_layer_model(rng, c_in=300, c_out=300, groups=300, hw=(4, 4))
+    with pytest.raises(KcnnError, match="CH_MAX") as info:
         plan_model(model, BuildParams(CH_MAX=256))
     assert (info.value.layer, info.value.field) == ("L", "CH_MAX")
