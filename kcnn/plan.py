@@ -56,8 +56,8 @@ PLACEMENT_SWAPS_PER_CHANNEL = 40
 class WindowTooLarge(KcnnError):
     """A conv or fc window the kernel cannot take in one pass (weight entries of one output
     channel above ``W_DEPTH`` in a partition, positions, a partial sum above the 24-bit
-    lane accumulators, input channels above ``CH_MAX``): the planner splits the layer
-    along its input (:func:`_split_along_input`)."""
+    lane accumulators, input channels above ``CH_MAX``, input rows above the tile): the
+    planner splits the layer along its input (:func:`_split_along_input`)."""
 
 
 @dataclass
@@ -264,9 +264,10 @@ def _layer_steps(model, layer: QLayer, index: int, in_format: str, out_format: s
     try:
         made = builder[layer.op](model, layer, index, in_format, out_format, params)
     except WindowTooLarge as whole:
+        named = KcnnError(whole.message, layer=layer.name, field=whole.field)
         if layer.op not in ("conv", "fc"):
-            raise
-        return _split_along_input(model, layer, index, out_format, params, whole)
+            raise named from whole
+        return _split_along_input(model, layer, index, out_format, params, named)
     return made if isinstance(made, list) else [made]
 
 
