@@ -28,7 +28,7 @@
 #define KCNN_STREAMS 2
 #endif
 #ifndef KCNN_LRN_LANES
-#define KCNN_LRN_LANES 4
+#define KCNN_LRN_LANES 8
 #endif
 #ifndef KCNN_CH_MAX
 #define KCNN_CH_MAX 1024

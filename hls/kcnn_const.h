@@ -38,7 +38,10 @@ unsigned read_constants(axis_t &in_a, in_port &pa, const descriptor &d, const st
                         step_registers &regs, typename mem<C>::place_t placement[C::ch_max],
                         ap_uint<16> slots[C::P],
                         typename mem<C>::square_t squares[C::lrn_lanes][C::lrn_size_max][2][8],
-                        typename mem<C>::cut_t cuts[C::lrn_lanes][4][256]) {
+                        typename mem<C>::cut_t cut0[C::lrn_lanes][16],
+                        typename mem<C>::cut_t cut1[C::lrn_lanes][32],
+                        typename mem<C>::cut_t cut2[C::lrn_lanes][64],
+                        typename mem<C>::cut_t cut3[C::lrn_lanes][128]) {
     typedef typename mem<C>::place_t place_t;
     const bool lrn = d.opcode == KCNN_OP_LRN;
     const bool act_signed = (d.flags & KCNN_FLAG_ACT_SIGNED) != 0;
@@ -126,18 +129,19 @@ CONST:
             }
         } else if (lrn) {
             // Row cut_row (centre code j = cut_row + 1) carries cut[j][m] for m = 2 cut_col and
-            // 2 cut_col + 1, at (j, m) of every lane's 4 search-stage copies: two writes per
-            // copy (both ports).
-            const unsigned address = 16 * (cut_row + 1) + 2 * cut_col;
+            // m + 1. Search stage s probes only the m with m mod 2^(4-s) = 2^(3-s) - 1
+            // (kcnn_lrn.h): the even m go to stage 3, an odd m to the one stage its trailing
+            // ones name (m = 15 to none: J' - 1 <= 15 cut points are probed at m <= 14). One
+            // write per stage table a cycle.
+            const unsigned j = (cut_row + 1) & 15u, c = cut_col & 7u, m = 2 * c + 1;
             const typename mem<C>::cut_t lo = clamp_cut<C>(half_word(data, 0));
             const typename mem<C>::cut_t hi = clamp_cut<C>(half_word(data, 1));
             for (unsigned l = 0; l < C::lrn_lanes; l++) {
 #pragma HLS UNROLL
-                for (unsigned s = 0; s < 4; s++) {
-#pragma HLS UNROLL
-                    cuts[l][s][address & 255u] = lo;
-                    cuts[l][s][(address + 1) & 255u] = hi;
-                }
+                cut3[l][(j << 3u) | c] = lo;
+                if ((m & 3u) == 1u) cut2[l][(j << 2u) | (m >> 2u)] = hi;
+                if ((m & 7u) == 3u) cut1[l][(j << 1u) | (m >> 3u)] = hi;
+                if (m == 7u) cut0[l][j] = hi;
             }
             if (cut_col + 1 == thresholds) {
                 cut_col = 0;

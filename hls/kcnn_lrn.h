@@ -14,7 +14,10 @@ unsigned run_lrn(axis_t &in_a, in_port &pa, axis_t &out, const descriptor &d,
                  const step_geometry &g,
                  typename mem<C>::tile_word_t tile[C::P][4][C::tile_depth],
                  const typename mem<C>::square_t squares[C::lrn_lanes][C::lrn_size_max][2][8],
-                 const typename mem<C>::cut_t cuts[C::lrn_lanes][4][256]) {
+                 const typename mem<C>::cut_t cut0[C::lrn_lanes][16],
+                 const typename mem<C>::cut_t cut1[C::lrn_lanes][32],
+                 const typename mem<C>::cut_t cut2[C::lrn_lanes][64],
+                 const typename mem<C>::cut_t cut3[C::lrn_lanes][128]) {
     typedef typename mem<C>::lrn_sum_t sum_t;
     const unsigned groups = 16 / C::lrn_lanes;  // cycles per output block
     const unsigned before = g.lrn_before, after = g.lrn_after;
@@ -102,14 +105,21 @@ CHANNELS:
                 }
                 const code_t centre = code_t((centre_lanes >> (4 * l)) & 15);
                 // #{m : S <= cut[j][m]} over a non-increasing row is the length of the prefix
-                // that holds: a 4-stage binary search, stage s reading its own copy.
-                unsigned code = 0;
-                for (unsigned s = 0; s < 4; s++) {
-#pragma HLS UNROLL
-                    const unsigned step = 8u >> s, probe = code + step - 1;
-                    const typename mem<C>::cut_t cut = cuts[l][s][16 * centre + probe];
-                    if (probe < d.jo1 && ap_int<21>(sum) <= cut) code += step;
-                }
+                // that holds: a 4-stage binary search. Stage s probes m = k 2^(4-s) +
+                // 2^(3-s) - 1 (k < 2^s), so it reads its own table of 16 x 2^s cut points at
+                // (j, k): 16, 32, 64, 128 entries, not 4 copies of all 256.
+                const unsigned j = (unsigned)centre;
+                const unsigned probe0 = 7;
+                const unsigned code0 = probe0 < d.jo1 && ap_int<21>(sum) <= cut0[l][j] ? 8u : 0u;
+                const unsigned probe1 = code0 + 3;
+                const bool up1 = probe1 < d.jo1 && ap_int<21>(sum) <= cut1[l][(j << 1u) | (code0 >> 3u)];
+                const unsigned code1 = code0 + (up1 ? 4u : 0u);
+                const unsigned probe2 = code1 + 1;
+                const bool up2 = probe2 < d.jo1 && ap_int<21>(sum) <= cut2[l][(j << 2u) | (code1 >> 2u)];
+                const unsigned code2 = code1 + (up2 ? 2u : 0u);
+                const unsigned probe3 = code2;
+                const bool up3 = probe3 < d.jo1 && ap_int<21>(sum) <= cut3[l][(j << 3u) | (code2 >> 1u)];
+                const unsigned code = code2 + (up3 ? 1u : 0u);
                 result.range(4 * l + 3, 4 * l) = centre == 0 ? 0 : code;
             }
             // into the group's slice of the output word (compile-time slices, one enabled)

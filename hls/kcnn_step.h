@@ -106,17 +106,25 @@ unsigned run_step(axis_t &in_a, axis_t &in_b, axis_t &out) {
 #pragma HLS ARRAY_PARTITION variable = out_memory type = complete dim = 1
 #pragma HLS BIND_STORAGE variable = out_memory type = ram_1p impl = bram
     // LRN: squares per lane and window channel (split by code parity: a constant word
-    // carries two); cut points per lane in 4 copies (one per binary-search stage) of the
-    // 16 x 16 table cut[j][m] at 16 j + m.
+    // carries two); per lane the cut points each binary-search stage can probe, in a
+    // LUTRAM of its own (kcnn_lrn.h).
     static square_t squares[C::lrn_lanes][C::lrn_size_max][2][8];
 #pragma HLS ARRAY_PARTITION variable = squares type = complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = squares type = complete dim = 2
 #pragma HLS ARRAY_PARTITION variable = squares type = complete dim = 3
 #pragma HLS BIND_STORAGE variable = squares type = ram_1p impl = lutram
-    static cut_t cuts[C::lrn_lanes][4][256];
-#pragma HLS ARRAY_PARTITION variable = cuts type = complete dim = 1
-#pragma HLS ARRAY_PARTITION variable = cuts type = complete dim = 2
-#pragma HLS BIND_STORAGE variable = cuts type = ram_t2p impl = bram
+    static cut_t cut0[C::lrn_lanes][16];
+#pragma HLS ARRAY_PARTITION variable = cut0 type = complete dim = 1
+#pragma HLS BIND_STORAGE variable = cut0 type = ram_1p impl = lutram
+    static cut_t cut1[C::lrn_lanes][32];
+#pragma HLS ARRAY_PARTITION variable = cut1 type = complete dim = 1
+#pragma HLS BIND_STORAGE variable = cut1 type = ram_1p impl = lutram
+    static cut_t cut2[C::lrn_lanes][64];
+#pragma HLS ARRAY_PARTITION variable = cut2 type = complete dim = 1
+#pragma HLS BIND_STORAGE variable = cut2 type = ram_1p impl = lutram
+    static cut_t cut3[C::lrn_lanes][128];
+#pragma HLS ARRAY_PARTITION variable = cut3 type = complete dim = 1
+#pragma HLS BIND_STORAGE variable = cut3 type = ram_1p impl = lutram
     step_registers regs;
 #pragma HLS ARRAY_PARTITION variable = regs.wq type = complete
 #pragma HLS ARRAY_PARTITION variable = regs.aq type = complete
@@ -162,9 +170,10 @@ unsigned run_step(axis_t &in_a, axis_t &in_b, axis_t &out) {
                     for (unsigned i = 0; i < 8; i++) squares[l][s][h][i] = 0;
                 }
             }
-            for (unsigned s = 0; s < 4; s++) {
-                for (unsigned i = 0; i < 256; i++) cuts[l][s][i] = 0;
-            }
+            for (unsigned i = 0; i < 16; i++) cut0[l][i] = 0;
+            for (unsigned i = 0; i < 32; i++) cut1[l][i] = 0;
+            for (unsigned i = 0; i < 64; i++) cut2[l][i] = 0;
+            for (unsigned i = 0; i < 128; i++) cut3[l][i] = 0;
         }
         csim().reset_pending = false;
     }
@@ -223,9 +232,10 @@ DESCRIPTOR:
         if (d.opcode == KCNN_OP_POOL) {
             status = run_pool<C>(in_a, pa, out, d, g, tile, out_memory);
         } else {
-            status = read_constants<C>(in_a, pa, d, g, regs, placement, slots, squares, cuts);
+            status = read_constants<C>(in_a, pa, d, g, regs, placement, slots, squares, cut0, cut1,
+                                       cut2, cut3);
             if (status == KCNN_STATUS_OK && d.opcode == KCNN_OP_LRN) {
-                status = run_lrn<C>(in_a, pa, out, d, g, tile, squares, cuts);
+                status = run_lrn<C>(in_a, pa, out, d, g, tile, squares, cut0, cut1, cut2, cut3);
             } else if (status == KCNN_STATUS_OK) {
                 build_tables<C>(wvalue, avalue, products, tap_lo, tap_hi, regs, d);
                 if (d.opcode == KCNN_OP_FC) {

@@ -45,7 +45,7 @@ class BuildParams:
     W_DEPTH: int = 1024  # weight entries per partition per buffer (two buffers)
     OUT_DEPTH: int = 16384  # codes of the buffered-output memory
     STREAMS: int = 2  # input streams carrying weights (2: a second DMA on HP1)
-    LRN_LANES: int = 4  # LRN outputs per cycle
+    LRN_LANES: int = 8  # LRN outputs per cycle
     CH_MAX: int = 1024  # channels a step's placement and channel tables hold
     CLOCK_MHZ: float = 100.0  # PL clock (FCLK_CLK0)
 
