@@ -235,12 +235,14 @@ def resources(params: BuildParams) -> dict:
             # per lane: 9 window copies of the square LUTRAM (16 x 17 bits) and their adder
             # tree, the window's 16-bit partition slices, and a 4-stage binary search of the
             # centre code's cut row, each stage with one comparator and a LUTRAM of the 16,
-            # 32, 64 or 128 cut points (21 bits) it can probe: a LUT6 holds 64 x 1 bits
+            # 32, 64 or 128 cut points (21 bits) it can probe (a LUT6 holds 64 x 1 bits),
+            # whose address chooses between CONST's and the search's (22 LUT a lane) and
+            # whose read output is a register (4 x 21 FF a lane)
             "lut": params.LRN_LANES * (9 * 17 * LUTRAM16_LUT + 8 * 20 + 16 * 4 * MUX16_LUT)
             + params.LRN_LANES * (4 * 20 + 4 * 10 + 50)
-            + params.LRN_LANES * 21 * (1 + 1 + 1 + 2)
+            + params.LRN_LANES * (21 * (1 + 1 + 1 + 2) + 22)
             + 100,
-            "ff": params.LRN_LANES * 160 + 100,
+            "ff": params.LRN_LANES * (160 + 4 * 21) + 100,
             "bram36": 0,
             "dsp48": 0,
         },
