@@ -347,7 +347,7 @@ def test_probe_answer_and_buffers(lenet):
     "overlay, kernel, field",
     [
         ({"P": 8}, {}, "P: kernel 16, kcnn.json 8"),
-        ({"LRN_LANES": 8}, {}, "LRN_LANES: kernel 4, kcnn.json 8"),
+        ({"LRN_LANES": 4}, {}, "LRN_LANES: kernel 8, kcnn.json 4"),
         ({"CH_MAX": 512}, {}, "CH_MAX: kernel 1024, kcnn.json 512"),
         ({"IN_DEPTH": 1 << 17}, {}, "IN_DEPTH: kernel 262144, kcnn.json 131072"),
         ({}, {"OUT_DEPTH": 8192}, "OUT_DEPTH: kernel 8192, kcnn.json 16384"),

@@ -510,7 +510,7 @@ def test_build_ip_tcl_takes_every_build_parameter(tmp_path: Path) -> None:
         assert f"-DKCNN_{key}={env[f'KCNN_{key}']}" in flags, key
 
 
-@pytest.mark.parametrize("key, value", [("STREAMS", "1"), ("LRN_LANES", "8"), ("CH_MAX", "512")])
+@pytest.mark.parametrize("key, value", [("STREAMS", "1"), ("LRN_LANES", "4"), ("CH_MAX", "512")])
 def test_a_parameter_hls_would_not_get_is_refused(tmp_path: Path, key: str, value: str) -> None:
     """A build parameter hls/build_ip.tcl does not turn into -D would silently keep the
     header's default in the IP: with an older build_ip.tcl that passes P, IN_DEPTH, W_DEPTH
