@@ -127,15 +127,16 @@ def chain_model(rng, first: dict, second: dict, taps: int | None = None):
     return model, layer0
 
 
-def pool_model(rng, kernel, strides, pads, hw, channels=4):
-    """A conv ``"L0"`` (3x3, ReLU), a max-pool ``"P"`` with these attributes, and a last fc
-    ``"L1"`` reading the pooled map. Returns ``(model, conv layer)``."""
+def pool_model(rng, kernel, strides, pads, hw, channels=4, conv_strides=(1, 1)):
+    """A conv ``"L0"`` (3x3, padding 1, ReLU, strides ``conv_strides``), a max-pool ``"P"``
+    with these attributes, and a last fc ``"L1"`` reading the pooled map. Returns
+    ``(model, conv layer)``."""
     (kh, kw), (sh, sw), (pt, pl, pb, pr) = kernel, strides, pads
-    h, w = hw
+    h, w = conv_out(hw, (3, 3), conv_strides, (1, 1, 1, 1), (1, 1))
     pooled = (channels, (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1)
     model, conv = chain_model(
         rng,
-        {"c_in": 3, "c_out": channels, "hw": hw},
+        {"c_in": 3, "c_out": channels, "hw": hw, "strides": conv_strides},
         {"op": "fc", "c_out": 5, "last": True},
         taps=int(np.prod(pooled)),
     )

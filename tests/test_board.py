@@ -89,6 +89,14 @@ def assert_same(traced, expected):
         assert traced[key].dtype == value.dtype and np.array_equal(traced[key], value), key
 
 
+def assert_runs_as_the_simulator(engine, x):
+    """Every map and the logits of ``x`` on the fake board equal the simulator's."""
+    _, logits, traced = engine.run(x, trace=True)
+    _, want_logits, want = Simulator(engine.model).run(x, trace=True)
+    assert_same(traced, want)
+    assert np.array_equal(logits, want_logits)
+
+
 def corrupt(engine, step_index: int, word: int, xor: int):
     """Flip bits of one word of a step's persistent stream-A buffer, as a DDR fault would
     (the CPU writes, then flushes that word)."""
@@ -206,13 +214,10 @@ def test_a_layer_split_along_its_input_runs_as_in_the_simulator(tmp_path):
         rng, {"c_in": 3, "c_out": 300, "hw": (6, 5)}, {"c_out": 5, "last": True}
     )
     x = floats_for(model, random_codes(rng, layer, 2, model.maps["input"].J))
-    engine, device = connect(tmp_path / "overlay", model, params={"CH_MAX": 256})
+    engine, _ = connect(tmp_path / "overlay", model, params={"CH_MAX": 256})
     try:
         assert [s.part for s in engine.plan.steps] == [None, (0, 150), (150, 300)]
-        _, logits, traced = engine.run(x, trace=True)
-        _, want_logits, want = Simulator(model).run(x, trace=True)
-        assert_same(traced, want)
-        assert np.array_equal(logits, want_logits)
+        assert_runs_as_the_simulator(engine, x)
     finally:
         engine.close()
 
@@ -221,25 +226,14 @@ def test_a_pool_chain_and_unequal_strides_run_as_in_the_simulator(tmp_path):
     """A (1, 2)-strided conv the host subsamples, then a 5x5 max-pool run as two pool steps
     (the first answering into the second's map slot)."""
     rng = np.random.default_rng(8)
-    model, conv = pool_model(rng, (5, 5), (2, 2), (2, 2, 2, 2), (13, 12))
-    conv.attrs["strides"] = [1, 2]
-    conv.out_shape = (conv.out_shape[0], 13, 6)
-    pool = model.layers[1]
-    pool.in_shape = conv.out_shape
-    pool.out_shape = (pool.out_shape[0], 7, 3)
-    fc = model.layers[2]
-    fc.in_shape = (int(np.prod(pool.out_shape)),)
-    fc.codes = fc.codes[:, : fc.in_shape[0]].copy()
+    model, conv = pool_model(rng, (5, 5), (2, 2), (2, 2, 2, 2), (13, 12), conv_strides=(1, 2))
     x = floats_for(model, random_codes(rng, conv, 2, model.maps["input"].J))
-    engine, device = connect(tmp_path / "overlay", model)
+    engine, _ = connect(tmp_path / "overlay", model)
     try:
         pools = [s for s in engine.plan.steps if s.op == "POOL"]
         assert engine.plan.steps[0].host_stride == (1, 2) and len(pools) == 2
         assert not pools[1].host_in  # the first pool's answer lands in the second's map
-        _, logits, traced = engine.run(x, trace=True)
-        _, want_logits, want = Simulator(model).run(x, trace=True)
-        assert_same(traced, want)
-        assert np.array_equal(logits, want_logits)
+        assert_runs_as_the_simulator(engine, x)
     finally:
         engine.close()
 
