@@ -66,10 +66,7 @@ CONST:
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 1060 avg = 40
         KCNN_CSIM(trips++;)
-        bool last;
-        const count_t at = pa.pos;
-        const word_t data = read_word<0>(in_a, pa, last);
-        status = tlast_status(last, at, g.a_final);
+        const word_t data = read_checked<0>(in_a, pa, g.a_final, status);
         if (status != KCNN_STATUS_OK) break;
         if (w < end_books) {
             for (unsigned i = 0; i < 8; i++) {

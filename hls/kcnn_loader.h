@@ -232,16 +232,11 @@ void loader_cycle(loader_state &s, loader_lanes<C> &lanes, axis_t &in_a, in_port
 
     word_t data_a = 0, data_b = 0;
     if (go && want_a) {
-        bool last;
-        const count_t at = pa.pos;
-        data_a = read_word<0>(in_a, pa, last);
-        now = tlast_status(last, at, g.a_final);
+        data_a = read_checked<0>(in_a, pa, g.a_final, now);
     }
     if (go && want_b) {
-        bool last;
-        const count_t at = pb.pos;
-        data_b = read_word<1>(in_b, pb, last);
-        const unsigned status_b = tlast_status(last, at, g.b_final);
+        unsigned status_b = KCNN_STATUS_OK;
+        data_b = read_checked<1>(in_b, pb, g.b_final, status_b);
         if (now == KCNN_STATUS_OK) now = status_b;  // A's word comes first in the section
     }
 

@@ -65,10 +65,7 @@ CHANNELS:
                 narrow[p] = pick;
             }
             if (it < load && status == KCNN_STATUS_OK) {
-                bool last;
-                const count_t at = pa.pos;
-                const word_t data = read_word<0>(in_a, pa, last);
-                status = tlast_status(last, at, g.a_final);
+                const word_t data = read_checked<0>(in_a, pa, g.a_final, status);
                 if (status == KCNN_STATUS_OK) {
                     const unsigned part = load_channel & (C::P - 1);
                     for (unsigned r = 0; r < 4; r++) {
@@ -138,10 +135,7 @@ CHANNELS:
         if (status != KCNN_STATUS_OK) break;
     }
     if (status == KCNN_STATUS_OK) {
-        bool last;
-        const count_t at = pa.pos;
-        read_word<0>(in_a, pa, last);
-        status = tlast_status(last, at, g.a_final);
+        read_checked<0>(in_a, pa, g.a_final, status);
     }
     return status;
 }

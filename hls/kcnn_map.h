@@ -23,10 +23,7 @@ MAP:
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 2 max = 16385 avg = 2000
         KCNN_CSIM(trips++;)
-        bool last;
-        const count_t at = pa.pos;
-        const word_t data = read_word<0>(in_a, pa, last);
-        status = tlast_status(last, at, g.a_final);
+        const word_t data = read_checked<0>(in_a, pa, g.a_final, status);
         if (status != KCNN_STATUS_OK) break;
         if (it == words) continue;  // the reserved word (the previous step's trailer)
         const typename mem<C>::place_t entry = placement[channel];
@@ -117,10 +114,7 @@ MAP:
             queue_count--;
         }
         if (it > words) continue;  // the final drain
-        bool last;
-        const count_t at = pa.pos;
-        const word_t data = read_word<0>(in_a, pa, last);
-        status = tlast_status(last, at, g.a_final);
+        const word_t data = read_checked<0>(in_a, pa, g.a_final, status);
         if (status != KCNN_STATUS_OK) break;
         if (it == words) continue;  // the reserved word
         for (unsigned i = 0; i < 2; i++) {
@@ -207,10 +201,7 @@ MAP:
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 2 max = 4097 avg = 500
         KCNN_CSIM(trips++;)
-        bool last;
-        const count_t at = pa.pos;
-        const word_t data = read_word<0>(in_a, pa, last);
-        status = tlast_status(last, at, g.a_final);
+        const word_t data = read_checked<0>(in_a, pa, g.a_final, status);
         if (status != KCNN_STATUS_OK) break;
         for (unsigned p = 0; p < C::P; p++) {
 #pragma HLS UNROLL

@@ -108,10 +108,7 @@ CHANNELS:
             const bool loading = it < load && status == KCNN_STATUS_OK;
             word_t data = 0;
             if (loading) {
-                bool last;
-                const count_t at = pa.pos;
-                data = read_word<0>(in_a, pa, last);
-                status = tlast_status(last, at, g.a_final);
+                data = read_checked<0>(in_a, pa, g.a_final, status);
             }
             const bool write = loading && status == KCNN_STATUS_OK;
             const bool pooling = it < work && it < blocks_work;
@@ -230,10 +227,7 @@ CHANNELS:
     }
     if (status == KCNN_STATUS_OK) {
         // The reserved word ends stream A.
-        bool last;
-        const count_t at = pa.pos;
-        read_word<0>(in_a, pa, last);
-        status = tlast_status(last, at, g.a_final);
+        read_checked<0>(in_a, pa, g.a_final, status);
     }
     if (status == KCNN_STATUS_OK && flat) {
         const unsigned codes = g.out_codes;

@@ -180,6 +180,18 @@ inline unsigned tlast_status(bool last, count_t pos, count_t final_pos) {
     return KCNN_STATUS_OK;
 }
 
+// read_word with the TLAST check every section read needs: `status` is tlast_status of the
+// word read.
+template <int WHICH>
+word_t read_checked(axis_t &s, in_port &port, count_t final_pos, unsigned &status) {
+#pragma HLS INLINE
+    bool last;
+    const count_t at = port.pos;
+    const word_t data = read_word<WHICH>(s, port, last);
+    status = tlast_status(last, at, final_pos);
+    return data;
+}
+
 inline void write_word(axis_t &out, word_t data, bool last) {
 #pragma HLS INLINE
     axis_word_t x;
@@ -200,8 +212,6 @@ inline ap_int<32> half_word(word_t w, unsigned i) {
 #pragma HLS INLINE
     return ap_int<32>(w.range(32 * i + 31, 32 * i));
 }
-
-inline unsigned ceil_div(unsigned a, unsigned b) { return (a + b - 1) / b; }
 
 // Code 4*dy + dx of a block word, or of a 4-code row word for dy = 0.
 inline code_t nibble(ap_uint<64> w, unsigned i) {
