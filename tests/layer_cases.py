@@ -1,4 +1,5 @@
-"""Small hand-built one-layer models with random integer tables, for the C-sim tests."""
+"""Small hand-built models with random integer tables, and their runs compared with the
+simulator, for the C-sim and board tests."""
 
 from __future__ import annotations
 
@@ -24,6 +25,15 @@ def conv_out(hw, kernel, strides, pads, dilations):
         (h + top + bottom - dh * (kh - 1) - 1) // sh + 1,
         (w + left + right - dw * (kw - 1) - 1) // sw + 1,
     )
+
+
+def check_tables(model) -> None:
+    """The loader's table checks, failing the test that built a bad case."""
+
+    def fail(message, name, field):
+        return AssertionError(f"{name}.{field}: {message}")
+
+    check_layer_tables(model, ARITHMETIC_CONTRACT, fail)
 
 
 def one_layer_model(
@@ -91,11 +101,7 @@ def one_layer_model(
         layer.thresholds = np.sort(rng.integers(1, spread + 1, J_out - 1)).astype(np.int64)
         maps["L"] = Codebook("L", codebook(rng, J_out - 1, False), 0.1, False)
     model = KcnnModel("one", in_shape, [layer], maps)
-
-    def fail(message, name, field):
-        return AssertionError(f"{name}.{field}: {message}")
-
-    check_layer_tables(model, ARITHMETIC_CONTRACT, fail)
+    check_tables(model)
     return model, layer
 
 
@@ -119,11 +125,7 @@ def chain_model(rng, first: dict, second: dict, taps: int | None = None):
     if layer1.out_map:
         maps["L1"] = replace(model1.maps["L"], name="L1")
     model = KcnnModel("chain", model0.input_shape, [layer0, layer1], maps)
-
-    def fail(message, name, field):
-        return AssertionError(f"{name}.{field}: {message}")
-
-    check_layer_tables(model, ARITHMETIC_CONTRACT, fail)
+    check_tables(model)
     return model, layer0
 
 
@@ -145,6 +147,23 @@ def pool_model(rng, kernel, strides, pads, hw, channels=4, conv_strides=(1, 1)):
     return model, conv
 
 
+def assert_same_maps(traced, expected) -> None:
+    """The same maps, in the same order, each of the same dtype and values."""
+    assert list(traced) == list(expected)
+    for key, value in expected.items():
+        assert traced[key].dtype == value.dtype and np.array_equal(traced[key], value), key
+
+
+def assert_runs_as_the_simulator(engine, x) -> None:
+    """Every map (traced) and the logits of ``x`` on ``engine`` equal the simulator's."""
+    from kcnn.sim.engine import Simulator
+
+    _, logits, traced = engine.run(x, trace=True)
+    _, want_logits, want = Simulator(engine.model).run(x, trace=True)
+    assert_same_maps(traced, want)
+    assert np.array_equal(logits, want_logits)
+
+
 def random_codes(rng, layer, n, J, zero_fraction=0.4):
     codes = rng.integers(1, J, (n, *layer.in_shape)) if J > 1 else np.zeros((n, *layer.in_shape))
     mask = rng.random(codes.shape) < zero_fraction
@@ -152,7 +171,9 @@ def random_codes(rng, layer, n, J, zero_fraction=0.4):
 
 
 def floats_for(model, codes: np.ndarray) -> np.ndarray:
-    """Inputs that the host encoder maps to exactly ``codes`` (their decoded values)."""
+    """Inputs that the host encoder maps to exactly ``codes`` (their decoded values). Sets
+    the input codebook's boundaries to the midpoints between those values first: the
+    cases are built with placeholder boundaries."""
     book = model.maps["input"]
     values = np.concatenate([[0.0], book.aq.astype(np.float64) * book.scale])
     book.boundaries = (values[2:] + values[1:-1]) / 2 if book.aq.size > 1 else np.zeros(0)

@@ -24,7 +24,14 @@ pytestmark = pytest.mark.board_env
 pynq = environments.importorskip("pynq")
 
 from fake_board import FakeZynq, kernel_registers, write_overlay  # noqa: E402
-from layer_cases import chain_model, floats_for, pool_model, random_codes  # noqa: E402
+from layer_cases import (  # noqa: E402
+    assert_runs_as_the_simulator,
+    assert_same_maps,
+    chain_model,
+    floats_for,
+    pool_model,
+    random_codes,
+)
 
 import kcnn.accelerator  # noqa: E402
 from kcnn import Accelerator  # noqa: E402
@@ -83,20 +90,6 @@ def digits(n):
     return models.digits("test")[0][:n]
 
 
-def assert_same(traced, expected):
-    assert list(traced) == list(expected)
-    for key, value in expected.items():
-        assert traced[key].dtype == value.dtype and np.array_equal(traced[key], value), key
-
-
-def assert_runs_as_the_simulator(engine, x):
-    """Every map and the logits of ``x`` on the fake board equal the simulator's."""
-    _, logits, traced = engine.run(x, trace=True)
-    _, want_logits, want = Simulator(engine.model).run(x, trace=True)
-    assert_same(traced, want)
-    assert np.array_equal(logits, want_logits)
-
-
 def corrupt(engine, step_index: int, word: int, xor: int):
     """Flip bits of one word of a step's persistent stream-A buffer, as a DDR fault would
     (the CPU writes, then flushes that word)."""
@@ -130,7 +123,7 @@ def test_board_reproduces_the_main_environment_bit_for_bit(tmp_path, name):
     finally:
         engine.close()
     maps["logits"] = logits
-    assert_same(maps, stored)
+    assert_same_maps(maps, stored)
 
 
 @pytest.mark.parametrize("name", models.MODELS)
@@ -140,8 +133,8 @@ def test_sim_csim_and_board_agree_bit_for_bit(tmp_path, name, references):
     engine, device = connect(tmp_path / "overlay", name)
     try:
         out, logits, maps = engine.run(x, trace=True)
-        assert_same(csim_maps, sim_maps)
-        assert_same(maps, sim_maps)
+        assert_same_maps(csim_maps, sim_maps)
+        assert_same_maps(maps, sim_maps)
         assert np.array_equal(logits, sim_logits) and np.array_equal(csim_logits, sim_logits)
         assert np.array_equal(out, sim_out)
         # Without trace only the last answer is read back, and it is the same.
@@ -491,32 +484,24 @@ def test_hang_times_out_naming_step_layer_and_bytes_then_recovers(tmp_path, refe
         engine.close()
 
 
-def test_truncated_answer_is_named_then_recovers(tmp_path, references):
+@pytest.mark.parametrize(
+    "fault, words, error, match",
+    [
+        # an answer cut short is named by its missing trailer
+        ("truncate", 1, StepFault, r"the answer of 294 words ends without a trailer"),
+        # one longer than armed halts the S2MM channel
+        ("extra", 3, BoardFault, r"the answer channel .* stopped: halted, DMA internal error"),
+    ],
+    ids=["truncated", "longer_than_armed"],
+)
+def test_answer_of_the_wrong_length_is_named_then_recovers(
+    tmp_path, references, fault, words, error, match
+):
     x, (_, sim_logits, _), _ = references["lenet5"]
     engine, device = connect(tmp_path / "overlay")
     try:
-        device.inject("truncate", 1)
-        with pytest.raises(
-            StepFault,
-            match=r"step 0 \(layer 'conv1'\): the answer of 294 words "
-            r"ends without a trailer",
-        ):
-            engine.run(x)
-        recovers_to_sim(engine, device, x, sim_logits, reloads=2)
-    finally:
-        engine.close()
-
-
-def test_answer_longer_than_armed_is_a_dma_internal_error(tmp_path, references):
-    x, (_, sim_logits, _), _ = references["lenet5"]
-    engine, device = connect(tmp_path / "overlay")
-    try:
-        device.inject("extra", 3)
-        with pytest.raises(
-            BoardFault,
-            match=r"step 0 \(layer 'conv1'\): the answer channel .* "
-            r"stopped: halted, DMA internal error",
-        ):
+        device.inject(fault, words)
+        with pytest.raises(error, match=r"step 0 \(layer 'conv1'\): " + match):
             engine.run(x)
         recovers_to_sim(engine, device, x, sim_logits, reloads=2)
     finally:

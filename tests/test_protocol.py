@@ -179,7 +179,7 @@ def test_word_counts_of_a_small_conv():
     # (one word on A and one on B, one cycle each). The planner takes the sparse form.
     assert job.sparse and job.steps == 9
     rows = np.concatenate([step.jobs_a[4:], step.jobs_b]).view(np.uint8)
-    part0 = np.concatenate([step.jobs_a[4:].view(np.uint8).reshape(9, 8)[:, 0]])
+    part0 = step.jobs_a[4:].view(np.uint8).reshape(9, 8)[:, 0]
     assert list(part0) == [0x01, 0x91, 0x00] * 3
     assert rows.size == 18 * 8
     # constants: codebooks ceil((3 + 2) / 8) = 1, thresholds ceil(2 / 2) = 1, placement 2
@@ -213,8 +213,8 @@ def test_word_counts_of_a_sparse_fc():
     raw = np.concatenate([step.jobs_a[4:], step.jobs_b])  # after header and biases
     assert f["job_words_a"] == 2 + 2 + 4 and f["job_words_b"] == 4
     steps = np.zeros((4, 16), np.uint8)
-    steps[0::1, :8] = raw[:4].view(np.uint8).reshape(4, 8)
-    steps[0::1, 8:] = raw[4:].view(np.uint8).reshape(4, 8)
+    steps[:, :8] = raw[:4].view(np.uint8).reshape(4, 8)
+    steps[:, 8:] = raw[4:].view(np.uint8).reshape(4, 8)
     assert list(steps[:, 0]) == [0x01, 0, 0, 0]
     assert list(steps[:, 1]) == [0x12, 0, 0, 0]
     assert list(steps[:, 5]) == [0, 0, 0x01, 0]
