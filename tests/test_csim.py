@@ -268,6 +268,9 @@ def test_windows_above_the_kernel_run_as_input_blocks(name, params):
     x = floats_for(model, random_codes(rng, layer, 2, model.maps["input"].J))
     if model.layer(split_layer).thresholds is not None:
         spread_thresholds(model, model.layer(split_layer), x)
+        # codes all at 0 or all at the top would hide a wrong sum of the blocks
+        codes = Simulator(model).run(x, trace=True)[2][split_layer]
+        assert np.unique(codes).size >= 3
     engine = assert_same_run(model, x, params)
     assert_trips_are_the_model(engine)
     split = {s.layer.name for s in engine.plan.steps if s.part is not None}
