@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kcnn.config import BuildParams
+from kcnn.config import DESCRIPTOR_WORDS, BuildParams
 from kcnn.kfile import KcnnModel
 from kcnn.plan import JOB_CHANNELS, Plan, Step, plan_model
 from kcnn.report import build_report
@@ -289,9 +289,12 @@ def step_cycles(step: Step) -> tuple[int, dict]:
 
 
 def step_words(step: Step) -> dict:
+    # Counted from the parts: joining a step's weight words only to count them would copy
+    # every weight of the model.
     return {
-        "a": int(step.head.size + step.map_words + 1 + step.jobs_a.size),
-        "b": int(step.jobs_b.size),
+        "a": int(DESCRIPTOR_WORDS + step.constants.size + step.map_words + 1)
+        + sum(int(job.words_a.size) for job in step.jobs),
+        "b": sum(int(job.words_b.size) for job in step.jobs),
         "out": int(step.out_words + 1),
     }
 
@@ -304,7 +307,8 @@ def _host(plan: Plan) -> dict:
     input_bytes = 8 * sum(s.map_words for s in first_steps)
     encoded = 0 if first.in_format == "F32" else int(np.prod(first.layer.in_shape))
     accesses = sum(
-        STEP_ACCESSES + (STREAM_B_ACCESSES if step.jobs_b.size else 0) for step in plan.steps
+        STEP_ACCESSES + (STREAM_B_ACCESSES if any(job.words_b.size for job in step.jobs) else 0)
+        for step in plan.steps
     )
     tail = sum(int(np.prod(layer.out_shape)) for layer in plan.host_tail)
     # Codes of the maps the host unpacks (answers it reads) and packs (maps it writes);
@@ -340,7 +344,7 @@ def _host(plan: Plan) -> dict:
     }
 
 
-def _dense_baseline(model: KcnnModel, plan: Plan, rows: list[dict], clock: float) -> float:
+def _dense_baseline(plan: Plan, rows: list[dict], clock: float) -> float:
     """Fabric seconds of the dense 8-bit design: per conv / fc layer its weight bytes over
     the DDR bandwidth or its MACs over the DSP budget x 2 int8 MACs per DSP48 per cycle,
     whichever is longer; the pool and LRN steps as ours."""
@@ -394,7 +398,7 @@ def estimate(model: KcnnModel, params: BuildParams | None = None, *, source: str
     storage_bytes = report["totals"]["storage_bits"] / 8
     lanes_in_budget = int(DEVICE["lut"] * BUDGET["lut"] // LANE_LUT)
     limit_fabric = max(storage_bytes / DDR_BYTES_PER_S, pairs / (lanes_in_budget * clock))
-    dense_fabric = _dense_baseline(model, plan, rows, clock)
+    dense_fabric = _dense_baseline(plan, rows, clock)
     fps = 1.0 / (fabric_s + host["s"])
     limit_fps = 1.0 / (limit_fabric + host["s"])
     return {

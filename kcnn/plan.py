@@ -225,36 +225,28 @@ def plan_model(model: KcnnModel, params: BuildParams | None = None) -> Plan:
             formats.append("FLAT" if nxt.op == "fc" else "BLOCKED")
     steps = []
     for n, layer in enumerate(layers):
-        in_format = "BLOCKED"
-        if layer.op == "fc":
-            in_format = "FLAT"
-        if n == 0:
-            if layer.op != "conv":
-                in_format = "FLAT" if layer.op == "fc" else "BLOCKED"
-            else:
-                in_format = "F32"
+        in_format = "FLAT" if layer.op == "fc" else "BLOCKED"
+        if n == 0 and layer.op == "conv":
+            in_format = "F32"
         steps.extend(_layer_steps(model, layer, len(steps), in_format, formats[n], params))
     # The host writes a step's map when it is a band or an input block (cut from the
     # host's copy), or when the step before answers something the host must finish first
     # (bands to join, blocks to add, a grid to subsample); otherwise the answer before it
     # lands in its map slot.
-    for n, step in enumerate(steps):
-        before = steps[n - 1] if n else None
+    for before, step in zip([None, *steps[:-1]], steps, strict=True):
         step.host_in = (
             step.band is not None
             or step.part is not None
-            or (
-                before is not None
-                and (
-                    before.band is not None
-                    or before.part is not None
-                    or before.host_stride is not None
-                )
-            )
+            or (before is not None and _host_finishes(before))
         )
     for step, nxt in zip(steps[:-1], steps[1:], strict=True):
         step.host_out = nxt.host_in
     return Plan(model, params, steps, tail)
+
+
+def _host_finishes(step: Step) -> bool:
+    """Whether the host must finish ``step``'s answer before the next step can read it."""
+    return step.band is not None or step.part is not None or step.host_stride is not None
 
 
 def _layer_steps(model, layer: QLayer, index: int, in_format: str, out_format: str, params):
@@ -346,6 +338,40 @@ def _base_fields(op: str, index: int) -> dict:
     }
 
 
+def _weighted_fields(
+    op: str, index: int, layer: QLayer, book, jobs, constants, map_words: int, **geometry
+) -> dict:
+    """A conv or fc step's descriptor: the fields they share around the ``geometry``
+    fields (in this order: streaming_report dumps the descriptor as it is built)."""
+    return {
+        **_base_fields(op, index),
+        "flags": FLAGS["ACT_SIGNED"] if book.signed else 0,
+        "n_jobs": len(jobs),
+        "k1": layer.K - 1,
+        "j1": book.J - 1,
+        "jo1": _threshold_count(layer),
+        **geometry,
+        "const_words": constants.size,
+        "map_words": map_words,
+        "job_words_a": sum(job.words_a.size for job in jobs),
+        "job_words_b": sum(job.words_b.size for job in jobs),
+        "out_words": sum(job.out_words for job in jobs),
+    }
+
+
+def _threshold_count(layer: QLayer) -> int:
+    return 0 if layer.thresholds is None else len(layer.thresholds)
+
+
+def _weight_constants(layer: QLayer, book) -> list[np.ndarray]:
+    """The constants every conv or fc step starts with: the codebooks, then the
+    thresholds of a layer that emits codes."""
+    consts = [_codebook_words(layer.wq, book.aq)]
+    if _threshold_count(layer):
+        consts.append(pack_int32(layer.thresholds))
+    return consts
+
+
 def _codebook_words(wq, aq) -> np.ndarray:
     books = np.concatenate([np.asarray(wq, np.int64), np.asarray(aq, np.int64)])
     if books.size and (books.min() < -128 or books.max() > 255):
@@ -373,6 +399,20 @@ def _partial_bound(rows: np.ndarray, wq: np.ndarray, aq_max: int) -> np.ndarray:
     """Per channel: the largest |partial sum| a partition's entries can reach."""
     worst = np.concatenate([[0], np.abs(np.asarray(wq, np.int64)) * aq_max])
     return worst[rows].sum(axis=1)
+
+
+def _partition_entries(rows: list[np.ndarray], layer: QLayer, book) -> np.ndarray:
+    """Weight entries per (output, partition) of a layer's partition ``rows``, after
+    checking that no partition's partial sum can overflow the lane accumulators."""
+    aq_max = int(np.abs(book.aq).max()) if book.aq.size else 0
+    bound = np.stack([_partial_bound(r, layer.wq, aq_max) for r in rows], axis=1)
+    if bound.max(initial=0) >= PARTIAL_LIMIT:
+        raise WindowTooLarge(
+            "a partition's partial sum of one output may exceed the 24-bit lane accumulators",
+            layer=layer.name,
+            field="W_DEPTH",
+        )
+    return np.stack([np.count_nonzero(r, axis=1) for r in rows], axis=1)
 
 
 def _interleave(sequences: list[np.ndarray], dense: bool, params: BuildParams):
@@ -782,23 +822,12 @@ def _conv_steps(
         out_fits=out_fits,
     )
     per_group = c_out // groups
-    aq_max = int(np.abs(book.aq).max()) if book.aq.size else 0
     group_rows = []
     for g in range(groups):
         codes_g = geo.codes[g * per_group : (g + 1) * per_group]
         rows, slot0 = _conv_rows(codes_g, placement, g, cg, params.P, khb, kwb)
-        bound = np.stack([_partial_bound(r, layer.wq, aq_max) for r in rows], axis=1)
-        if bound.max(initial=0) >= PARTIAL_LIMIT:
-            raise WindowTooLarge(
-                "a partition's partial sum of one output may exceed the 24-bit lane accumulators",
-                layer=layer.name,
-                field="W_DEPTH",
-            )
-        group_rows.append((rows, slot0))
-    consts = [_codebook_words(layer.wq, book.aq)]
-    jo1 = 0 if layer.thresholds is None else len(layer.thresholds)
-    if jo1:
-        consts.append(pack_int32(layer.thresholds))
+        group_rows.append((rows, slot0, _partition_entries(rows, layer, book)))
+    consts = _weight_constants(layer, book)
     placement_words = (placement.masks & 0xFFFFFFFF) | (placement.slots << 32)
     consts.append(placement_words.astype(np.uint64))
     if in_format == "F32":
@@ -812,8 +841,7 @@ def _conv_steps(
     for n_band, (r0, r1, o0, o1) in enumerate(bands):
         band_oh = o1 - o0
         jobs = []
-        for g, (rows, slot0) in enumerate(group_rows):
-            entries = np.stack([np.count_nonzero(r, axis=1) for r in rows], axis=1)
+        for g, (rows, slot0, entries) in enumerate(group_rows):
             align = 1
             if out_format == "FLAT":
                 align = 16 // np.gcd(band_oh * ow, 16)
@@ -849,38 +877,34 @@ def _conv_steps(
                 )
         band_pt = max(0, geo.pt - o0 * geo.sub) if banded else geo.pt
         in_rows = r1 - r0
-        fields = {
-            **_base_fields("CONV", index + n_band),
-            "flags": FLAGS["ACT_SIGNED"] if book.signed else 0,
-            "n_jobs": len(jobs),
-            "k1": layer.K - 1,
-            "j1": book.J - 1,
-            "jo1": jo1,
-            "in_c": c_in,
-            "in_h": in_rows,
-            "in_w": w,
-            "out_c": c_out,
-            "out_h": band_oh,
-            "out_w": ow,
-            "kh": geo.kh,
-            "kw": geo.kw,
-            "dh": geo.dh,
-            "dw": geo.dw,
-            "pad_t": band_pt,
-            "pad_l": geo.pl,
-            "khb": khb,
-            "kwb": kwb,
-            "in_format": FORMATS[in_format],
-            "out_format": FORMATS[out_format],
-            "s2d": geo.s2d,
-            "sub": geo.sub,
-            "groups": groups,
-            "const_words": constants.size,
-            "map_words": _map_words(in_format, layer.in_shape, geo, (c_in, in_rows, w)),
-            "job_words_a": sum(j.words_a.size for j in jobs),
-            "job_words_b": sum(j.words_b.size for j in jobs),
-            "out_words": sum(job.out_words for job in jobs),
-        }
+        fields = _weighted_fields(
+            "CONV",
+            index + n_band,
+            layer,
+            book,
+            jobs,
+            constants,
+            _map_words(in_format, layer.in_shape, geo, (c_in, in_rows, w)),
+            in_c=c_in,
+            in_h=in_rows,
+            in_w=w,
+            out_c=c_out,
+            out_h=band_oh,
+            out_w=ow,
+            kh=geo.kh,
+            kw=geo.kw,
+            dh=geo.dh,
+            dw=geo.dw,
+            pad_t=band_pt,
+            pad_l=geo.pl,
+            khb=khb,
+            kwb=kwb,
+            in_format=FORMATS[in_format],
+            out_format=FORMATS[out_format],
+            s2d=geo.s2d,
+            sub=geo.sub,
+            groups=groups,
+        )
         steps.append(
             Step(
                 index + n_band,
@@ -946,15 +970,7 @@ def _fc_step(
     padded = np.zeros((rows_out, span * p), np.uint8)
     padded[:, :n_in] = weights
     rows = [padded[:, s::p] for s in range(p)]
-    aq_max = int(np.abs(book.aq).max()) if book.aq.size else 0
-    bound = np.stack([_partial_bound(r, layer.wq, aq_max) for r in rows], axis=1)
-    if bound.max(initial=0) >= PARTIAL_LIMIT:
-        raise WindowTooLarge(
-            "a partition's partial sum of one output may exceed the 24-bit lane accumulators",
-            layer=layer.name,
-            field="W_DEPTH",
-        )
-    entries = np.stack([np.count_nonzero(r, axis=1) for r in rows], axis=1)
+    entries = _partition_entries(rows, layer, book)
     # The kernel packs an fc step's outputs on across its jobs: a job writes the words it
     # completes, the last job the partial tail.
     per_word = 16 if out_format == "FLAT" else 2
@@ -978,28 +994,20 @@ def _fc_step(
                 False,
             )
         )
-    consts = [_codebook_words(layer.wq, book.aq)]
-    jo1 = 0 if layer.thresholds is None else len(layer.thresholds)
-    if jo1:
-        consts.append(pack_int32(layer.thresholds))
-    constants = np.concatenate(consts).astype(np.uint64)
-    fields = {
-        **_base_fields("FC", index),
-        "flags": FLAGS["ACT_SIGNED"] if book.signed else 0,
-        "n_jobs": len(jobs),
-        "k1": layer.K - 1,
-        "j1": book.J - 1,
-        "jo1": jo1,
-        "in_c": n_in,
-        "out_c": rows_out,
-        "in_format": FORMATS[in_format],
-        "out_format": FORMATS[out_format],
-        "const_words": constants.size,
-        "map_words": format_words("FLAT", n_in, 1, 1),
-        "job_words_a": sum(j.words_a.size for j in jobs),
-        "job_words_b": sum(j.words_b.size for j in jobs),
-        "out_words": sum(j.out_words for j in jobs),
-    }
+    constants = np.concatenate(_weight_constants(layer, book)).astype(np.uint64)
+    fields = _weighted_fields(
+        "FC",
+        index,
+        layer,
+        book,
+        jobs,
+        constants,
+        format_words("FLAT", n_in, 1, 1),
+        in_c=n_in,
+        out_c=rows_out,
+        in_format=FORMATS[in_format],
+        out_format=FORMATS[out_format],
+    )
     return Step(
         index,
         "FC",

@@ -132,19 +132,17 @@ class StepEngine:
         steps = self.plan.steps
         book = self.model.maps["input"]
         first = steps[0]
-        # The host's copy of the map the next host-written step reads.
-        source = x if first.in_format == "F32" else None
-        if source is None and first.host_in:
+        # The host's copy of the map the next host-written step reads; the first step's map
+        # is always written, and a banded or blocked first layer reads it again.
+        source = x
+        if first.in_format != "F32":
             source = encode_input(x, book.boundaries).reshape(first.layer.in_shape)
         frame = Frame([], {})
         pieces = None  # the output of a layer run as bands or input blocks, as it is joined
         for n, step in enumerate(steps):
-            if n == 0 and not step.host_in:
-                words = first_map_words(step, x, book.boundaries, self.map_slot(step))
-            elif step.host_in:
+            words = None
+            if n == 0 or step.host_in:
                 words = step_map_words(step, source, self.map_slot(step))
-            else:
-                words = None
             last = n + 1 == len(steps)
             whole = step.band is None and step.part is None
             need = trace or step.host_out or not whole or last
