@@ -166,7 +166,7 @@ def _bram36(depth: int, width: int) -> float:
 def resources(params: BuildParams) -> dict:
     """Per module LUT / FF / BRAM36 / DSP48, from the build parameters (an estimate)."""
     p = params.P
-    lanes = 16 * p
+    lanes = params.lanes
     bank_words = params.IN_DEPTH // (16 * p)
     modules = {
         "partition array": {
