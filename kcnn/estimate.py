@@ -86,7 +86,8 @@ LOOP_TABLE = {
         1,
         8,
         "one word per bank of each window channel's partition per iteration; the next "
-        "plane writes a partition outside the window",
+        "plane writes a partition outside the window; one read of each search stage's cut "
+        "LUTRAM per lane",
     ),
 }
 
