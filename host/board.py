@@ -41,17 +41,19 @@ import numpy as np
 from kcnn.config import ARITHMETIC_CONTRACT, BUILD_PARAMETERS
 from kcnn.errors import KcnnError
 from kcnn.host.hwh import register_offset
-from kcnn.kfile import KcnnModel
-from kcnn.plan import Step
+from kcnn.model import Model
 from kcnn.protocol import (
     INFO_WORDS,
     MAGIC,
+    StepFault,
+    check_answer,
     decode_info,
     decode_trailer,
     probe_step,
     status_name,
 )
-from kcnn.runner import StepEngine, StepFault, check_answer
+from kcnn.runner import GraphRunner, StepFabric
+from kcnn.tiling import Step
 
 WORD_BYTES = 8
 #: AXI DMA status register bits (PG021): halted, idle and the three error kinds.
@@ -203,8 +205,9 @@ class _StepIO:
     answer_bytes: int
 
 
-class BoardEngine(StepEngine):
-    """Runs a model's steps on the overlay; the host ops around them on the ARM.
+class BoardEngine:
+    """Runs a model's steps on the overlay: the device of a :class:`kcnn.runner.StepFabric`,
+    which one :class:`kcnn.runner.GraphRunner` drives (the host ops run on the ARM).
 
     Parameters
     ----------
@@ -231,7 +234,7 @@ class BoardEngine(StepEngine):
 
     def __init__(
         self,
-        model: KcnnModel,
+        model: Model,
         jobs_dma,
         weights_dma,
         ip,
@@ -249,7 +252,11 @@ class BoardEngine(StepEngine):
         self.overlay_config = overlay_config
         self._buffers: list = []
         self._fault: str | None = None
-        super().__init__(model, overlay_config["params"])
+        self.model = model
+        self.params = overlay_config["params"]
+        self.fabric = StepFabric(model, self.params, self)
+        self.plan = self.fabric.plan
+        self.runner = GraphRunner(model, self.fabric)
         self._a = Channel(jobs_dma, "send", "stream A (jobs DMA, MM2S)", source)
         self._out = Channel(jobs_dma, "recv", "answer channel (jobs DMA, S2MM)", source)
         self._b = None
@@ -400,18 +407,23 @@ class BoardEngine(StepEngine):
         """The word where step ``index``'s map slot starts in its buffer."""
         return self._map_at[index]
 
-    # ---- one frame --------------------------------------------------------------------
-    def run_frame(self, x: np.ndarray, trace: bool = False) -> list:
+    def run(self, x: np.ndarray, trace: bool = False):
+        return self.runner.run(x, trace)
+
+    # ---- the device --------------------------------------------------------------------
+    def begin_frame(self) -> None:
         if self._fault is not None:
             self.recover()
+
+    def execute(self, step: Step, map_words: np.ndarray | None, need: bool):
         try:
-            return super().run_frame(x, trace)
+            return self._execute(step, map_words, need)
         except BaseException as exc:
             if self._fault is None:
                 self._fault = f"{type(exc).__name__}: {exc}"
             raise
 
-    def execute(self, step: Step, map_words: np.ndarray | None, need: bool):
+    def _execute(self, step: Step, map_words: np.ndarray | None, need: bool):
         io = self._io[step.index]
         if map_words is not None:
             slot = self.map_slot(step)

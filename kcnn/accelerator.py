@@ -114,12 +114,12 @@ class Accelerator:
             self.backend, self.reason = "csim", "requested"
             self._engine = CsimEngine(self.model, _build_params(params))
         else:
-            from kcnn.sim.engine import Simulator
+            from kcnn.sim.engine import simulator
 
             self.backend = "sim"
             if backend == "sim":
                 self.reason = "requested"
-            self._engine = Simulator(self.model)
+            self._engine = simulator(self.model)
 
     # ---- inputs ---------------------------------------------------------------------
     def check_input(self, x, source=None) -> np.ndarray:

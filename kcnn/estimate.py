@@ -28,9 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from kcnn.config import DESCRIPTOR_WORDS, BuildParams
-from kcnn.kfile import KcnnModel
-from kcnn.plan import JOB_CHANNELS, Plan, Step, plan_model
+from kcnn.model import Model
+from kcnn.plan import plan_model
 from kcnn.report import build_report
+from kcnn.tiling import JOB_CHANNELS, Plan, Step
 
 # ---- the kernel's loops ---------------------------------------------------------------------
 
@@ -349,23 +350,21 @@ def _dense_baseline(plan: Plan, rows: list[dict], clock: float) -> float:
     """Fabric seconds of the dense 8-bit design: per conv / fc layer its weight bytes over
     the DDR bandwidth or its MACs over the DSP budget x 2 int8 MACs per DSP48 per cycle,
     whichever is longer; the pool and LRN steps as ours."""
-    from kcnn.report import layer_dense_macs
-
     macs_per_s = int(DEVICE["dsp48"] * BUDGET["dsp48"]) * 2 * clock
     total = 0.0
     seen = set()  # a layer run as bands or input blocks is one layer of the dense design
     for step, row in zip(plan.steps, rows, strict=True):
         layer = step.layer
-        if layer.op not in ("conv", "fc"):
+        if not layer.is_fabric:
             total += row["seconds"]
         elif id(layer) not in seen:
             seen.add(id(layer))
             weight_bytes = int(layer.codes.size) + 4 * int(layer.bias.size)
-            total += max(weight_bytes / DDR_BYTES_PER_S, layer_dense_macs(layer) / macs_per_s)
+            total += max(weight_bytes / DDR_BYTES_PER_S, layer.kind.dense_macs(layer) / macs_per_s)
     return total
 
 
-def estimate(model: KcnnModel, params: BuildParams | None = None, *, source: str = "") -> dict:
+def estimate(model: Model, params: BuildParams | None = None, *, source: str = "") -> dict:
     """The performance table of ``kcnn report --estimate`` (labelled an estimate)."""
     params = params or BuildParams()
     source = source or "the default build parameters (no overlay given)"

@@ -99,11 +99,3 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=1, keepdims=True)
-
-
-def apply(op: str, attrs: dict, x: np.ndarray) -> np.ndarray:
-    if op == "lrn":
-        return lrn(x, attrs["size"], attrs["alpha"], attrs["beta"], attrs["bias"])
-    if op == "softmax":
-        return softmax(x)
-    raise ValueError(f"no host implementation of {op!r}")

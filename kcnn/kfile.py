@@ -12,7 +12,6 @@ import io
 import json
 import zipfile
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +19,6 @@ import numpy as np
 from kcnn.config import ARITHMETIC_CONTRACT, FORMAT_VERSION, act_code_range, weight_code_range
 from kcnn.errors import KcnnError
 from kcnn.files import atomic_write
-from kcnn.graph import conv_output_hw
-from kcnn.hostops import LRN_BETAS
 from kcnn.limits import (
     MAX_JSON_DEPTH,
     MAX_LAYER_WEIGHTS,
@@ -30,160 +27,20 @@ from kcnn.limits import (
     MAX_MAP_VALUES,
     MAX_MODEL_WEIGHTS,
 )
+from kcnn.model import Codebook, Layer, Model
+from kcnn.ops import op_names
+from kcnn.weight_forms import (
+    SPARSE_MAX_GAP,
+    decode_sparse,
+    encode_sparse,
+    pack_dense,
+    unpack_dense,
+)
 
 MANIFEST = "manifest.json"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed so that equal contents give equal bytes
-SPARSE_MAX_GAP = 15
-#: Bits a sparse row's entry count takes in storage and in the job format.
-ROW_COUNT_BITS = 32
-LAYER_OPS = ("conv", "fc", "maxpool", "flatten", "lrn", "softmax")
 #: Scales are below this, so that logits (acc < 2^31 times two scales) stay finite.
 SCALE_MAX = 1e100
-
-
-@dataclass
-class Codebook:
-    """The integer codebook of one encoded map: value of code j (j >= 1) is aq[j-1]*scale.
-
-    ``boundaries`` exist for maps the host encodes: the network input (midpoints of the
-    sorted decoded centroids) and a host op's output (thresholds ``t``, code = #{t <= y}).
-    """
-
-    name: str
-    aq: np.ndarray
-    scale: float
-    signed: bool
-    boundaries: np.ndarray | None = None
-    calib_values: int = 0
-
-    @property
-    def J(self) -> int:  # noqa: N802 - the paper's symbol
-        return len(self.aq) + 1
-
-    def decode(self, codes: np.ndarray) -> np.ndarray:
-        """Float64 values of ``codes`` (code 0 is exactly zero)."""
-        table = np.concatenate([[0.0], self.aq.astype(np.float64) * self.scale])
-        return table[codes]
-
-
-@dataclass
-class QLayer:
-    """A layer of a quantized model. Fabric layers carry their integer tables."""
-
-    name: str
-    op: str
-    in_shape: tuple[int, ...]
-    out_shape: tuple[int, ...]
-    attrs: dict = field(default_factory=dict)
-    relu: bool = False
-    nodes: list[str] = field(default_factory=list)
-    in_map: str | None = None
-    out_map: str | None = None
-    # fabric layers only
-    codes: np.ndarray | None = None  # uint8, weight-shaped; 0 = pruned
-    wq: np.ndarray | None = None  # int64, K-1 non-zero integer centroids, ascending
-    w_scale: float = 0.0
-    bias: np.ndarray | None = None  # int64, one per output channel, in accumulator units
-    thresholds: np.ndarray | None = None  # int64, J'-1 non-decreasing (None: emits acc)
-    weight_form: str = "dense"
-
-    @property
-    def is_fabric(self) -> bool:
-        return self.op in ("conv", "fc")
-
-    @property
-    def K(self) -> int:  # noqa: N802 - the paper's symbol
-        return 0 if self.wq is None else len(self.wq) + 1
-
-
-@dataclass
-class KcnnModel:
-    """A loaded or freshly quantized model: graph, integer tables and codebooks."""
-
-    name: str
-    input_shape: tuple[int, ...]
-    layers: list[QLayer]
-    maps: dict[str, Codebook]
-    meta: dict = field(default_factory=dict)  # source sha256, kcnn version, config, ...
-
-    def layer(self, name: str) -> QLayer:
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise KeyError(name)
-
-    def save(self, path) -> Path:
-        return save(self, path)
-
-
-# ---- weight code forms --------------------------------------------------------------
-
-
-def pack_dense(codes: np.ndarray) -> np.ndarray:
-    """Two 4-bit codes per byte, first code in the low nibble."""
-    flat = codes.reshape(-1).astype(np.uint8)
-    if flat.size % 2:
-        flat = np.concatenate([flat, np.zeros(1, np.uint8)])
-    return (flat[0::2] | (flat[1::2] << 4)).astype(np.uint8)
-
-
-def unpack_dense(packed: np.ndarray, count: int) -> np.ndarray:
-    out = np.empty(packed.size * 2, np.uint8)
-    out[0::2] = packed & 0x0F
-    out[1::2] = packed >> 4
-    return out[:count]
-
-
-def encode_sparse(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sparse form of a weight array, one row per output channel.
-
-    Each entry is one byte: code in the low nibble, the number of zeros skipped before it
-    (0..15) in the high nibble. A gap above 15 inserts filler entries (code 0, gap 15),
-    each of which covers 16 positions. Returns ``(entries, entries_per_row)``.
-    """
-    rows = codes.reshape(codes.shape[0], -1)
-    row_idx, col_idx = np.nonzero(rows)
-    previous = np.empty_like(col_idx)
-    if col_idx.size:
-        previous[0] = -1
-        previous[1:] = np.where(row_idx[1:] == row_idx[:-1], col_idx[:-1], -1)
-    gap = col_idx - previous - 1
-    fillers = gap // (SPARSE_MAX_GAP + 1)
-    residual = gap % (SPARSE_MAX_GAP + 1)
-    per_nonzero = fillers + 1
-    total = int(per_nonzero.sum())
-    entries = np.full(total, SPARSE_MAX_GAP << 4, np.uint8)  # fillers by default
-    last_slot = np.cumsum(per_nonzero) - 1
-    entries[last_slot] = (rows[row_idx, col_idx].astype(np.uint8) | (residual << 4)).astype(
-        np.uint8
-    )
-    per_row = np.bincount(row_idx, weights=per_nonzero, minlength=rows.shape[0])
-    return entries, per_row.astype(np.uint32)
-
-
-def decode_sparse(entries: np.ndarray, per_row: np.ndarray, shape) -> np.ndarray:
-    """Inverse of :func:`encode_sparse`; raises ValueError when an entry leaves its row."""
-    n_rows = int(shape[0])
-    row_len = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-    if per_row.size != n_rows or int(per_row.sum()) != entries.size:
-        raise ValueError("entry counts per row do not add up to the number of entries")
-    if entries.size == 0:
-        return np.zeros(shape, np.uint8)
-    step = (entries >> 4).astype(np.int64) + 1
-    row_of = np.repeat(np.arange(n_rows), per_row.astype(np.int64))
-    cum = np.cumsum(step)
-    row_start = np.concatenate([[0], np.cumsum(per_row.astype(np.int64))])[:-1]
-    before_row = np.where(row_start > 0, cum[np.maximum(row_start - 1, 0)], 0)
-    position = cum - 1 - np.repeat(before_row, per_row.astype(np.int64))
-    if position.size and (position.max() >= row_len):
-        raise ValueError("a sparse entry points past the end of its row")
-    out = np.zeros((n_rows, row_len), np.uint8)
-    out[row_of, position] = entries & 0x0F
-    return out.reshape(shape)
-
-
-def sparse_bits(entries: int, rows: int) -> int:
-    return 8 * entries + ROW_COUNT_BITS * rows
 
 
 # ---- save -----------------------------------------------------------------------------
@@ -195,7 +52,7 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _layer_arrays(layer: QLayer) -> dict[str, np.ndarray]:
+def _layer_arrays(layer: Layer) -> dict[str, np.ndarray]:
     arrays = {}
     if not layer.is_fabric:
         return arrays
@@ -212,7 +69,7 @@ def _layer_arrays(layer: QLayer) -> dict[str, np.ndarray]:
     return arrays
 
 
-def to_members(model: KcnnModel) -> dict[str, bytes]:
+def to_members(model: Model) -> dict[str, bytes]:
     """Every zip member of the model's `.kcnn`, manifest last."""
     arrays: dict[str, np.ndarray] = {}
     maps = {}
@@ -267,7 +124,7 @@ def to_members(model: KcnnModel) -> dict[str, bytes]:
     return members
 
 
-def writer(model: KcnnModel):
+def writer(model: Model):
     """``write(handle)`` that writes the model's `.kcnn` bytes (for :mod:`kcnn.files`)."""
     members = to_members(model)
 
@@ -282,7 +139,7 @@ def writer(model: KcnnModel):
     return write
 
 
-def save(model: KcnnModel, path) -> Path:
+def save(model: Model, path) -> Path:
     """Write ``model`` atomically (temporary file in the same folder, then rename)."""
     return atomic_write(path, writer(model))
 
@@ -486,7 +343,7 @@ def _sparse_limit(shape) -> int:
     return rows * (row_len + row_len // (SPARSE_MAX_GAP + 1) + 1)
 
 
-def _read_fabric(reader: _Reader, layer: QLayer, entry: dict, contract: dict):
+def _read_fabric(reader: _Reader, layer: Layer, entry: dict, contract: dict):
     name = layer.name
     shape = _shape_any(reader, entry, "weight_shape", name)
     count = int(np.prod(shape))
@@ -567,7 +424,7 @@ def _shape_any(reader, entry, key, layer):
     return tuple(value)
 
 
-def _row_weight_sums(layer: QLayer) -> np.ndarray:
+def _row_weight_sums(layer: Layer) -> np.ndarray:
     """``sum_i |Wq[w_i]|`` per output channel, over chunks of at most 2^22 weights (the
     largest layer's weights, decoded at once, would take 8 bytes each)."""
     rows = layer.codes.shape[0]
@@ -584,7 +441,7 @@ def _row_weight_sums(layer: QLayer) -> np.ndarray:
     return sums.astype(np.int64)
 
 
-def check_layer_tables(model: KcnnModel, contract: dict, fail) -> None:
+def check_layer_tables(model: Model, contract: dict, fail) -> None:
     """Codebook links, thresholds and the accumulator proof (DESIGN sections 1 and 4).
 
     ``fail(message, layer, field)`` returns the exception to raise.
@@ -631,7 +488,7 @@ def check_layer_tables(model: KcnnModel, contract: dict, fail) -> None:
             )
 
 
-def load(path) -> KcnnModel:
+def load(path) -> Model:
     """Load and validate a `.kcnn`; every problem raises :class:`KcnnError`."""
     path = Path(path)
     if not path.is_file():
@@ -685,7 +542,7 @@ def _read_meta(reader: _Reader, manifest: dict) -> dict:
     return meta
 
 
-def _from_manifest(reader: _Reader) -> KcnnModel:
+def _from_manifest(reader: _Reader) -> Model:
     manifest = reader.manifest
     version = reader.get(manifest, "format_version")
     if version != FORMAT_VERSION or isinstance(version, bool):
@@ -719,10 +576,10 @@ def _from_manifest(reader: _Reader) -> KcnnModel:
             raise reader.fail("two layers have this name", layer=name, field="name")
         names.add(name)
         op = reader.get(entry, "op", name, str)
-        if op not in LAYER_OPS:
+        if op not in op_names():
             raise reader.fail(f"unknown op {op!r}", layer=name, field="op")
         nodes = reader.get(entry, "nodes", name, list, optional=True) or []
-        layer = QLayer(
+        layer = Layer(
             name=name,
             op=op,
             in_shape=_shape(reader, entry, "in_shape", name),
@@ -743,91 +600,13 @@ def _from_manifest(reader: _Reader) -> KcnnModel:
             _read_fabric(reader, layer, entry, contract)
         layers.append(layer)
     model_name = reader.get(manifest, "model", kind=str)
-    model = KcnnModel(model_name, input_shape, layers, reader.maps, _read_meta(reader, manifest))
+    model = Model(model_name, input_shape, layers, reader.maps, _read_meta(reader, manifest))
     check_graph(model, lambda msg, layer, fld: reader.fail(msg, layer, fld))
     check_layer_tables(model, contract, lambda msg, layer, fld: reader.fail(msg, layer, fld))
     return model
 
 
-def _window_ints(layer: QLayer, key: str, count: int, low: int, fail) -> list:
-    value = layer.attrs.get(key)
-    if not (
-        isinstance(value, list) and len(value) == count and all(_is_int(v) for v in value)
-    ) or any(v < low for v in value):
-        message = f"attrs.{key} = {value!r} must be {count} integers >= {low}"
-        raise fail(message, layer.name, "attrs")
-    return value
-
-
-def _expected_output(layer: QLayer, fail) -> tuple:
-    """The output shape ``layer``'s op and attributes give for its ``in_shape``; checks the
-    attributes and, for fabric layers, the weight shape on the way."""
-    op, shape = layer.op, layer.in_shape
-    rank = {"conv": 3, "maxpool": 3, "lrn": 3, "fc": 1, "softmax": 1}.get(op)
-    if rank is not None and len(shape) != rank:
-        raise fail(f"{op} takes a {rank}-D map, got in_shape {list(shape)}", layer.name, "in_shape")
-    if op in ("conv", "maxpool"):
-        kernel = _window_ints(layer, "kernel", 2, 1, fail)
-        strides = _window_ints(layer, "strides", 2, 1, fail)
-        pads = _window_ints(layer, "pads", 4, 0, fail)
-        dilations = _window_ints(layer, "dilations", 2, 1, fail) if op == "conv" else [1, 1]
-        oh, ow = conv_output_hw(shape[1:], kernel, strides, pads, dilations)
-        if oh < 1 or ow < 1:
-            raise fail("the window is larger than the padded input", layer.name, "attrs")
-        if op == "maxpool":
-            return (shape[0], oh, ow)
-        groups = layer.attrs.get("groups")
-        c_out = layer.codes.shape[0]
-        if not _is_int(groups) or groups < 1 or shape[0] % groups or c_out % groups:
-            raise fail(
-                f"attrs.groups = {groups!r} must divide {shape[0]} inputs and {c_out} outputs",
-                layer.name,
-                "attrs",
-            )
-        expected = (c_out, shape[0] // groups, *kernel)
-        if layer.codes.shape != expected:
-            raise fail(
-                f"weight_shape {list(layer.codes.shape)} does not match {list(expected)}",
-                layer.name,
-                "weight_shape",
-            )
-        return (c_out, oh, ow)
-    if op == "fc":
-        expected = (layer.out_shape[0], shape[0])
-        if layer.codes.shape != expected:
-            raise fail(
-                f"weight_shape {list(layer.codes.shape)} does not match {list(expected)}",
-                layer.name,
-                "weight_shape",
-            )
-        return (layer.codes.shape[0],)
-    if op == "flatten":
-        return (int(np.prod(shape)),)
-    if op == "lrn":
-        a = layer.attrs
-        size, alpha, beta, bias = (a.get(k) for k in ("size", "alpha", "beta", "bias"))
-        if not (
-            _is_int(size)
-            and size >= 1
-            and size % 2
-            and _is_number(alpha)
-            and np.isfinite(alpha)
-            and alpha >= 0
-            and beta in LRN_BETAS
-            and _is_number(bias)
-            and np.isfinite(bias)
-            and bias > 0
-        ):
-            raise fail(
-                f"LRN needs an odd size >= 1, a finite alpha >= 0, beta in {LRN_BETAS} and a "
-                f"finite bias > 0, got {a}",
-                layer.name,
-                "attrs",
-            )
-    return shape
-
-
-def check_graph(model: KcnnModel, fail) -> None:
+def check_graph(model: Model, fail) -> None:
     """The chain is one the simulator and the kernel both run: every layer's input is the
     previous output, shapes follow from the attributes, codes flow through the maps in
     order, the last fabric layer emits acc and only Softmax follows it, and each host
@@ -852,11 +631,12 @@ def check_graph(model: KcnnModel, fail) -> None:
                 name,
                 "in_shape",
             )
-        if index > last and layer.op != "softmax":
-            raise fail("only softmax may follow the last fabric layer", name, "op")
-        if layer.op == "softmax" and index < last:
-            raise fail("softmax applies to the logits, after the last fabric layer", name, "op")
-        expected = _expected_output(layer, fail)
+        op = layer.kind
+        if index > last and not op.on_logits:
+            raise fail("only ops on the logits may follow the last fabric layer", name, "op")
+        if op.on_logits and index < last:
+            raise fail(f"{layer.op} applies to the logits, after the last fabric layer", name, "op")
+        expected = layer.kind.output_shape(layer, fail)
         if layer.out_shape != tuple(expected):
             raise fail(
                 f"out_shape {list(layer.out_shape)} does not follow from the input and "
@@ -864,8 +644,8 @@ def check_graph(model: KcnnModel, fail) -> None:
                 name,
                 "out_shape",
             )
-        reads = current if (layer.is_fabric or layer.op == "lrn") else None
-        emits = layer.op == "lrn" or (layer.is_fabric and index != last)
+        reads = current if op.reads_codebook else None
+        emits = op.emits_map(index == last)
         if layer.in_map != reads:
             raise fail(f"in_map must be {reads!r}, the map of its input codes", name, "in_map")
         if (layer.out_map is not None) != emits:
@@ -874,15 +654,15 @@ def check_graph(model: KcnnModel, fail) -> None:
                 name,
                 "out_map",
             )
-        if layer.op == "maxpool" and model.maps[current].signed:
-            raise fail("max-pooling codes needs an unsigned map", name, "in_map")
+        if op.needs_ordered_codes and model.maps[current].signed:
+            raise fail(f"{layer.op} compares codes: it needs an unsigned map", name, "in_map")
         if layer.out_map is not None:
             if layer.out_map in produced:
                 raise fail(f"map {layer.out_map!r} is emitted twice", name, "out_map")
             produced.add(layer.out_map)
             current = layer.out_map
             out_book = model.maps[current]
-            host = layer.op == "lrn"
+            host = op.host
             if (out_book.boundaries is not None) != host or (
                 host and len(out_book.boundaries) != out_book.J - 1
             ):

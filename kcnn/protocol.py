@@ -177,6 +177,42 @@ def decode_trailer(word) -> tuple[str, int] | None:
     return status_name((word >> 32) & 0xFFFF), (word >> 48) & 0xFFFF
 
 
+class StepFault(KcnnError):
+    """A kernel refused a step or answered with the wrong length (names step and job)."""
+
+
+def check_answer(step, words: np.ndarray, received: int) -> np.ndarray:
+    """The output words of a step's answer (``received`` words, trailer included), or a
+    :class:`StepFault` naming the layer, the job and the status. The one place that reads
+    a trailer; ``step`` is a :class:`kcnn.tiling.Step`."""
+    where = f"step {step.index} (layer {step.layer.name!r})"
+    trailer = decode_trailer(words[received - 1]) if received else None
+    if trailer is None:
+        raise StepFault(
+            f"{where}: the answer of {received} words ends without a trailer "
+            f"(expected {step.out_words} output words and a trailer)",
+            layer=step.layer.name,
+            field="answer",
+        )
+    status, job = trailer
+    if status != "OK":
+        which = "the descriptor, constants or map" if job == STEP_LEVEL else f"job {job}"
+        raise StepFault(
+            f"{where}: the kernel refused {which} with status {status} "
+            f"({received - 1} of {step.out_words} output words came back)",
+            layer=step.layer.name,
+            field="status",
+        )
+    if received != step.out_words + 1:
+        raise StepFault(
+            f"{where}: {received - 1} output words and a trailer came back, expected "
+            f"{step.out_words}",
+            layer=step.layer.name,
+            field="answer",
+        )
+    return words[: step.out_words]
+
+
 def status_name(code: int) -> str:
     for name, value in STATUS.items():
         if value == code:

@@ -6,8 +6,8 @@ import numpy as np
 
 from kcnn.config import ARITHMETIC_CONTRACT
 from kcnn.errors import KcnnError
-from kcnn.kfile import KcnnModel, QLayer, encode_sparse, sparse_bits
-from kcnn.plan import FABRIC_STEP_OPS
+from kcnn.model import Layer, Model
+from kcnn.weight_forms import encode_sparse, sparse_bits
 
 TOTAL_KEYS = (
     "dense_macs",
@@ -21,14 +21,7 @@ TOTAL_KEYS = (
 )
 
 
-def layer_dense_macs(layer: QLayer) -> int:
-    if layer.op == "fc":
-        return int(layer.codes.size)
-    _, oh, ow = layer.out_shape
-    return int(layer.codes.size) * oh * ow
-
-
-def weight_code_bits(layer: QLayer) -> int:
+def weight_code_bits(layer: Layer) -> int:
     """Bits of the weight codes in the layer's stored form."""
     if layer.weight_form == "sparse":
         entries, per_row = encode_sparse(layer.codes)
@@ -36,7 +29,7 @@ def weight_code_bits(layer: QLayer) -> int:
     return 4 * int(layer.codes.size)
 
 
-def storage_bits(model: KcnnModel, layer: QLayer) -> int:
+def storage_bits(model: Model, layer: Layer) -> int:
     """Constant bits a fabric layer's jobs carry: codes, both codebooks, thresholds, biases."""
     c = ARITHMETIC_CONTRACT
     bits = weight_code_bits(layer)
@@ -47,14 +40,14 @@ def storage_bits(model: KcnnModel, layer: QLayer) -> int:
     return bits
 
 
-def build_report(model: KcnnModel) -> dict:
+def build_report(model: Model) -> dict:
     """The report JSON of ``kcnn quantize`` / ``kcnn report``."""
     calibration = model.meta.get("calibration", {})
     measured = calibration.get("layers", {})
     layers, host_ops = [], []
     last_fabric = None
     for index, layer in enumerate(model.layers):
-        if layer.op not in FABRIC_STEP_OPS and layer.op != "flatten":
+        if layer.kind.runs_on_host:
             host_ops.append(
                 {
                     "name": layer.name,
@@ -89,7 +82,7 @@ def build_report(model: KcnnModel) -> dict:
                 "J": j_in,
                 "weight_density": float(np.count_nonzero(layer.codes) / layer.codes.size),
                 "act_density": float(counts["act_density"]),
-                "dense_macs": layer_dense_macs(layer),
+                "dense_macs": layer.kind.dense_macs(layer),
                 "effective_pairs": pairs,
                 "multiplies": (layer.K - 1) * (j_in - 1) * table_builds,
                 "adds": pairs + outputs,

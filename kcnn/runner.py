@@ -1,60 +1,114 @@
-"""One frame runner for the back-ends that run steps (``csim`` and ``board``).
+"""The one graph runner, and the fabric that runs a model's steps on a kernel.
 
-The plan (:mod:`kcnn.plan`) fixes the steps; an engine only says how one frame's steps
-reach a kernel (:meth:`StepEngine.run_frame`). Everything around the fabric is here, once:
-the network input written in the first step's format, the logits and trailing host ops,
-and the per-layer trace. The answer of each step is checked against the protocol by
-:func:`check_answer`, the one place that reads a trailer. numpy only.
+:class:`GraphRunner` walks a model's layers once for every back-end: it encodes the input,
+hands each layer to its *fabric* when the fabric runs it and otherwise runs the op's own
+numpy model (:mod:`kcnn.ops`), turns the last ``acc`` into logits, applies the trailing
+host ops and keeps the trace. Fabrics compose with it, none inherits:
+
+- :class:`kcnn.sim.engine.NumpyFabric`: whole layers at a time on a batch (the simulator);
+- :class:`StepFabric`: a frame at a time, the planned steps (:mod:`kcnn.plan`) sent to a
+  *device*: the C-sim kernel (:mod:`kcnn.sim.csim`) or the board (:mod:`kcnn.host.board`).
+
+numpy only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from kcnn import hostops
 from kcnn.codes import encode_input, encode_thresholds
 from kcnn.config import BuildParams
-from kcnn.errors import KcnnError
-from kcnn.kfile import KcnnModel
-from kcnn.plan import Plan, Step, plan_model
-from kcnn.protocol import decode_trailer, pack_f32, pack_map, unpack_map
+from kcnn.model import Layer, Model
+from kcnn.plan import plan_model
+from kcnn.protocol import pack_f32, pack_map, unpack_map
+from kcnn.tiling import Plan, Step
 
 
-class StepFault(KcnnError):
-    """A kernel refused a step or answered with the wrong length (names step and job)."""
+class Fabric(Protocol):
+    """What the runner asks of a fabric."""
+
+    #: Runs a whole batch at once (else the runner hands it one frame at a time).
+    batched: bool
+
+    def begin(self, x: np.ndarray) -> None:
+        """A new batch (a frame when not batched) of float inputs starts."""
+
+    def runs(self, layer: Layer) -> bool:
+        """Whether this fabric runs ``layer`` (else the runner runs the op's numpy model,
+        with the runner as its context: ops that need no tables, host ops)."""
+
+    def run_layer(self, layer: Layer, value: np.ndarray | None, need: bool):
+        """``layer`` on its input map ``value`` (None: the fabric holds it); returns the
+        output map, or None when ``need`` is false and the fabric keeps it."""
+
+    def close(self) -> None: ...
 
 
-def check_answer(step: Step, words: np.ndarray, received: int) -> np.ndarray:
-    """The output words of a step's answer (``received`` words, trailer included), or a
-    :class:`StepFault` naming the layer, the job and the status."""
-    where = f"step {step.index} (layer {step.layer.name!r})"
-    trailer = decode_trailer(words[received - 1]) if received else None
-    if trailer is None:
-        raise StepFault(
-            f"{where}: the answer of {received} words ends without a trailer "
-            f"(expected {step.out_words} output words and a trailer)",
-            layer=step.layer.name,
-            field="answer",
+class GraphRunner:
+    """Runs a model on a fabric. ``run(x, trace)`` returns ``(output, logits, maps)``: the
+    model output (trailing host ops applied), the float64 logits ``acc * s_w * s_a``, and
+    with ``trace`` every map's codes and the last layer's ``acc`` (int64) by layer name
+    (``"input"`` for the encoded input)."""
+
+    def __init__(self, model: Model, fabric: Fabric):
+        self.model = model
+        self.fabric = fabric
+
+    def run(self, x: np.ndarray, trace: bool = False):
+        if self.fabric.batched:
+            return self._walk(x, trace)
+        frames = [self._walk(x[n : n + 1], trace) for n in range(len(x))]
+        out, logits = (
+            None if frames[0][k] is None else np.concatenate([f[k] for f in frames]) for k in (0, 1)
         )
-    status, job = trailer
-    if status != "OK":
-        which = "the descriptor, constants or map" if job == 0xFFFF else f"job {job}"
-        raise StepFault(
-            f"{where}: the kernel refused {which} with status {status} "
-            f"({received - 1} of {step.out_words} output words came back)",
-            layer=step.layer.name,
-            field="status",
-        )
-    if received != step.out_words + 1:
-        raise StepFault(
-            f"{where}: {received - 1} output words and a trailer came back, expected "
-            f"{step.out_words}",
-            layer=step.layer.name,
-            field="answer",
-        )
-    return words[: step.out_words]
+        maps = {name: np.concatenate([f[2][name] for f in frames]) for name in frames[0][2]}
+        return out, logits, maps
+
+    def _walk(self, x: np.ndarray, trace: bool):
+        model, fabric = self.model, self.fabric
+        value = encode_input(x, model.maps["input"].boundaries)
+        fabric.begin(x)
+        maps = {"input": value} if trace else {}
+        out = logits = None
+        layers = model.layers
+        for index, layer in enumerate(layers):
+            if layer.kind.on_logits:
+                out = layer.kind.simulate(self, layer, out)
+                continue
+            if fabric.runs(layer):
+                nxt = layers[index + 1] if index + 1 < len(layers) else None
+                need = trace or nxt is None or not fabric.runs(nxt)
+                value = fabric.run_layer(layer, value, need)
+            else:
+                value = layer.kind.simulate(self, layer, value)
+            if layer.is_fabric and layer.thresholds is None:
+                scale = layer.w_scale * model.maps[layer.in_map].scale
+                out = logits = value.astype(np.float64) * scale
+            if trace:
+                maps[layer.name] = value
+        return out, logits, maps
+
+
+# ---- steps on a kernel ----------------------------------------------------------------
+
+
+class StepDevice(Protocol):
+    """A kernel that runs steps: the C-sim library or the board's overlay."""
+
+    def begin_frame(self) -> None: ...
+
+    def map_slot(self, step: Step) -> np.ndarray | None:
+        """Where the host may write ``step``'s map section directly (the board's DMA
+        buffer), or None."""
+
+    def execute(self, step: Step, map_words: np.ndarray | None, need: bool):
+        """Run one step. ``map_words`` is its map section, or None when the previous step's
+        answer is its map already (the device keeps it); returns the step's output words,
+        or None when ``need`` is false and the device did not read them."""
+
+    def close(self) -> None: ...
 
 
 def step_map_words(step: Step, source: np.ndarray, out: np.ndarray | None = None):
@@ -97,57 +151,59 @@ def first_map_words(step: Step, x: np.ndarray, boundaries, out: np.ndarray | Non
     return step_map_words(step, encode_input(x, boundaries).reshape(step.layer.in_shape), out)
 
 
-@dataclass
-class Frame:
-    """What one frame left: per step its output words (None where not read), and per
-    fabric layer its output map (codes, or ``acc`` for an ``ACC`` layer)."""
+class StepFabric:
+    """A model's planned steps on a :class:`StepDevice`, one frame at a time.
 
-    answers: list[np.ndarray | None]
-    layers: dict[str, np.ndarray]
+    The device keeps each answer as the next step's map where it can; the host reads an
+    answer only when it must finish it (bands to join, input blocks to add, a grid to
+    subsample), when the runner needs the map, or at the end. ``answers`` holds the last
+    frame's output words per step (None where not read)."""
 
+    batched = False
 
-class StepEngine:
-    """Runs a model's frames as steps; subclasses supply :meth:`run_frame`."""
-
-    def __init__(self, model: KcnnModel, params: BuildParams):
+    def __init__(self, model: Model, params: BuildParams, device: StepDevice):
         self.model = model
         self.params = params
+        self.device = device
         self.plan: Plan = plan_model(model, params)
+        self._steps: dict[str, list[Step]] = {}
+        fabric_layers = [layer for layer in model.layers if layer.kind.fabric_step]
+        group = iter(fabric_layers)
+        current = next(group)
+        for n, step in enumerate(self.plan.steps):
+            self._steps.setdefault(current.name, []).append(step)
+            follows = n + 1 < len(self.plan.steps) and self.plan.steps[n + 1].layer is current
+            if step.layer is current and not follows:
+                current = next(group, None)
+        self.answers: list[np.ndarray | None] = []
 
-    def map_slot(self, step: Step) -> np.ndarray | None:
-        """Where the host may write ``step``'s map section directly (the board's DMA
-        buffer), or None."""
-        return None
+    def begin(self, x: np.ndarray) -> None:
+        self._float = x[0]
+        self._source = None  # the host's copy of the map the next host-written step reads
+        self.answers = []
+        self.device.begin_frame()
 
-    def execute(self, step: Step, map_words: np.ndarray | None, need: bool) -> np.ndarray | None:
-        """Run one step. ``map_words`` is its map section, or None when the previous step's
-        answer is its map already (the engine keeps it); returns the step's output words,
-        or None when ``need`` is false and the engine did not read them."""
-        raise NotImplementedError
+    def runs(self, layer: Layer) -> bool:
+        return not layer.kind.on_logits
 
-    def run_frame(self, x: np.ndarray, trace: bool) -> Frame:
-        """One image through every step: each step's output words (with ``trace`` false
-        only those the host needs are read) and the fabric layers' output maps (with
-        ``trace`` false only the last layer's)."""
-        steps = self.plan.steps
-        book = self.model.maps["input"]
-        first = steps[0]
-        # The host's copy of the map the next host-written step reads; the first step's map
-        # is always written, and a banded or blocked first layer reads it again.
-        source = x
-        if first.in_format != "F32":
-            source = encode_input(x, book.boundaries).reshape(first.layer.in_shape)
-        frame = Frame([], {})
+    def run_layer(self, layer: Layer, value, need: bool):
+        steps = self._steps.get(layer.name)
+        if steps is None:  # flatten: the format of the step before
+            return None if value is None else value.reshape(1, -1)
+        if value is not None:
+            self._source = value[0]
         pieces = None  # the output of a layer run as bands or input blocks, as it is joined
+        result = None
         for n, step in enumerate(steps):
             words = None
-            if n == 0 or step.host_in:
-                words = step_map_words(step, source, self.map_slot(step))
-            last = n + 1 == len(steps)
+            if step.index == 0 or step.host_in:
+                source = self._float if step.in_format == "F32" else self._source
+                words = step_map_words(step, source, self.device.map_slot(step))
             whole = step.band is None and step.part is None
-            need = trace or step.host_out or not whole or last
-            answer = self.execute(step, words, need)
-            frame.answers.append(answer)
+            ends_layer = n + 1 == len(steps)
+            read = (need and ends_layer) or step.host_out or not whole
+            answer = self.device.execute(step, words, read)
+            self.answers.append(answer)
             if answer is None:
                 continue
             value = _unpack(step, answer)
@@ -160,54 +216,24 @@ class StepEngine:
                     pieces[at] = value
                 else:
                     pieces[at] += value  # the blocks' partial sums, exact in int64
-                if not last and steps[n + 1].layer is step.layer:
+                if not ends_layer and steps[n + 1].layer is step.layer:
                     continue
                 value, pieces = pieces, None
                 if step.part is not None and step.layer.thresholds is not None:
                     value = encode_thresholds(value, step.layer.thresholds)
             if step.host_stride is not None:
                 a, b = step.host_stride
-                value = value[:, ::a, ::b][:, : step.layer.out_shape[1], : step.layer.out_shape[2]]
+                shape = step.layer.out_shape
+                value = value[:, ::a, ::b][:, : shape[1], : shape[2]]
             if step.host_out:
-                source = value.reshape(step.layer.out_shape)
-            if trace or last:
-                frame.layers[step.layer.name] = value
-        return frame
+                self._source = value.reshape(step.layer.out_shape)
+            result = value
+        if result is None or not need:
+            return None
+        return result.reshape(1, *layer.out_shape)
 
-    def run(self, x: np.ndarray, trace: bool = False):
-        """Same contract as :meth:`kcnn.sim.engine.Simulator.run`."""
-        model, plan = self.model, self.plan
-        last = plan.last
-        ends_in_acc = last.layer.op in ("conv", "fc") and last.layer.thresholds is None
-        keep = trace or not ends_in_acc
-        acc = np.zeros((x.shape[0], *last.layer.out_shape), np.int64)
-        maps: dict[str, list] = {}
-        for n in range(x.shape[0]):
-            layers = self.run_frame(x[n], keep).layers
-            if ends_in_acc:
-                acc[n] = layers[last.layer.name]
-            for name, value in layers.items():
-                maps.setdefault(name, []).append(value)
-        out = logits = None
-        if ends_in_acc:
-            layer = last.layer
-            logits = acc.astype(np.float64) * (layer.w_scale * model.maps[layer.in_map].scale)
-            out = logits
-            for host in plan.host_tail:
-                out = hostops.apply(host.op, host.attrs, out)
-        traced = {}
-        if keep:
-            traced["input"] = encode_input(x, model.maps["input"].boundaries)
-            previous = "input"
-            for q in model.layers:
-                if q.name in maps:
-                    traced[q.name] = np.stack(maps[q.name])
-                elif q.op == "flatten":
-                    traced[q.name] = traced[previous].reshape(x.shape[0], -1)
-                else:
-                    continue
-                previous = q.name
-        return out, logits, traced
+    def close(self) -> None:
+        self.device.close()
 
 
 def _unpack(step: Step, words: np.ndarray) -> np.ndarray:

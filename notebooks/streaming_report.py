@@ -31,9 +31,10 @@ from kcnn.config import BuildParams
 from kcnn.errors import KcnnError
 from kcnn.estimate import LOOP_TABLE, estimate
 from kcnn.files import atomic_write
-from kcnn.kfile import KcnnModel
-from kcnn.plan import Step, plan_model
+from kcnn.model import Model
+from kcnn.plan import plan_model
 from kcnn.report import build_report
+from kcnn.tiling import Step
 
 #: Columns of every job row: its channels, its weight form (1 sparse, 0 dense), weight steps,
 #: words on stream A (header, biases, weights) and B (weights), words it answers, and the
@@ -55,7 +56,7 @@ LOOP_FIELDS = ("loop", "trips", "entries", "ii", "depth", "cycles")
 SEED, IMAGES = 0, 8
 
 
-def layer_labels(model: KcnnModel) -> dict[str, str]:
+def layer_labels(model: Model) -> dict[str, str]:
     """Caffe-style names (conv1 .. fc8, norm1, pool5, ...) for the quantizer's node names.
 
     A conv or fc layer is numbered by its position among the conv / fc layers; a pool or
@@ -139,7 +140,7 @@ def step_entry(step: Step, label: str, row: dict) -> dict:
     }
 
 
-def streaming_report(model: KcnnModel, *, seed: int, images: int) -> dict:
+def streaming_report(model: Model, *, seed: int, images: int) -> dict:
     """The JSON object notebook 3 reads: provenance, steps, report and estimate."""
     params = BuildParams()
     plan = plan_model(model, params)
@@ -191,7 +192,7 @@ def to_json(obj) -> str:
     return dump(obj, 0) + "\n"
 
 
-def quantize_bvlc(onnx_path, images: int, log=sys.stderr) -> KcnnModel:
+def quantize_bvlc(onnx_path, images: int, log=sys.stderr) -> Model:
     """Quantize the BVLC AlexNet graph at default settings on ``images`` calibration images."""
     from kcnn.models.bvlc import calibration_images
     from kcnn.quantizer import quantize
@@ -199,7 +200,7 @@ def quantize_bvlc(onnx_path, images: int, log=sys.stderr) -> KcnnModel:
     return quantize(onnx_path, calibration_images(images), name="bvlc_alexnet", log=log)
 
 
-def build_model(seed: int, images: int) -> KcnnModel:
+def build_model(seed: int, images: int) -> Model:
     """Build the BVLC AlexNet graph in a temporary folder and quantize it (default settings)."""
     from kcnn.models.bvlc import build_bvlc_alexnet
 

@@ -15,7 +15,7 @@ import numpy as np
 from kcnn import __version__
 from kcnn.errors import KcnnError
 from kcnn.inputs import check_batch
-from kcnn.kfile import KcnnModel
+from kcnn.model import Model
 
 __all__ = ["quantize", "load_calibration"]
 
@@ -42,7 +42,7 @@ def _source_digest(onnx_path) -> str:
     return hashlib.sha256(onnx_path.SerializeToString()).hexdigest()
 
 
-def quantize(onnx_path, calib, *, log=sys.stderr, name=None, **config) -> KcnnModel:
+def quantize(onnx_path, calib, *, log=sys.stderr, name=None, **config) -> Model:
     """Quantize an ONNX CNN into clustered integer tables.
 
     Parameters
@@ -58,7 +58,7 @@ def quantize(onnx_path, calib, *, log=sys.stderr, name=None, **config) -> KcnnMo
 
     Returns
     -------
-    KcnnModel
+    Model
         The model; ``.save(path)`` writes the `.kcnn` and :func:`kcnn.report.build_report`
         gives its report.
     """

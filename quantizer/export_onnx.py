@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 from kcnn.errors import require
-from kcnn.graph import Graph
+from kcnn.model import Model
 
 OPSET = 13
 
 
-def to_onnx(graph: Graph, *, weights_as_inputs: bool = False, outputs=None):
+def to_onnx(graph: Model, *, weights_as_inputs: bool = False, outputs=None):
     """Build an ONNX model of ``graph`` with a dynamic batch dimension.
 
     Parameters
@@ -36,6 +36,8 @@ def to_onnx(graph: Graph, *, weights_as_inputs: bool = False, outputs=None):
     for layer in graph.layers:
         out = layer.name
         pre_relu = f"{out}.pre_relu" if layer.relu else out
+        op_type, attrs = layer.kind.onnx_node(layer)
+        node_inputs = [current]
         if layer.is_fabric:
             weight_name, bias_name = f"{layer.name}.weight", f"{layer.name}.bias"
             weight = np.ascontiguousarray(layer.weight, dtype=np.float32)
@@ -47,67 +49,11 @@ def to_onnx(graph: Graph, *, weights_as_inputs: bool = False, outputs=None):
                 )
             else:
                 inits.append(numpy_helper.from_array(weight, weight_name))
-            inits.append(numpy_helper.from_array(layer.bias.astype(np.float32), bias_name))
-            if layer.op == "conv":
-                a = layer.attrs
-                nodes.append(
-                    helper.make_node(
-                        "Conv",
-                        [current, weight_name, bias_name],
-                        [pre_relu],
-                        name=layer.name,
-                        kernel_shape=a["kernel"],
-                        strides=a["strides"],
-                        pads=a["pads"],
-                        dilations=a["dilations"],
-                        group=a["groups"],
-                    )
-                )
-            else:
-                nodes.append(
-                    helper.make_node(
-                        "Gemm",
-                        [current, weight_name, bias_name],
-                        [pre_relu],
-                        name=layer.name,
-                        transB=1,
-                    )
-                )
-            if layer.relu:
-                nodes.append(helper.make_node("Relu", [pre_relu], [out], name=f"{out}.relu"))
-        elif layer.op == "maxpool":
-            a = layer.attrs
-            nodes.append(
-                helper.make_node(
-                    "MaxPool",
-                    [current],
-                    [out],
-                    name=layer.name,
-                    kernel_shape=a["kernel"],
-                    strides=a["strides"],
-                    pads=a["pads"],
-                )
-            )
-        elif layer.op == "flatten":
-            nodes.append(helper.make_node("Flatten", [current], [out], name=layer.name, axis=1))
-        elif layer.op == "lrn":
-            a = layer.attrs
-            nodes.append(
-                helper.make_node(
-                    "LRN",
-                    [current],
-                    [out],
-                    name=layer.name,
-                    size=a["size"],
-                    alpha=a["alpha"],
-                    beta=a["beta"],
-                    bias=a["bias"],
-                )
-            )
-        elif layer.op == "softmax":
-            nodes.append(helper.make_node("Softmax", [current], [out], name=layer.name, axis=-1))
-        else:
-            raise ValueError(f"cannot export op {layer.op!r} of layer {layer.name!r}")
+            inits.append(numpy_helper.from_array(layer.float_bias.astype(np.float32), bias_name))
+            node_inputs += [weight_name, bias_name]
+        nodes.append(helper.make_node(op_type, node_inputs, [pre_relu], name=layer.name, **attrs))
+        if layer.relu:
+            nodes.append(helper.make_node("Relu", [pre_relu], [out], name=f"{out}.relu"))
         current = out
     names = outputs if outputs is not None else [graph.layers[-1].name]
     by_name = {layer.name: layer for layer in graph.layers}

@@ -1,8 +1,9 @@
 """ONNX import: load a model and lower it to the layer chain of DESIGN section 1.
 
-Node handlers are registered per op type. They build a *raw* chain in which Relu,
-BatchNormalization and bias additions are still separate steps; the passes in
-:mod:`kcnn.quantizer.lowering` then fold and check them.
+Each op of :mod:`kcnn.ops` imports the ONNX node types it names (``onnx_types``); the
+nodes that make no layer (constants, Identity, Dropout) are handled here. The result is a
+*raw* chain in which Relu, BatchNormalization and bias additions are still separate
+layers; the passes in :mod:`kcnn.quantizer.lowering` then fold and check them.
 """
 
 from __future__ import annotations
@@ -13,18 +14,20 @@ from pathlib import Path
 import numpy as np
 
 from kcnn.errors import KcnnError, require
-from kcnn.graph import Graph, Layer, conv_output_hw
-from kcnn.hostops import LRN_BETAS
 from kcnn.limits import MAX_MAP_VALUES, MAX_MODEL_WEIGHTS, MAX_TENSOR_VALUES
+from kcnn.model import Layer, Model
+from kcnn.ops import all_ops
 
-_HANDLERS: dict = {}
+_HANDLERS: dict = {op_type: op.import_node for op in all_ops() for op_type in op.onnx_types}
 
 
 def handles(*op_types):
-    """Register a node handler for the given ONNX op types."""
+    """Register a handler for ONNX nodes that make no layer of their own."""
 
     def register(func):
         for op_type in op_types:
+            if op_type in _HANDLERS:
+                raise ValueError(f"ONNX op {op_type} has two handlers")
             _HANDLERS[op_type] = func
         return func
 
@@ -216,297 +219,9 @@ class _Importer:
             raise self.error(node, f"expects a 4-D (N, C, H, W) input, got shape (N, {act.shape})")
 
 
-def _window_attrs(imp: _Importer, node, in_hw, kernel):
-    if len(kernel) != 2 or not all(isinstance(k, int) and k >= 1 for k in kernel):
-        raise imp.error(node, f"kernel {kernel} must be two sizes >= 1 (2-D windows only)")
-    strides = imp.ints(node, "strides", [1, 1], 2, 1)
-    dilations = imp.ints(node, "dilations", [1, 1], 2, 1)
-    pads = imp.ints(node, "pads", [0, 0, 0, 0], 4, 0)
-    auto_pad = imp.attr(node, "auto_pad", b"NOTSET", (bytes, str))
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        pads = [0, 0, 0, 0]
-        for axis in range(2):
-            out = -(-in_hw[axis] // strides[axis])
-            span = dilations[axis] * (kernel[axis] - 1) + 1
-            total = max(0, (out - 1) * strides[axis] + span - in_hw[axis])
-            small, large = total // 2, total - total // 2
-            begin, end = (small, large) if auto_pad == "SAME_UPPER" else (large, small)
-            pads[axis], pads[axis + 2] = begin, end
-    elif auto_pad == "VALID":
-        pads = [0, 0, 0, 0]
-    elif auto_pad != "NOTSET":
-        raise imp.error(node, f"auto_pad {auto_pad!r} is not supported")
-    if imp.attr(node, "ceil_mode", 0, int):
-        # Ceil mode equals floor mode with enough extra padding at the end; the extra
-        # taps read padding, which never wins a max over a non-negative map.
-        for axis in range(2):
-            span = dilations[axis] * (kernel[axis] - 1) + 1
-            padded = in_hw[axis] + pads[axis] + pads[axis + 2]
-            out_ceil = -(-(padded - span) // strides[axis]) + 1
-            if (out_ceil - 1) * strides[axis] >= in_hw[axis] + pads[axis]:
-                out_ceil -= 1
-            pads[axis + 2] += max(0, (out_ceil - 1) * strides[axis] + span - padded)
-    return {
-        "kernel": [int(k) for k in kernel],
-        "strides": [int(s) for s in strides],
-        "pads": [int(p) for p in pads],
-        "dilations": [int(d) for d in dilations],
-    }
-
-
-@handles("Conv")
-def _conv(imp: _Importer, node):
-    act = imp.activation(node)
-    imp.require_4d(node, act)
-    weight = imp.floats(node, 1, "weight")
-    if weight.ndim != 4 or weight.size == 0:
-        raise imp.error(node, "only 2-D convolutions with a non-empty weight are supported")
-    declared = imp.attr(node, "kernel_shape", None, list)
-    if declared is not None and list(declared) != list(weight.shape[2:]):
-        raise imp.error(
-            node, f"kernel_shape {list(declared)} does not match the weight {weight.shape}"
-        )
-    groups = imp.attr(node, "group", 1, int)
-    if not isinstance(groups, int) or groups < 1:
-        raise imp.error(node, f"group={groups} must be a positive integer")
-    c_in = act.shape[0]
-    bias = imp.optional_const(node, 2, "bias")
-    if bias is not None and bias.size != weight.shape[0]:
-        raise imp.error(node, f"bias has {bias.size} values for {weight.shape[0]} channels")
-    if c_in != weight.shape[1] * groups or weight.shape[0] % groups:
-        raise imp.error(
-            node,
-            f"weight shape {weight.shape} does not match {c_in} input channels in {groups} groups",
-        )
-    attrs = _window_attrs(imp, node, act.shape[1:], list(weight.shape[2:]))
-    attrs["groups"] = groups
-    oh, ow = conv_output_hw(
-        act.shape[1:], attrs["kernel"], attrs["strides"], attrs["pads"], attrs["dilations"]
-    )
-    c_out = weight.shape[0]
-    bias = np.zeros(c_out) if bias is None else bias.astype(np.float64).reshape(c_out)
-    imp.push(node, "conv", (c_out, oh, ow), attrs=attrs, weight=weight, bias=bias)
-
-
-@handles("Gemm")
-def _gemm(imp: _Importer, node):
-    act = imp.activation(node)
-    if len(act.shape) != 1:
-        raise imp.error(node, "expects a 2-D input; flatten the map first")
-    if imp.attr(node, "transA", 0, int):
-        raise imp.error(node, "transA=1 is not supported")
-    weight = imp.floats(node, 1, "weight B")
-    if weight.ndim != 2 or weight.size == 0:
-        raise imp.error(node, f"weight B has shape {list(weight.shape)}; a 2-D matrix is needed")
-    weight = weight if imp.attr(node, "transB", 0, int) else weight.T
-    alpha, beta = (imp.attr(node, key, 1.0, float) for key in ("alpha", "beta"))
-    if not (np.isfinite(alpha) and np.isfinite(beta)):
-        raise imp.error(node, f"alpha={alpha} and beta={beta} must be finite")
-    weight = weight * alpha
-    out = weight.shape[0]
-    if weight.shape[1] != act.shape[0]:
-        raise imp.error(node, f"weight shape {weight.shape} does not take {act.shape[0]} inputs")
-    c = imp.optional_const(node, 2, "bias C")
-    if c is not None and c.size not in (1, out):
-        raise imp.error(node, f"bias C has {c.size} values for {out} outputs")
-    bias = (
-        np.zeros(out)
-        if c is None
-        else np.broadcast_to(
-            c.astype(np.float64).reshape(-1) if c.size == out else c.astype(np.float64), (out,)
-        )
-        * beta
-    )
-    imp.push(node, "fc", (out,), weight=weight, bias=np.array(bias, dtype=np.float64))
-
-
-@handles("MatMul")
-def _matmul(imp: _Importer, node):
-    act = imp.activation(node)
-    if len(act.shape) != 1:
-        raise imp.error(node, "expects a 2-D input; flatten the map first")
-    weight = imp.floats(node, 1, "weight")
-    if weight.ndim != 2 or weight.shape[0] != act.shape[0] or weight.size == 0:
-        raise imp.error(node, f"weight shape {weight.shape} does not take {act.shape[0]} inputs")
-    imp.push(node, "fc", (weight.shape[1],), weight=weight.T.copy(), bias=np.zeros(weight.shape[1]))
-
-
-@handles("Add")
-def _add(imp: _Importer, node):
-    names = [imp.alias.get(n, n) for n in node.input]
-    const_index = [i for i, n in enumerate(names) if n in imp.consts]
-    if len(const_index) != 1:
-        raise imp.error(
-            node,
-            "adds two activations: residual adds are not supported; an Add "
-            "is accepted only as the bias of the preceding MatMul or Conv",
-        )
-    act = imp.activation(node, 1 - const_index[0])
-    imp.push(node, "bias_add", act.shape, bias=imp.floats(node, const_index[0], "addend"))
-
-
-@handles("Relu")
-def _relu(imp: _Importer, node):
-    act = imp.activation(node)
-    imp.push(node, "relu", act.shape)
-
-
-@handles("BatchNormalization")
-def _batchnorm(imp: _Importer, node):
-    act = imp.activation(node)
-    imp.only_first_output_used(node)
-    channels = act.shape[0]
-    params = [
-        imp.floats(node, i, what, (channels,))
-        for i, what in enumerate(("", "scale", "B", "mean", "var"))
-        if i
-    ]
-    eps = imp.attr(node, "epsilon", 1e-5, float)
-    if not np.isfinite(eps) or np.any(params[3] + eps <= 0):
-        raise imp.error(node, "var + epsilon must be positive: a variance is negative")
-    gain = params[0] / np.sqrt(params[3] + eps)
-    imp.push(node, "batchnorm", act.shape, weight=gain, bias=params[1] - params[2] * gain)
-
-
-@handles("MaxPool")
-def _maxpool(imp: _Importer, node):
-    act = imp.activation(node)
-    imp.require_4d(node, act)
-    imp.only_first_output_used(node)
-    attrs = _window_attrs(imp, node, act.shape[1:], imp.ints(node, "kernel_shape", None, 2, 1))
-    if attrs.pop("dilations") != [1, 1]:
-        raise imp.error(node, "dilated max-pooling is not supported")
-    oh, ow = conv_output_hw(act.shape[1:], attrs["kernel"], attrs["strides"], attrs["pads"], [1, 1])
-    imp.push(node, "maxpool", (act.shape[0], oh, ow), attrs=attrs)
-
-
-def _average_as_conv(imp: _Importer, node, act: _Activation, attrs):
-    """Average pooling is a depthwise conv with constant weights 1/(kh*kw)."""
-    channels = act.shape[0]
-    kh, kw = attrs["kernel"]
-    attrs["groups"] = channels
-    oh, ow = conv_output_hw(
-        act.shape[1:], attrs["kernel"], attrs["strides"], attrs["pads"], attrs["dilations"]
-    )
-    weight = np.full((channels, 1, kh, kw), 1.0 / (kh * kw))
-    layer = imp.push(
-        node, "conv", (channels, oh, ow), attrs=attrs, weight=weight, bias=np.zeros(channels)
-    )
-    # Pooling a non-negative map keeps it non-negative, so the fabric's ReLU is exact.
-    layer.relu = True
-    layer.attrs["average_pool"] = True
-
-
-@handles("AveragePool")
-def _averagepool(imp: _Importer, node):
-    act = imp.activation(node)
-    imp.require_4d(node, act)
-    attrs = _window_attrs(imp, node, act.shape[1:], imp.ints(node, "kernel_shape", None, 2, 1))
-    if any(attrs["pads"]) and not imp.attr(node, "count_include_pad", 0, int):
-        raise imp.error(
-            node,
-            "AveragePool with padding and count_include_pad=0 divides border "
-            "windows by fewer taps, which is not a constant-weight layer; use "
-            "count_include_pad=1 or no padding",
-        )
-    _average_as_conv(imp, node, act, attrs)
-
-
-@handles("GlobalAveragePool")
-def _global_averagepool(imp: _Importer, node):
-    act = imp.activation(node)
-    imp.require_4d(node, act)
-    attrs = {
-        "kernel": list(act.shape[1:]),
-        "strides": [1, 1],
-        "pads": [0, 0, 0, 0],
-        "dilations": [1, 1],
-    }
-    _average_as_conv(imp, node, act, attrs)
-
-
-def _flatten(imp: _Importer, node):
-    act = imp.current
-    if len(act.shape) == 1:
-        imp.alias[node.output[0]] = act.name
-        return
-    imp.push(node, "flatten", (int(np.prod(act.shape)),))
-
-
-@handles("Flatten")
-def _flatten_node(imp: _Importer, node):
-    imp.activation(node)
-    if imp.attr(node, "axis", 1, int) != 1:
-        raise imp.error(node, "only Flatten with axis=1 is supported")
-    _flatten(imp, node)
-
-
-@handles("Reshape")
-def _reshape(imp: _Importer, node):
-    act = imp.activation(node)
-    target = imp.const(node, 1, "shape")
-    if target.dtype.kind not in "iu":
-        raise imp.error(node, f"the shape input has dtype {target.dtype}, not int64")
-    shape = [int(s) for s in target.reshape(-1)]
-    n = int(np.prod(act.shape))
-    if (
-        len(shape) != 2
-        or shape[0] not in (1, -1, 0)
-        or shape[1] not in (n, -1)
-        or (shape[0] == -1 and shape[1] == -1)
-    ):
-        raise imp.error(
-            node,
-            f"Reshape to {shape} is not supported: only a flatten to "
-            f"(1, {n}), (-1, {n}) or (0, {n}) right after a map",
-        )
-    _flatten(imp, node)
-
-
 @handles("Dropout", "Identity")
 def _identity(imp: _Importer, node):
     imp.pass_through(node)
-
-
-@handles("LRN")
-def _lrn(imp: _Importer, node):
-    act = imp.activation(node)
-    imp.require_4d(node, act)
-    beta = imp.attr(node, "beta", 0.75, float)
-    exact = next((b for b in LRN_BETAS if abs(beta - b) < 1e-6), None)
-    if exact is None:
-        raise imp.error(
-            node,
-            f"LRN beta={beta} has no exact +-*/sqrt form for the host; "
-            f"supported beta: {', '.join(map(str, LRN_BETAS))}",
-        )
-    size = imp.attr(node, "size", None, int)
-    if not isinstance(size, int) or size < 1 or size % 2 == 0:
-        raise imp.error(node, f"LRN size={size} must be a positive odd integer")
-    attrs = {
-        "size": size,
-        "alpha": imp.attr(node, "alpha", 1e-4, float),
-        "beta": exact,
-        "bias": imp.attr(node, "bias", 1.0, float),
-    }
-    # bias > 0 and alpha >= 0 keep the base of the power positive for every input.
-    if not (np.isfinite(attrs["alpha"]) and attrs["alpha"] >= 0):
-        raise imp.error(node, f"LRN alpha={attrs['alpha']} must be finite and >= 0")
-    if not (np.isfinite(attrs["bias"]) and attrs["bias"] > 0):
-        raise imp.error(node, f"LRN bias={attrs['bias']} must be finite and > 0")
-    imp.push(node, "lrn", act.shape, attrs=attrs)
-
-
-@handles("Softmax")
-def _softmax(imp: _Importer, node):
-    act = imp.activation(node)
-    if len(act.shape) != 1:
-        raise imp.error(node, "Softmax is supported only on the 2-D logits")
-    axis = imp.attr(node, "axis", 1 if imp.opset < 13 else -1, int)
-    if axis not in (1, -1):
-        raise imp.error(node, f"Softmax axis={axis} is not supported; use the class axis")
-    imp.push(node, "softmax", act.shape)
 
 
 @handles("Constant")
@@ -609,7 +324,7 @@ def load_onnx(path_or_model):
     return onnx, model, source
 
 
-def import_onnx(path_or_model, name: str | None = None) -> Graph:
+def import_onnx(path_or_model, name: str | None = None) -> Model:
     """Lower an ONNX model to the raw layer chain (before the lowering passes)."""
     onnx, model, source = load_onnx(path_or_model)
     check_limits(model, source)
@@ -650,9 +365,4 @@ def import_onnx(path_or_model, name: str | None = None) -> Graph:
             field="graph.output",
         )
     model_name = name or (Path(source).stem if source != "<model>" else model.graph.name)
-    return Graph(
-        name=model_name or "model",
-        input_name=inputs[0].name,
-        input_shape=tuple(shape[1:]),
-        layers=imp.layers,
-    )
+    return Model(name=model_name or "model", input_shape=tuple(shape[1:]), layers=imp.layers)

@@ -1,6 +1,6 @@
 """Quantizer passes: PruneWeights, ClusterWeights, CalibrateActivations, BuildTables.
 
-Each pass is a function over the lowered :class:`kcnn.graph.Graph` and a shared
+Each pass is a function over the lowered :class:`kcnn.model.Model` and a shared
 :class:`Run` state; analyses (sensitivity, counts) never change the graph.
 """
 
@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kcnn.config import ARITHMETIC_CONTRACT, act_code_range, weight_code_range
-from kcnn.counts import effective_pairs
 from kcnn.errors import KcnnError
-from kcnn.graph import Graph, Layer
-from kcnn.kfile import Codebook, KcnnModel, QLayer, check_layer_tables, encode_sparse, sparse_bits
+from kcnn.kfile import check_layer_tables
+from kcnn.model import Codebook, Layer, Model
 from kcnn.quantizer.config import QuantizeConfig
 from kcnn.quantizer.export_onnx import session, to_onnx
 from kcnn.quantizer.kmeans1d import assign_nearest, cluster_1d
+from kcnn.weight_forms import encode_sparse, sparse_bits
 
 #: Candidate densities of the sensitivity search, tried from dense to sparse.
 DENSITY_GRID = (0.75, 0.5, 0.35, 0.25, 0.18, 0.12, 0.09, 0.06, 0.04, 0.03, 0.02)
@@ -64,7 +64,7 @@ class WeightTable:
 class Run:
     """State shared by the passes of one quantizer run."""
 
-    graph: Graph
+    graph: Model
     calib: np.ndarray
     config: QuantizeConfig
     clipped: dict = field(default_factory=dict)  # map -> robust magnitude, where it fired
@@ -123,7 +123,7 @@ def prune(weight: np.ndarray, density: float, scores=None) -> np.ndarray:
     return np.where(keep_mask(scores, keep), weight, 0.0)
 
 
-def _logits(sess, graph: Graph, calib: np.ndarray, weights: dict, batch: int) -> np.ndarray:
+def _logits(sess, graph: Model, calib: np.ndarray, weights: dict, batch: int) -> np.ndarray:
     feeds = {f"{name}.weight": w.astype(np.float32) for name, w in weights.items()}
     outs = []
     for start in range(0, len(calib), batch):
@@ -136,7 +136,7 @@ def _relative_error(z: np.ndarray, ref: np.ndarray) -> float:
     return float(np.linalg.norm(z - ref) / max(np.linalg.norm(ref), 1e-30))
 
 
-def input_rms(graph: Graph, calib: np.ndarray, batch: int) -> dict[str, np.ndarray]:
+def input_rms(graph: Model, calib: np.ndarray, batch: int) -> dict[str, np.ndarray]:
     """RMS of each prunable layer's inputs on the calibration data, one value per weight
     column's input: per input feature for fc, per input channel (of the row's group) for
     conv, shaped ``(rows, columns_or_channels)``."""
@@ -161,7 +161,7 @@ def input_rms(graph: Graph, calib: np.ndarray, batch: int) -> dict[str, np.ndarr
     for layer_name, source in sources.items():
         layer = graph.layer(layer_name)
         rms = np.sqrt(sums[source] / counts[source]).reshape(1, -1)
-        if layer.op == "conv":
+        if "groups" in layer.attrs:
             groups, rows = layer.attrs["groups"], layer.weight.shape[0]
             rms = rms.reshape(groups, -1)[np.arange(rows) // (rows // groups)]
         out[layer_name] = rms
@@ -278,7 +278,7 @@ class MapPlan:
     read_at: str  # the tensor the consumer reads: "input" or a layer name
 
 
-def map_plan(graph: Graph) -> tuple[list[MapPlan], dict[str, tuple]]:
+def map_plan(graph: Model) -> tuple[list[MapPlan], dict[str, tuple]]:
     """Assign codebooks along the chain.
 
     Returns the plans and, per layer, the maps it reads and emits (``None``: float logits).
@@ -287,12 +287,12 @@ def map_plan(graph: Graph) -> tuple[list[MapPlan], dict[str, tuple]]:
     current, read_at = "input", "input"
     last = graph.last_fabric_index()
     for index, layer in enumerate(graph.layers):
-        if layer.op in ("maxpool", "flatten"):
+        if layer.kind.acts_on_codes:
             read_at = layer.name
             continue
-        if current is not None and (layer.is_fabric or layer.is_host):
+        if current is not None and layer.kind.reads_codebook:
             plans.append(MapPlan(current, layer, read_at))
-        produces = (layer.is_fabric and index != last) or (layer.op == "lrn")
+        produces = layer.kind.emits_map(index == last)
         links[layer.name] = (current, layer.name if produces else None)
         current = links[layer.name][1]
         read_at = layer.name
@@ -389,7 +389,7 @@ def calibrate_activations(run: Run) -> None:
         act_nz = masks[layer.name]
         weight_nz = run.weights[layer.name].codes != 0
         run.counts[layer.name] = {
-            "effective_pairs": effective_pairs(layer.op, layer.attrs, weight_nz, act_nz),
+            "effective_pairs": layer.kind.effective_pairs(layer.attrs, weight_nz, act_nz),
             "act_density": float(act_nz.mean()) if act_nz.size else 0.0,
         }
 
@@ -402,14 +402,14 @@ def choose_weight_form(codes: np.ndarray) -> str:
     return "sparse" if sparse_bits(entries.size, per_row.size) < 4 * codes.size else "dense"
 
 
-def build_tables(run: Run) -> KcnnModel:
+def build_tables(run: Run) -> Model:
     """BuildTables: integer biases and thresholds, stored forms, the accumulator proof."""
     graph = run.graph
     layers = []
     maps = dict(run.maps)
     for layer in graph.layers:
         in_map, out_map = run.links.get(layer.name, (None, None))
-        q = QLayer(
+        q = Layer(
             name=layer.name,
             op=layer.op,
             in_shape=layer.in_shape,
@@ -420,13 +420,13 @@ def build_tables(run: Run) -> KcnnModel:
             in_map=in_map,
             out_map=out_map,
         )
-        if layer.op == "lrn" and q.out_map is not None:
+        if layer.kind.host and q.out_map is not None:
             maps[q.out_map].boundaries = run.float_thresholds[q.out_map]
         if layer.is_fabric:
             table = run.weights[layer.name]
             acc_scale = table.scale * maps[q.in_map].scale
             q.codes, q.wq, q.w_scale = table.codes, table.wq, table.scale
-            bias = np.round(layer.bias / acc_scale)
+            bias = np.round(layer.float_bias / acc_scale)
             reach = float(1 << (ARITHMETIC_CONTRACT["ACC_BITS"] - 1)) - 1
             if not np.all(np.abs(bias) <= reach):  # NaN fails too
                 raise KcnnError(
@@ -444,7 +444,7 @@ def build_tables(run: Run) -> KcnnModel:
                 q.thresholds = np.clip(t, -limit, limit).astype(np.int64)
             q.weight_form = choose_weight_form(q.codes)
         layers.append(q)
-    model = KcnnModel(graph.name, graph.input_shape, layers, maps)
+    model = Model(graph.name, graph.input_shape, layers, maps)
 
     def fail(message, layer, field):
         return KcnnError(message, layer=layer, field=field)

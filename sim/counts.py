@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from kcnn.counts import effective_pairs
 from kcnn.inputs import DEFAULT_BATCH, batches
-from kcnn.kfile import KcnnModel
-from kcnn.sim.engine import Simulator
+from kcnn.model import Model
+from kcnn.sim.engine import simulator
 
 
-def measure(model: KcnnModel, x: np.ndarray, batch: int = DEFAULT_BATCH) -> dict:
+def measure(model: Model, x: np.ndarray, batch: int = DEFAULT_BATCH) -> dict:
     """``{"images", "counts_from": "sim", "layers": {name: {...}}}`` measured on ``x``."""
     fabric = [layer for layer in model.layers if layer.is_fabric]
     sources = {}
@@ -26,14 +25,15 @@ def measure(model: KcnnModel, x: np.ndarray, batch: int = DEFAULT_BATCH) -> dict
     pairs = dict.fromkeys(sources, 0.0)
     nonzero = dict.fromkeys(sources, 0)
     values = dict.fromkeys(sources, 0)
-    simulator = Simulator(model)
+    runner = simulator(model)
     for _, chunk in batches(x, batch):
-        _, _, maps = simulator.run(chunk, trace=True)
+        _, _, maps = runner.run(chunk, trace=True)
         for layer in fabric:
             codes = maps[sources[layer.name]]
             active = codes != 0
-            pairs[layer.name] += len(chunk) * effective_pairs(
-                layer.op, layer.attrs, layer.codes != 0, active.reshape(len(chunk), *layer.in_shape)
+            active = active.reshape(len(chunk), *layer.in_shape)
+            pairs[layer.name] += len(chunk) * layer.kind.effective_pairs(
+                layer.attrs, layer.codes != 0, active
             )
             nonzero[layer.name] += int(np.count_nonzero(active))
             values[layer.name] += int(active.size)

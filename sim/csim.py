@@ -28,10 +28,10 @@ import numpy as np
 
 from kcnn.config import BUILD_PARAMETERS, BuildParams
 from kcnn.errors import KcnnError
-from kcnn.kfile import KcnnModel
-from kcnn.plan import Step
-from kcnn.protocol import LOOPS
-from kcnn.runner import StepEngine, StepFault, check_answer
+from kcnn.model import Model
+from kcnn.protocol import LOOPS, StepFault, check_answer
+from kcnn.runner import GraphRunner, StepFabric
+from kcnn.tiling import Step
 
 CXXFLAGS = (
     "-O2",
@@ -344,23 +344,36 @@ class CsimKernel:
         self.close()
 
 
-class CsimEngine(StepEngine):
-    """Runs a model's steps on a private C-sim instance. Same interface as ``Simulator``."""
+class CsimEngine:
+    """A model on a private C-sim instance: the device of a :class:`kcnn.runner.StepFabric`,
+    which one :class:`kcnn.runner.GraphRunner` drives. Same ``run`` as the simulator."""
 
     def __init__(
-        self, model: KcnnModel, params: BuildParams | None = None, kernel: CsimKernel | None = None
+        self, model: Model, params: BuildParams | None = None, kernel: CsimKernel | None = None
     ):
         # A kernel may serve several engines (its lock serialises them); by default each
         # engine has its own, so engines in different threads never wait for each other.
         self.kernel = kernel if kernel is not None else CsimKernel(params)
         self._own_kernel = kernel is None
-        super().__init__(model, self.kernel.params)
+        self.model = model
+        self.params = self.kernel.params
+        self.fabric = StepFabric(model, self.params, self)
+        self.plan = self.fabric.plan
+        self.runner = GraphRunner(model, self.fabric)
         self.loop_logs: list[list] = []  # per step of the last frame: the kernel's loop log
         self._previous = np.zeros(0, np.uint64)  # the last answer: the next step's map
 
+    def run(self, x: np.ndarray, trace: bool = False):
+        return self.runner.run(x, trace)
+
+    # ---- the device --------------------------------------------------------------------
+    def begin_frame(self) -> None:
+        self.loop_logs = []
+
+    def map_slot(self, step: Step) -> None:
+        return None
+
     def execute(self, step: Step, map_words: np.ndarray | None, need: bool) -> np.ndarray:
-        if step.index == 0:
-            self.loop_logs = []
         words = self._previous if map_words is None else map_words
         answer, log = self.kernel.run_step(step, words)
         self._previous = answer

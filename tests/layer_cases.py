@@ -8,7 +8,8 @@ from dataclasses import replace
 import numpy as np
 
 from kcnn.config import ARITHMETIC_CONTRACT
-from kcnn.kfile import Codebook, KcnnModel, QLayer, check_layer_tables
+from kcnn.kfile import check_layer_tables
+from kcnn.model import Codebook, Layer, Model
 
 
 def codebook(rng, n, signed, low=1, high=255):
@@ -80,7 +81,7 @@ def one_layer_model(
     codes = rng.integers(1, K, shape) if K > 1 else np.zeros(shape, np.int64)
     codes = np.where(rng.random(shape) < weight_density, codes, 0).astype(np.uint8)
     bias = rng.integers(-bias_range, bias_range + 1, c_out).astype(np.int64)
-    layer = QLayer(
+    layer = Layer(
         "L",
         op,
         in_shape,
@@ -100,7 +101,7 @@ def one_layer_model(
         spread = max(1, int(np.abs(wq).max(initial=1) * np.abs(aq).max(initial=1) * 4))
         layer.thresholds = np.sort(rng.integers(1, spread + 1, J_out - 1)).astype(np.int64)
         maps["L"] = Codebook("L", codebook(rng, J_out - 1, False), 0.1, False)
-    model = KcnnModel("one", in_shape, [layer], maps)
+    model = Model("one", in_shape, [layer], maps)
     check_tables(model)
     return model, layer
 
@@ -124,7 +125,7 @@ def chain_model(rng, first: dict, second: dict, taps: int | None = None):
     maps = {"input": model0.maps["input"], "L0": replace(model1.maps["input"], name="L0")}
     if layer1.out_map:
         maps["L1"] = replace(model1.maps["L"], name="L1")
-    model = KcnnModel("chain", model0.input_shape, [layer0, layer1], maps)
+    model = Model("chain", model0.input_shape, [layer0, layer1], maps)
     check_tables(model)
     return model, layer0
 
@@ -143,7 +144,7 @@ def pool_model(rng, kernel, strides, pads, hw, channels=4, conv_strides=(1, 1)):
         taps=int(np.prod(pooled)),
     )
     attrs = {"kernel": list(kernel), "strides": list(strides), "pads": list(pads)}
-    model.layers.insert(1, QLayer("P", "maxpool", conv.out_shape, pooled, attrs=attrs))
+    model.layers.insert(1, Layer("P", "maxpool", conv.out_shape, pooled, attrs=attrs))
     return model, conv
 
 
@@ -156,10 +157,10 @@ def assert_same_maps(traced, expected) -> None:
 
 def assert_runs_as_the_simulator(engine, x) -> None:
     """Every map (traced) and the logits of ``x`` on ``engine`` equal the simulator's."""
-    from kcnn.sim.engine import Simulator
+    from kcnn.sim.engine import simulator
 
     _, logits, traced = engine.run(x, trace=True)
-    _, want_logits, want = Simulator(engine.model).run(x, trace=True)
+    _, want_logits, want = simulator(engine.model).run(x, trace=True)
     assert_same_maps(traced, want)
     assert np.array_equal(logits, want_logits)
 
@@ -184,14 +185,13 @@ def spread_thresholds(model, layer, x) -> None:
     """Sets ``layer``'s thresholds at quantiles of its accumulators on the inputs ``x``,
     so that its output codes vary (thresholds drawn without the window's size in mind
     leave a wide layer's codes all at 0 or at the top)."""
-    from kcnn.sim.engine import Simulator
+    from kcnn.sim.engine import NumpyFabric, simulator
 
-    sim = Simulator(model)
-    traced = sim.run(x, trace=True)[2]
+    traced = simulator(model).run(x, trace=True)[2]
     before = (
         model.layers[model.layers.index(layer) - 1].name if layer.in_map != "input" else "input"
     )
-    acc = sim.fabric_layer(layer, traced[before])
+    acc = NumpyFabric(model).acc(layer, traced[before])
     count = len(layer.thresholds)
     cuts = np.quantile(acc, np.linspace(0, 1, count + 2)[1:-1]).astype(np.int64)
     layer.thresholds = cuts + np.arange(count)  # strictly increasing, still inside the range

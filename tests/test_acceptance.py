@@ -14,7 +14,7 @@ from kcnn import models  # noqa: E402
 from kcnn.quantizer import quantize  # noqa: E402
 from kcnn.quantizer.reference import run_onnx  # noqa: E402
 from kcnn.report import build_report  # noqa: E402
-from kcnn.sim.engine import Simulator  # noqa: E402
+from kcnn.sim.engine import simulator  # noqa: E402
 
 
 def accuracy(name):
@@ -22,7 +22,7 @@ def accuracy(name):
     model = quantize(path, models.calibration_digits(), log=None, name=name)
     x, y = models.digits("test")
     float_top1 = float(np.mean(run_onnx(path, x).argmax(axis=1) == y))
-    kcnn_top1 = float(np.mean(Simulator(model).run(x)[1].argmax(axis=1) == y))
+    kcnn_top1 = float(np.mean(simulator(model).run(x)[1].argmax(axis=1) == y))
     return float_top1, kcnn_top1, build_report(model)["totals"]
 
 

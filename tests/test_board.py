@@ -38,10 +38,10 @@ from kcnn import Accelerator  # noqa: E402
 from kcnn.estimate import STEP_ACCESSES, STREAM_B_ACCESSES, estimate, step_words  # noqa: E402
 from kcnn.host.board import BoardFault  # noqa: E402
 from kcnn.overlay import KCNNOverlay  # noqa: E402
-from kcnn.protocol import JOB_TAG, decode_trailer  # noqa: E402
-from kcnn.runner import StepFault, first_map_words  # noqa: E402
+from kcnn.protocol import JOB_TAG, StepFault, decode_trailer  # noqa: E402
+from kcnn.runner import first_map_words  # noqa: E402
 from kcnn.sim.csim import CsimEngine  # noqa: E402
-from kcnn.sim.engine import Simulator  # noqa: E402
+from kcnn.sim.engine import simulator  # noqa: E402
 
 GOLDEN = os.environ.get("KCNN_GOLDEN_DIR")
 #: A build whose planner splits LeNet's fc1 into four jobs answering 1, 2, 2 and 3 words.
@@ -76,7 +76,7 @@ def references():
     out = {}
     for name in models.MODELS:
         model = load(models.table_path(name))
-        sim = Simulator(model).run(x, trace=True)
+        sim = simulator(model).run(x, trace=True)
         csim_engine = CsimEngine(model)
         try:
             csim = csim_engine.run(x, trace=True)
@@ -237,7 +237,8 @@ def test_each_step_buffer_is_its_stream_a_and_answers_land_in_the_next(tmp_path)
     engine, _ = connect(tmp_path / "overlay", "alexnet_mnist")
     try:
         x = digits(1)
-        answers = engine.run_frame(x[0], trace=True).answers
+        engine.run(x, trace=True)
+        answers = engine.fabric.answers
         first = engine.plan.first
         words = first_map_words(first, x[0], engine.model.maps["input"].boundaries)
         for n, step in enumerate(engine.plan.steps):

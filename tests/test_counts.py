@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from kcnn.counts import effective_pairs
+from kcnn.ops import op_named
 
 pytestmark = [pytest.mark.main_env, pytest.mark.board_env]
 
@@ -47,7 +47,7 @@ def test_conv_pairs_match_direct_count(groups, strides, pads, dilations):
     weight_nz = rng.random((4, 4 // groups, 3, 2)) < 0.6
     act_nz = rng.random((2, 4, 7, 6)) < 0.5
     attrs = {"groups": groups, "strides": strides, "pads": pads, "dilations": dilations}
-    assert effective_pairs("conv", attrs, weight_nz, act_nz) == brute_force_conv(
+    assert op_named("conv").effective_pairs(attrs, weight_nz, act_nz) == brute_force_conv(
         weight_nz, act_nz, attrs
     )
 
@@ -59,4 +59,4 @@ def test_fc_pairs_match_direct_count():
     direct = sum(
         int(weight_nz[o, i] and act_nz[b, i]) for b in range(3) for o in range(7) for i in range(11)
     )
-    assert effective_pairs("fc", {}, weight_nz, act_nz) == direct / 3
+    assert op_named("fc").effective_pairs({}, weight_nz, act_nz) == direct / 3

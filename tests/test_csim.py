@@ -27,10 +27,18 @@ from kcnn.errors import KcnnError
 from kcnn.kfile import load
 from kcnn.models import digits, table_path
 from kcnn.plan import plan_model
-from kcnn.protocol import LIMITS, STATUS, decode_info, decode_trailer, pack_descriptor, probe_step
-from kcnn.runner import StepFault, first_map_words
+from kcnn.protocol import (
+    LIMITS,
+    STATUS,
+    StepFault,
+    decode_info,
+    decode_trailer,
+    pack_descriptor,
+    probe_step,
+)
+from kcnn.runner import first_map_words
 from kcnn.sim import csim
-from kcnn.sim.engine import Simulator
+from kcnn.sim.engine import simulator
 
 try:
     csim.compiler()
@@ -269,7 +277,7 @@ def test_windows_above_the_kernel_run_as_input_blocks(name, params):
     if model.layer(split_layer).thresholds is not None:
         spread_thresholds(model, model.layer(split_layer), x)
         # codes all at 0 or all at the top would hide a wrong sum of the blocks
-        codes = Simulator(model).run(x, trace=True)[2][split_layer]
+        codes = simulator(model).run(x, trace=True)[2][split_layer]
         assert np.unique(codes).size >= 3
     engine = assert_same_run(model, x, params)
     assert_trips_are_the_model(engine)
@@ -417,7 +425,7 @@ def test_engines_in_two_threads_keep_their_own_state():
     """Each engine loads a private copy of the library (static memories are per copy)."""
     models = [load(table_path("lenet5")), load(table_path("alexnet_mnist"))]
     x = digits("test")[0][:2]
-    want = [Simulator(m).run(x)[1] for m in models]
+    want = [simulator(m).run(x)[1] for m in models]
     engines = [csim.CsimEngine(m) for m in models]
     errors = []
 

@@ -22,7 +22,7 @@ from mutate import npy_bytes, read_members, write_members
 from kcnn.config import BuildParams
 from kcnn.errors import KcnnError
 from kcnn.kfile import load
-from kcnn.sim.engine import Simulator
+from kcnn.sim.engine import simulator
 
 environments.importorskip("onnxruntime")
 
@@ -96,7 +96,7 @@ def outcome(path, csim) -> str:
         return "error"
     event("loaded")
     x = inputs_for(model)
-    _, _, want = Simulator(model).run(x, trace=True)
+    _, _, want = simulator(model).run(x, trace=True)
     try:
         engine = csim.CsimEngine(model, kernel=small_kernel(csim))
     except KcnnError:

@@ -9,7 +9,6 @@ environments.importorskip("onnxruntime")
 import onnx_cases  # noqa: E402
 
 from kcnn.errors import KcnnError  # noqa: E402
-from kcnn.graph import dense_macs  # noqa: E402
 from kcnn.quantizer.export_onnx import session, to_onnx  # noqa: E402
 from kcnn.quantizer.lowering import lower  # noqa: E402
 from kcnn.quantizer.onnx_import import import_onnx  # noqa: E402
@@ -65,7 +64,7 @@ def test_bvlc_alexnet_dense_macs_equal_hand_count():
         os.path.dirname(onnx.__file__), "backend/test/data/light/light_bvlc_alexnet.onnx"
     )
     graph = lower(import_onnx(path))
-    per_layer = [dense_macs(layer) for layer in graph.fabric_layers()]
+    per_layer = [layer.kind.dense_macs(layer) for layer in graph.fabric_layers()]
     assert per_layer == [
         101_616_768,
         207_667_200,
@@ -77,7 +76,7 @@ def test_bvlc_alexnet_dense_macs_equal_hand_count():
         4_096_000,
     ]
     assert sum(per_layer) == 654_560_384
-    assert [layer.op for layer in graph.layers if layer.is_host] == ["lrn", "lrn", "softmax"]
+    assert [layer.op for layer in graph.layers if layer.kind.host] == ["lrn", "lrn", "softmax"]
 
 
 def test_lenet_dense_macs_equal_hand_count():
@@ -85,6 +84,6 @@ def test_lenet_dense_macs_equal_hand_count():
     from kcnn.models import model_path
 
     graph = lower(import_onnx(model_path("lenet5")))
-    per_layer = [dense_macs(layer) for layer in graph.fabric_layers()]
+    per_layer = [layer.kind.dense_macs(layer) for layer in graph.fabric_layers()]
     assert per_layer == [117_600, 240_000, 48_000, 10_080, 840]
     assert sum(per_layer) == 416_520

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from kcnn.config import BuildParams
-from kcnn.kfile import Codebook, KcnnModel, QLayer
+from kcnn.model import Codebook, Layer, Model
 from kcnn.plan import plan_model
 from kcnn.protocol import (
     DESCRIPTOR_FIELDS,
@@ -69,7 +69,7 @@ def _layer(
     in_map="input",
     form="dense",
 ):
-    return QLayer(
+    return Layer(
         name,
         op,
         in_shape,
@@ -86,11 +86,11 @@ def _layer(
     )
 
 
-def worked_fc_model() -> KcnnModel:
+def worked_fc_model() -> Model:
     """The worked example of docs/job-format.md: one fc layer, 4 inputs, 2 outputs."""
     layer = _layer("fc", "fc", (4,), (2,), [[1, 2, 0, 2], [2, 0, 1, 1]], [-2, 3], [1, -1])
     book = Codebook("input", np.array([1, 2]), 0.25, False, boundaries=np.array([1.5]))
-    return KcnnModel("worked", (4,), [layer], {"input": book})
+    return Model("worked", (4,), [layer], {"input": book})
 
 
 #: The words of the worked step, derived by hand in docs/job-format.md ("A step worked by hand").
@@ -163,7 +163,7 @@ def test_word_counts_of_a_small_conv():
         "c0": Codebook("c0", np.array([1, 2]), 1.0, False),
         "c1": Codebook("c1", np.array([3, 7]), 1.0, False),
     }
-    model = KcnnModel("c", (2, 5, 5), [first, conv], books)
+    model = Model("c", (2, 5, 5), [first, conv], books)
     step = plan_model(model, BuildParams(P=16, STREAMS=2)).steps[1]
     f = step.fields
     job = step.jobs[0]
@@ -201,7 +201,7 @@ def test_word_counts_of_a_sparse_fc():
         "input": Codebook("input", np.array([1, 2, 3]), 1.0, False, np.array([1.5, 2.5])),
         "fc": Codebook("fc", np.array([6]), 1.0, False),
     }
-    step = plan_model(KcnnModel("s", (20,), [layer], books), BuildParams(P=16)).first
+    step = plan_model(Model("s", (20,), [layer], books), BuildParams(P=16)).first
     f = step.fields
     # input t is in partition t mod 16 at position t div 16. Sequences (entry = skip << 4 |
     # code, 0x00 ends a channel): partition 0: row 0 (t = 0, position 0): 0x01, end; rows
@@ -237,7 +237,7 @@ def test_word_counts_and_trips_of_a_pool():
         "groups": 1,
     }
     conv = _layer("c", "conv", (1, 6, 6), (3, 6, 6), codes, [1], [0, 0, 0], [1], attrs=attrs)
-    pool = QLayer(
+    pool = Layer(
         "p",
         "maxpool",
         (3, 6, 6),
@@ -248,7 +248,7 @@ def test_word_counts_and_trips_of_a_pool():
         "input": Codebook("input", np.array([1]), 1.0, False, np.zeros(0)),
         "c": Codebook("c", np.array([1]), 1.0, False),
     }
-    step = plan_model(KcnnModel("p", (1, 6, 6), [conv, pool], books)).steps[1]
+    step = plan_model(Model("p", (1, 6, 6), [conv, pool], books)).steps[1]
     # map: 3 channels x 2 x 2 blocks = 12 words; answer: 3 x 1 x 1 = 3; no constants
     assert step.map_words == 12 and step.out_words == 3 and step.fields["const_words"] == 0
     assert step.stream_a(np.zeros(12, np.uint64)).size == 8 + 12 + 1

@@ -11,9 +11,9 @@ pytestmark = [pytest.mark.main_env, pytest.mark.board_env]
 RUNTIME_MODULES = [
     "kcnn",
     "kcnn.kfile",
-    "kcnn.graph",
+    "kcnn.model",
+    "kcnn.ops",
     "kcnn.codes",
-    "kcnn.counts",
     "kcnn.report",
     "kcnn.cli",
     "kcnn.models",
@@ -65,6 +65,22 @@ def test_board_runtime_imports_only_stdlib_numpy_tqdm_and_pynq(tmp_path):
         "allowed = set(sys.stdlib_module_names)\n"
         "allowed |= {'kcnn', 'numpy', 'tqdm', 'pynq', 'cython_runtime'}\n"
         "print(json.dumps(sorted(t for t in tops if t not in allowed and not t.startswith('_'))))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+
+
+def test_board_path_imports_neither_the_simulator_nor_the_quantizer(tmp_path):
+    """The board driver composes with the one graph runner; it does not reach the numpy
+    simulator or the quantizer (back-ends compose, none inherits from another)."""
+    code = (
+        "import json, sys\n"
+        "import kcnn.host.board, kcnn.overlay\n"
+        "print(json.dumps(sorted(m for m in sys.modules\n"
+        "    if m.startswith(('kcnn.sim', 'kcnn.quantizer')))))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path

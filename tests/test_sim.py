@@ -4,17 +4,18 @@ import numpy as np
 import pytest
 
 from kcnn import hostops
-from kcnn.kfile import Codebook, KcnnModel, QLayer
-from kcnn.sim.engine import Simulator, maxpool_codes
+from kcnn.model import Codebook, Layer, Model
+from kcnn.sim.engine import NumpyFabric
 
 # The tests that need no quantizer also run on the board's Python and numpy.
 pytestmark = pytest.mark.main_env
 
 
 def fabric_layer(layer, codes, book):
+    """The layer's ``acc`` on ``codes`` (it emits acc: no thresholds)."""
     layer.in_map = "m"
-    model = KcnnModel("t", layer.in_shape, [layer], {"m": book})
-    return Simulator(model).fabric_layer(layer, codes)
+    model = Model("t", layer.in_shape, [layer], {"m": book})
+    return NumpyFabric(model).acc(layer, codes)
 
 
 def direct_conv(layer, codes, book):
@@ -58,7 +59,7 @@ def direct_conv(layer, codes, book):
 def test_conv_matches_product_table_loops(groups, strides, pads, dilations):
     rng = np.random.default_rng(groups)
     c_out, c_in = 8, 4
-    layer = QLayer(
+    layer = Layer(
         "c",
         "conv",
         (c_in, 6, 5),
@@ -83,7 +84,7 @@ def test_conv_matches_product_table_loops(groups, strides, pads, dilations):
 @pytest.mark.board_env
 def test_fc_matches_product_table_loops():
     rng = np.random.default_rng(9)
-    layer = QLayer(
+    layer = Layer(
         "f",
         "fc",
         (12,),
@@ -114,14 +115,14 @@ def test_fc_matches_product_table_loops():
 @pytest.mark.board_env
 def test_maxpool_on_codes_pads_with_code_zero():
     codes = np.arange(1, 17, dtype=np.uint8).reshape(1, 1, 4, 4)
-    layer = QLayer(
+    layer = Layer(
         "p",
         "maxpool",
         (1, 4, 4),
         (1, 2, 2),
         attrs={"kernel": [3, 3], "strides": [2, 2], "pads": [0, 0, 1, 1]},
     )
-    assert maxpool_codes(layer, codes).tolist() == [[[[11, 12], [15, 16]]]]
+    assert layer.kind.simulate(None, layer, codes).tolist() == [[[[11, 12], [15, 16]]]]
 
 
 @pytest.mark.board_env
@@ -144,7 +145,6 @@ def test_simulator_equals_the_independent_reference(case, tmp_path):
     import onnx_cases
     from reference_model import run_reference
 
-    from kcnn.counts import effective_pairs
     from kcnn.kfile import load
     from kcnn.quantizer import quantize
     from kcnn.sim.engine import run
@@ -164,7 +164,7 @@ def test_simulator_equals_the_independent_reference(case, tmp_path):
     for layer in loaded.layers:
         if layer.is_fabric:
             active = (got[previous] != 0).reshape(len(test), *layer.in_shape)
-            count = effective_pairs(layer.op, layer.attrs, layer.codes != 0, active)
+            count = layer.kind.effective_pairs(layer.attrs, layer.codes != 0, active)
             assert count == pairs[layer.name]
         previous = layer.name
 
@@ -174,7 +174,7 @@ def test_fc_at_the_accumulator_bound_equals_the_reference():
     from reference_model import fc as reference_fc
 
     n_in = 66_000  # 66,000 * 127 * 255 = 2,137,410,000, just under 2^31 - 1
-    layer = QLayer(
+    layer = Layer(
         "f",
         "fc",
         (n_in,),

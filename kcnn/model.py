@@ -1,0 +1,114 @@
+"""The one model representation every part of KCNN works on (DESIGN section 1).
+
+A model is its input, a list of layers and the codebooks of its encoded maps. The
+quantizer builds it from ONNX (layers carry float weights until BuildTables gives them
+integer tables); :mod:`kcnn.kfile` reads and writes it; the simulator, the planner and
+the report read it. What an op *does* lives in its entry of :mod:`kcnn.ops`, never here.
+numpy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kcnn.ops import Op, op_named
+
+
+@dataclass
+class Codebook:
+    """The integer codebook of one encoded map: value of code j (j >= 1) is aq[j-1]*scale.
+
+    ``boundaries`` exist for maps the host encodes: the network input (midpoints of the
+    sorted decoded centroids) and a host op's output (thresholds ``t``, code = #{t <= y}).
+    """
+
+    name: str
+    aq: np.ndarray
+    scale: float
+    signed: bool
+    boundaries: np.ndarray | None = None
+    calib_values: int = 0
+
+    @property
+    def J(self) -> int:  # noqa: N802 - the paper's symbol
+        return len(self.aq) + 1
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """Float64 values of ``codes`` (code 0 is exactly zero)."""
+        table = np.concatenate([[0.0], self.aq.astype(np.float64) * self.scale])
+        return table[codes]
+
+
+@dataclass
+class Layer:
+    """One layer. ``attrs`` by op are listed in :mod:`kcnn.ops`; ``nodes`` are the ONNX
+    nodes folded into it, for error messages.
+
+    Before BuildTables a weighted layer carries its float ``weight`` (``(C_out, C_in/groups,
+    kh, kw)`` for conv, ``(out, in)`` for fc) and ``float_bias``; after it, its integer
+    tables: ``codes`` (0 = pruned), ``wq``, ``w_scale``, ``bias`` in accumulator units and
+    ``thresholds`` (None: the layer emits ``acc``).
+    """
+
+    name: str
+    op: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    attrs: dict = field(default_factory=dict)
+    relu: bool = False
+    nodes: list[str] = field(default_factory=list)
+    in_map: str | None = None
+    out_map: str | None = None
+    weight: np.ndarray | None = None
+    float_bias: np.ndarray | None = None
+    codes: np.ndarray | None = None
+    wq: np.ndarray | None = None
+    w_scale: float = 0.0
+    bias: np.ndarray | None = None
+    thresholds: np.ndarray | None = None
+    weight_form: str = "dense"
+
+    @property
+    def kind(self) -> Op:
+        """The op's registry entry (:mod:`kcnn.ops`)."""
+        return op_named(self.op)
+
+    @property
+    def is_fabric(self) -> bool:
+        """A weighted layer: its products run on the cluster PEs."""
+        return self.kind.weighted
+
+    @property
+    def K(self) -> int:  # noqa: N802 - the paper's symbol
+        return 0 if self.wq is None else len(self.wq) + 1
+
+
+@dataclass
+class Model:
+    """A model: float layers after import, integer tables and codebooks after quantizing."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    layers: list[Layer]
+    maps: dict[str, Codebook] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)  # source sha256, kcnn version, config, ...
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def fabric_layers(self) -> list[Layer]:
+        return [layer for layer in self.layers if layer.is_fabric]
+
+    def last_fabric_index(self) -> int:
+        return max(i for i, layer in enumerate(self.layers) if layer.is_fabric)
+
+    def save(self, path) -> Path:
+        from kcnn.kfile import save
+
+        return save(self, path)

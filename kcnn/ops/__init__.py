@@ -1,0 +1,10 @@
+"""The registry of layer ops (:mod:`kcnn.ops.base`): one module per op holds all of it.
+
+Adding an op is adding a module here (and its kernel step in ``hls/`` when it runs on the
+fabric); nothing else names ops.
+"""
+
+from kcnn.ops import conv, fc, flatten, folded, lrn, maxpool, softmax  # noqa: F401, E402 - registers
+from kcnn.ops.base import Op, all_ops, op_named, op_names
+
+__all__ = ["Op", "all_ops", "op_named", "op_names"]

@@ -1,0 +1,118 @@
+"""Ops that exist only between import and lowering: the lowering pass
+(:func:`kcnn.quantizer.lowering.fold_into_weighted`) folds each into the weighted layer
+before it with the op's :meth:`FoldedOp.fold`.
+
+``relu`` marks that layer's ReLU; ``batchnorm`` scales its weights and shifts its bias
+(``weight`` holds the per-channel gain, ``float_bias`` the shift); ``bias_add`` adds a
+constant to its bias (``float_bias``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kcnn.errors import KcnnError
+from kcnn.ops.base import Op, register
+
+
+class FoldedOp(Op):
+    """An op the lowering folds into the weighted layer before it."""
+
+    folded = True
+    #: It may fold past an op that commutes with it (an activation past a max-pool).
+    folds_past_commuting = False
+    #: It changes nothing on a map that is already non-negative (a ReLU), so it vanishes
+    #: there when no layer can take it.
+    vanishes_on_non_negative = False
+
+    def fold(self, target, layer) -> None:
+        """Fold ``layer`` into the weighted layer ``target`` (which has no activation yet)."""
+        raise NotImplementedError(self.name)
+
+    def refusal(self, layer) -> str:
+        """Why ``layer`` cannot fold where it is, and where it can."""
+        return (
+            f"{layer.nodes[-1]!r} must directly follow a Conv, Gemm or MatMul to be folded "
+            "into it"
+        )
+
+
+def _refuse(layer, message: str) -> KcnnError:
+    node = layer.nodes[-1] if layer.nodes else layer.name
+    return KcnnError(f"{message} (node {node!r})", layer=node)
+
+
+@register
+class Relu(FoldedOp):
+    name = "relu"
+    onnx_types = ("Relu",)
+    folds_past_commuting = True
+    vanishes_on_non_negative = True
+
+    def import_node(self, imp, node) -> None:
+        imp.push(node, "relu", imp.activation(node).shape)
+
+    def fold(self, target, layer) -> None:
+        target.relu = True
+
+    def refusal(self, layer) -> str:
+        return (
+            "Relu is supported only after a Conv or Gemm (optionally after its MaxPool) or "
+            "on a map that is already non-negative"
+        )
+
+
+@register
+class BatchNorm(FoldedOp):
+    name = "batchnorm"
+    onnx_types = ("BatchNormalization",)
+
+    def import_node(self, imp, node) -> None:
+        act = imp.activation(node)
+        imp.only_first_output_used(node)
+        channels = act.shape[0]
+        params = [
+            imp.floats(node, i, what, (channels,))
+            for i, what in enumerate(("", "scale", "B", "mean", "var"))
+            if i
+        ]
+        eps = imp.attr(node, "epsilon", 1e-5, float)
+        if not np.isfinite(eps) or np.any(params[3] + eps <= 0):
+            raise imp.error(node, "var + epsilon must be positive: a variance is negative")
+        gain = params[0] / np.sqrt(params[3] + eps)
+        shift = params[1] - params[2] * gain
+        imp.push(node, "batchnorm", act.shape, weight=gain, float_bias=shift)
+
+    def fold(self, target, layer) -> None:
+        gain = layer.weight
+        target.weight = target.weight * gain.reshape((-1,) + (1,) * (target.weight.ndim - 1))
+        target.float_bias = target.float_bias * gain + layer.float_bias
+
+
+@register
+class BiasAdd(FoldedOp):
+    name = "bias_add"
+    onnx_types = ("Add",)
+
+    def import_node(self, imp, node) -> None:
+        names = [imp.alias.get(n, n) for n in node.input]
+        const_index = [i for i, n in enumerate(names) if n in imp.consts]
+        if len(const_index) != 1:
+            raise imp.error(
+                node,
+                "adds two activations: residual adds are not supported; an Add "
+                "is accepted only as the bias of the preceding MatMul or Conv",
+            )
+        act = imp.activation(node, 1 - const_index[0])
+        addend = imp.floats(node, const_index[0], "addend")
+        imp.push(node, "bias_add", act.shape, float_bias=addend)
+
+    def fold(self, target, layer) -> None:
+        channels = target.out_shape[0]
+        term = layer.float_bias
+        if len(target.out_shape) == 3:
+            if term.size not in (1, channels) or (term.ndim >= 3 and term.shape[-2:] != (1, 1)):
+                raise _refuse(layer, f"the Add after {target.name!r} is not a per-channel bias")
+        elif term.size not in (1, channels):
+            raise _refuse(layer, f"the Add after {target.name!r} is not a per-output bias")
+        target.float_bias = target.float_bias + np.broadcast_to(term.reshape(-1), (channels,))
