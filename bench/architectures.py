@@ -40,9 +40,9 @@ ZOO = {
     "zfnet512": "ZFNet-512",
     "vgg19": "VGG-19",
     "resnet50": "ResNet-50",
-    "squeezenet": "SqueezeNet 1.0",
+    "squeezenet": "SqueezeNet 1.1",
     "inception_v1": "Inception v1 (GoogLeNet)",
-    "inception_v2": "Inception v2 (BN-Inception)",
+    "inception_v2": "Inception v2",
     "densenet121": "DenseNet-121",
     "shufflenet": "ShuffleNet",
 }
