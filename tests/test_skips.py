@@ -17,6 +17,7 @@ EXPECTED = {
     "board": {
         "tests/test_accelerator.py": "cannot import onnxruntime",
         "tests/test_acceptance.py": "cannot import onnxruntime",
+        "tests/test_architectures.py": "cannot import onnx",
         "tests/test_bad_inputs.py": "cannot import onnxruntime",
         "tests/test_bvlc.py": "cannot import onnxruntime",
         "tests/test_cli.py": "cannot import onnxruntime",

@@ -1,0 +1,210 @@
+"""Census of issue 12: which well-known CNN architectures kcnn imports and quantizes.
+
+    python bench/architectures.py                       # import + lower every graph
+    python bench/architectures.py --quantize            # and quantize those that lower
+    python bench/architectures.py --quantize --markdown docs/architectures.md
+
+Runs in the main environment (extras quantize, csim, test; no torch). The graphs are the
+model zoo's "light" graphs that the onnx package ships (full-size layers whose weights are
+ConstantOfShape fills) and the reduced torchvision exports of tests/data/architectures/
+(made by tools/architectures.py). Each is imported with
+``kcnn.quantizer.onnx_import.import_onnx`` and lowered with ``kcnn.quantizer.lowering.lower``;
+with ``--quantize``, a graph that lowers is quantized with fixed densities on a few seeded
+calibration inputs. Prints one Markdown row per graph; ``--markdown FILE`` also writes the
+table into FILE between its census markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "tests" / "data" / "architectures"
+SEED = 0
+#: Calibration inputs per graph for --quantize: enough for every codebook, cheap at 224x224.
+IMAGES = 4
+#: Fixed kept-weight fraction: the default "auto" runs a sensitivity search per layer.
+DENSITY = 0.5
+#: The light graphs of the onnx package, with the name each architecture is known by.
+ZOO = {
+    "bvlc_alexnet": "BVLC AlexNet",
+    "zfnet512": "ZFNet-512",
+    "vgg19": "VGG-19",
+    "resnet50": "ResNet-50",
+    "squeezenet": "SqueezeNet 1.1",
+    "inception_v1": "Inception v1 (GoogLeNet)",
+    "inception_v2": "Inception v2",
+    "densenet121": "DenseNet-121",
+    "shufflenet": "ShuffleNet",
+}
+#: The torchvision architectures of tools/architectures.py, by their names in its manifest.
+TORCHVISION = {
+    "resnet18": "ResNet-18",
+    "mobilenet_v2": "MobileNet v2",
+    "squeezenet1_1": "SqueezeNet 1.1",
+    "googlenet": "GoogLeNet",
+    "vgg11": "VGG-11",
+    "efficientnet_b0": "EfficientNet-B0",
+}
+EXPORTERS = {"torchscript": "TorchScript exporter", "dynamo": "dynamo exporter"}
+BEGIN, END = "<!-- census: begin -->", "<!-- census: end -->"
+
+
+@dataclass
+class Case:
+    architecture: str
+    source: str
+    path: Path
+
+
+@dataclass
+class Row:
+    architecture: str
+    source: str
+    file: str
+    result: str  # quantizes, imports, refused or crashes
+    seconds: float
+    error: str = ""
+
+
+def zoo_folder() -> Path:
+    """The folder of the light model-zoo graphs inside the installed onnx package."""
+    import onnx
+
+    return Path(onnx.__file__).resolve().parent / "backend" / "test" / "data" / "light"
+
+
+def cases(corpus: Path = CORPUS) -> list[Case]:
+    """Every graph of the census: the zoo's light graphs, then the torchvision exports."""
+    found = []
+    folder = zoo_folder()
+    for key, name in ZOO.items():
+        found.append(Case(name, "zoo (light, opset 9)", folder / f"light_{key}.onnx"))
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    for entry in manifest["files"]:
+        exporter = EXPORTERS[entry["exporter"]]
+        found.append(
+            Case(
+                TORCHVISION[entry["architecture"]],
+                f"torchvision, {exporter}, opset {entry['opset']}",
+                corpus / entry["file"],
+            )
+        )
+    return found
+
+
+def error_text(exc: BaseException) -> str:
+    """The error as a user sees it, less the file (a machine path; the table names the file)
+    and the list of supported ops."""
+    text = str(exc)
+    file = getattr(exc, "file", None)
+    if file:
+        text = text.replace(f"file {file}, ", "", 1).replace(f"file {file}: ", "", 1)
+        text = text.replace(file, Path(file).name)
+    return re.sub(r"; supported ops: [^()]*?(?= \(node|$)", "; supported ops: ...", text)
+
+
+def calibration(shape: tuple[int, ...]) -> np.ndarray:
+    return np.random.default_rng(SEED).standard_normal((IMAGES, *shape)).astype(np.float32)
+
+
+def census(case: Case, quantize: bool) -> Row:
+    """Import and lower ``case`` (and quantize it when asked); never raises."""
+    from kcnn.errors import KcnnError
+    from kcnn.quantizer import quantize as run_quantizer
+    from kcnn.quantizer.lowering import lower
+    from kcnn.quantizer.onnx_import import import_onnx
+
+    start = time.perf_counter()
+    row = Row(case.architecture, case.source, case.path.name, "refused", 0.0)
+    try:
+        graph = lower(import_onnx(case.path))
+        row.result = "imports"
+        if quantize:
+            run_quantizer(
+                case.path, calibration(graph.input_shape), log=None, density=DENSITY, seed=SEED
+            )
+            row.result = "quantizes"
+    except KcnnError as exc:
+        prefix = "quantize: " if row.result == "imports" else ""
+        row.error = prefix + error_text(exc)
+    except Exception as exc:  # a bug: the census reports it and goes on
+        row.result = "crashes"
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        row.error = f"{type(exc).__name__}: {error_text(exc)} ({Path(where.filename).name}:"
+        row.error += f"{where.lineno})"
+    row.seconds = time.perf_counter() - start
+    return row
+
+
+def markdown(rows: list[Row]) -> str:
+    lines = [
+        "| architecture | source | file | result | seconds | first error |",
+        "|---|---|---|---|---:|---|",
+    ]
+    for row in rows:
+        error = row.error.replace("|", "\\|").replace("\n", " ")
+        lines.append(
+            f"| {row.architecture} | {row.source} | `{row.file}` | {row.result} "
+            f"| {row.seconds:.1f} | {error} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_between_markers(path: Path, table: str, command: str) -> None:
+    """Replace what lies between the census markers of ``path`` with ``table``."""
+    text = path.read_text()
+    if text.count(BEGIN) != 1 or text.count(END) != 1:
+        raise SystemExit(f"{path}: needs one {BEGIN!r} line and one {END!r} line")
+    head, rest = text.split(BEGIN)
+    _, tail = rest.split(END)
+    path.write_text(f"{head}{BEGIN}\n\n`{command}`:\n\n{table}\n{END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quantize",
+        action="store_true",
+        help=f"quantize every graph that lowers ({IMAGES} seeded inputs, density {DENSITY})",
+    )
+    parser.add_argument("--only", help="comma-separated file names (light_vgg19.onnx, ...)")
+    parser.add_argument("--markdown", type=Path, help="also write the table into this file")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON")
+    args = parser.parse_args(argv)
+
+    wanted = set(args.only.split(",")) if args.only else None
+    rows = []
+    for case in cases():
+        if wanted and case.path.name not in wanted:
+            continue
+        row = census(case, args.quantize)
+        rows.append(row)
+        print(f"{row.file:<40} {row.result:<9} {row.seconds:6.1f}s", file=sys.stderr, flush=True)
+    table = markdown(rows)
+    print(table, end="")
+    counts = {r: sum(row.result == r for row in rows) for r in ("quantizes", "imports")}
+    print(
+        f"{counts['quantizes']} quantize, {counts['imports']} import only, "
+        f"{len(rows) - sum(counts.values())} refused or crashed, of {len(rows)}",
+        file=sys.stderr,
+    )
+    if args.markdown:
+        command = "python bench/architectures.py" + (" --quantize" if args.quantize else "")
+        write_between_markers(args.markdown, table, command)
+    if args.json:
+        args.json.write_text(json.dumps([asdict(row) for row in rows], indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
