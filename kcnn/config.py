@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from kcnn.errors import KcnnError
 
 PROTOCOL_VERSION = 2
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 #: Fixed per release. Changing any value changes the protocol.
 ARITHMETIC_CONTRACT = {

@@ -28,7 +28,8 @@ from kcnn.limits import (
     MAX_MODEL_WEIGHTS,
 )
 from kcnn.model import Codebook, Layer, Model
-from kcnn.ops import op_names
+from kcnn.ops import all_ops, op_names
+from kcnn.ops.activations import Activation, activation_of
 from kcnn.weight_forms import (
     SPARSE_MAX_GAP,
     decode_sparse,
@@ -38,6 +39,8 @@ from kcnn.weight_forms import (
 )
 
 MANIFEST = "manifest.json"
+#: Format versions the loader reads: 1 (a chain, ReLU flags) and the current one.
+READS_VERSIONS = (1, FORMAT_VERSION)
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed so that equal contents give equal bytes
 #: Scales are below this, so that logits (acc < 2^31 times two scales) stay finite.
 SCALE_MAX = 1e100
@@ -54,6 +57,14 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 
 def _layer_arrays(layer: Layer) -> dict[str, np.ndarray]:
     arrays = {}
+    if layer.thresholds is not None:
+        arrays[f"{layer.name}.thresholds"] = layer.thresholds.astype(np.int64)
+    if layer.out_table is not None:
+        arrays[f"{layer.name}.out_table"] = layer.out_table.astype(np.uint8)
+    if layer.residual_table is not None:
+        arrays[f"{layer.name}.residual_table"] = layer.residual_table.astype(np.int64)
+    for k, table in enumerate(layer.add_tables or []):
+        arrays[f"{layer.name}.add_table{k}"] = table.astype(np.int64)
     if not layer.is_fabric:
         return arrays
     if layer.weight_form == "sparse":
@@ -64,8 +75,6 @@ def _layer_arrays(layer: Layer) -> dict[str, np.ndarray]:
         arrays[f"{layer.name}.wcodes"] = pack_dense(layer.codes)
     arrays[f"{layer.name}.wq"] = layer.wq.astype(np.int16)
     arrays[f"{layer.name}.bias"] = layer.bias.astype(np.int64)
-    if layer.thresholds is not None:
-        arrays[f"{layer.name}.thresholds"] = layer.thresholds.astype(np.int64)
     return arrays
 
 
@@ -92,8 +101,9 @@ def to_members(model: Model) -> dict[str, bytes]:
             "in_shape": list(layer.in_shape),
             "out_shape": list(layer.out_shape),
             "attrs": layer.attrs,
-            "relu": layer.relu,
+            "activation": layer.activation,
             "nodes": layer.nodes,
+            "inputs": layer.inputs,
             "in_map": layer.in_map,
             "out_map": layer.out_map,
         }
@@ -398,16 +408,45 @@ def _read_fabric(reader: _Reader, layer: Layer, entry: dict, contract: dict):
             field="w_scale",
         )
     layer.bias = reader.array(f"{name}.bias", np.int64, name, shape=shape[0])
-    if layer.out_map is not None:
-        layer.thresholds = reader.array(
-            f"{name}.thresholds", np.int64, name, max_len=contract["J_MAX"]
-        )
-    elif reader.has_array(f"{name}.thresholds"):
-        raise reader.fail(
-            "thresholds on a layer that emits acc (out_map null)", layer=name, field="thresholds"
-        )
     if reader.get(entry, "J", name, int) != reader.maps[layer.in_map].J:
         raise reader.fail(f"J does not match its input map {layer.in_map!r}", layer=name, field="J")
+
+
+def _read_activation(reader: _Reader, entry: dict, name: str) -> dict | None:
+    activation = reader.get(entry, "activation", name, (dict, type(None)))
+    if activation is None:
+        return None
+    op = activation.get("op")
+    known = [o.name for o in all_ops() if isinstance(o, Activation)]
+    if op not in known or not all(_is_number(v) for k, v in activation.items() if k != "op"):
+        raise reader.fail(
+            f"activation {activation!r}: op must be one of {known}, parameters numbers",
+            layer=name,
+            field="activation",
+        )
+    return activation
+
+
+def _read_tables(reader: _Reader, layer: Layer, contract: dict) -> None:
+    """The threshold bank's arrays (thresholds, interval codes) and the Add tables."""
+    name, j_max = layer.name, contract["J_MAX"]
+    if layer.thresholded and layer.out_map is not None:
+        layer.thresholds = reader.array(f"{name}.thresholds", np.int64, name, max_len=j_max)
+        if reader.has_array(f"{name}.out_table"):
+            table = reader.array(f"{name}.out_table", np.uint8, name, max_len=j_max)
+            layer.out_table = table
+    else:
+        for member in ("thresholds", "out_table"):
+            if reader.has_array(f"{name}.{member}"):
+                raise reader.fail(
+                    f"{member} on a layer that emits no codes", layer=name, field=member
+                )
+    if layer.is_fabric and len(layer.inputs) > 1:
+        layer.residual_table = reader.array(f"{name}.residual_table", np.int64, name, max_len=j_max)
+    if layer.kind.name == "add":
+        layer.add_tables = [
+            reader.array(f"{name}.add_table{k}", np.int64, name, max_len=j_max) for k in (0, 1)
+        ]
 
 
 def _shape_any(reader, entry, key, layer):
@@ -441,51 +480,92 @@ def _row_weight_sums(layer: Layer) -> np.ndarray:
     return sums.astype(np.int64)
 
 
-def check_layer_tables(model: Model, contract: dict, fail) -> None:
-    """Codebook links, thresholds and the accumulator proof (DESIGN sections 1 and 4).
+def accumulator_bound(layer: Layer, books: list[Codebook]) -> int:
+    """The largest ``|acc|`` the layer can reach (DESIGN section 1): ``|B[c]| + sum_i
+    max_j |P[w_i][j]|`` plus the largest residual entry, or the two add tables' largest
+    entries. ``books`` are the codebooks of the layer's inputs. Every term fits int64:
+    |B| < 2^31, sum|Wq| < 2^28 * 127, |Aq| <= 255."""
+    if layer.add_tables is not None:
+        return int(sum(int(np.abs(t).max()) for t in layer.add_tables))
+    a_max = int(np.abs(books[0].aq).max()) if books[0].aq.size else 0
+    bound = np.abs(layer.bias) + _row_weight_sums(layer) * a_max
+    if layer.residual_table is not None:
+        bound = bound + int(np.abs(layer.residual_table).max())
+    return int(bound.max()) if bound.size else 0
 
-    ``fail(message, layer, field)`` returns the exception to raise.
-    """
+
+def check_layer_tables(model: Model, contract: dict, fail) -> None:
+    """Codebook links, the threshold banks, the Add tables and the accumulator proof
+    (DESIGN sections 1 and 4). ``fail(message, layer, field)`` returns the exception."""
     limit = (1 << (contract["ACC_BITS"] - 1)) - 1
     for layer in model.layers:
         for key in ("in_map", "out_map"):
             ref = getattr(layer, key)
             if ref is not None and ref not in model.maps:
                 raise fail(f"refers to unknown map {ref!r}", layer.name, key)
-        if not layer.is_fabric:
+        if not layer.thresholded:
             continue
-        book = model.maps[layer.in_map]
-        if layer.thresholds is not None:
-            t = layer.thresholds
-            if len(t) != model.maps[layer.out_map].J - 1:
+        books = [model.maps[model.codebook_of(t)] for t in layer.inputs]
+        for k, table in enumerate(
+            layer.add_tables or ([layer.residual_table] if layer.residual is not None else [])
+        ):
+            book = books[k if layer.add_tables is not None else 1]
+            if len(table) != book.J or table[0] != 0:
                 raise fail(
-                    f"{len(t)} thresholds for J'={model.maps[layer.out_map].J}",
+                    f"an Add table needs J={book.J} entries (its map {book.name!r}) with "
+                    "entry 0 = 0",
                     layer.name,
-                    "thresholds",
+                    "add_table" if layer.add_tables is not None else "residual_table",
                 )
-            if t.size and (t[0] < 1 or np.any(np.diff(t) < 0)):
-                raise fail(
-                    "thresholds must be non-decreasing with T[1] >= 1", layer.name, "thresholds"
-                )
-            if t.size and (t.min() < -limit or t.max() > limit):
-                raise fail(
-                    f"a threshold does not fit ACC_BITS={contract['ACC_BITS']}",
-                    layer.name,
-                    "thresholds",
-                )
-        if layer.bias.size and (layer.bias.min() < -limit or layer.bias.max() > limit):
+        if layer.is_fabric and layer.bias.size and np.abs(layer.bias).max() > limit:
             raise fail(f"a bias does not fit ACC_BITS={contract['ACC_BITS']}", layer.name, "bias")
-        # Each term now fits int64: |B| < 2^31, sum|Wq| < 2^28 * 127, |Aq| <= 255.
-        a_max = int(np.abs(book.aq).max()) if book.aq.size else 0
-        bound = np.abs(layer.bias) + _row_weight_sums(layer) * a_max
-        if bound.size and int(bound.max()) > limit:
-            worst = int(np.argmax(bound))
+        for table in layer.add_tables or [layer.residual_table]:
+            if table is not None and np.abs(table).max() > limit:
+                raise fail("an Add table entry does not fit ACC_BITS", layer.name, "add_table")
+        bound = accumulator_bound(layer, books)
+        if bound > limit:
             raise fail(
-                f"accumulator proof fails: output {worst} can reach {int(bound.max())}"
+                f"accumulator proof fails: an output can reach {bound}"
                 f" > 2^{contract['ACC_BITS'] - 1}-1",
                 layer.name,
                 "accumulator",
             )
+        if layer.thresholds is not None:
+            _check_bank(layer, model.maps[layer.out_map], contract, fail)
+
+
+def _check_bank(layer: Layer, out_book: Codebook, contract: dict, fail) -> None:
+    """Thresholds non-decreasing, of the output map's count, within the accumulator; with
+    an activation that is 0 for every input <= 0, ``T[1] >= 1``; the interval codes in
+    range (an unsigned map has none: the interval is the code)."""
+    limit = (1 << (contract["ACC_BITS"] - 1)) - 1
+    t = layer.thresholds
+    if len(t) != out_book.J - 1:
+        raise fail(f"{len(t)} thresholds for J'={out_book.J}", layer.name, "thresholds")
+    if np.any(np.diff(t) < 0) or (t.size and (t.min() < -limit or t.max() > limit)):
+        raise fail(
+            f"thresholds must be non-decreasing and fit ACC_BITS={contract['ACC_BITS']}",
+            layer.name,
+            "thresholds",
+        )
+    act = activation_of(layer)
+    if act is not None and act.zero_at_non_positive(layer.activation) and t.size and t[0] < 1:
+        raise fail(
+            f"thresholds must have T[1] >= 1 after a {layer.activation['op']}",
+            layer.name,
+            "thresholds",
+        )
+    table = layer.out_table
+    if table is not None and (len(table) != out_book.J or table.max() >= out_book.J):
+        raise fail(
+            f"out_table needs {out_book.J} codes below {out_book.J}", layer.name, "out_table"
+        )
+    if (table is None) == bool(np.any(out_book.aq < 0)):
+        raise fail(
+            "a signed output map needs out_table, an unsigned one takes none",
+            layer.name,
+            "out_table",
+        )
 
 
 def load(path) -> Model:
@@ -545,9 +625,10 @@ def _read_meta(reader: _Reader, manifest: dict) -> dict:
 def _from_manifest(reader: _Reader) -> Model:
     manifest = reader.manifest
     version = reader.get(manifest, "format_version")
-    if version != FORMAT_VERSION or isinstance(version, bool):
+    if version not in READS_VERSIONS or isinstance(version, bool):
         raise reader.fail(
-            f"format version {version} is not supported (this kcnn reads {FORMAT_VERSION})",
+            f"format version {version} is not supported (this kcnn reads "
+            f"{', '.join(map(str, READS_VERSIONS))})",
             field="format_version",
         )
     contract = reader.get(manifest, "contract", kind=dict)
@@ -570,6 +651,7 @@ def _from_manifest(reader: _Reader) -> Model:
     }
     layers, names = [], set()
     reader.weights = 0
+    previous = "input"
     for entry in entries:
         name = reader.get(entry, "name", kind=str)
         if name in names:
@@ -579,17 +661,28 @@ def _from_manifest(reader: _Reader) -> Model:
         if op not in op_names():
             raise reader.fail(f"unknown op {op!r}", layer=name, field="op")
         nodes = reader.get(entry, "nodes", name, list, optional=True) or []
+        if version == 1:
+            # Version 1 is a chain, and its activation a ReLU flag.
+            inputs = [previous]
+            activation = {"op": "relu"} if reader.get(entry, "relu", name, bool) else None
+        else:
+            inputs = reader.get(entry, "inputs", name, list)
+            activation = _read_activation(reader, entry, name)
+        if not inputs or not all(isinstance(t, str) for t in inputs):
+            raise reader.fail(f"inputs {inputs!r} must name tensors", layer=name, field="inputs")
         layer = Layer(
             name=name,
             op=op,
             in_shape=_shape(reader, entry, "in_shape", name),
             out_shape=_shape(reader, entry, "out_shape", name),
             attrs=reader.get(entry, "attrs", name, dict),
-            relu=reader.get(entry, "relu", name, bool),
+            activation=activation,
             nodes=[str(n) for n in nodes],
+            inputs=list(inputs),
             in_map=reader.get(entry, "in_map", name, (str, type(None)), optional=True),
             out_map=reader.get(entry, "out_map", name, (str, type(None)), optional=True),
         )
+        previous = name
         for key in ("in_map", "out_map"):
             ref = getattr(layer, key)
             if ref is not None and ref not in reader.maps:
@@ -598,6 +691,7 @@ def _from_manifest(reader: _Reader) -> Model:
             if layer.in_map is None:
                 raise reader.fail("a fabric layer needs an input map", layer=name, field="in_map")
             _read_fabric(reader, layer, entry, contract)
+        _read_tables(reader, layer, contract)
         layers.append(layer)
     model_name = reader.get(manifest, "model", kind=str)
     model = Model(model_name, input_shape, layers, reader.maps, _read_meta(reader, manifest))
@@ -607,10 +701,12 @@ def _from_manifest(reader: _Reader) -> Model:
 
 
 def check_graph(model: Model, fail) -> None:
-    """The chain is one the simulator and the kernel both run: every layer's input is the
-    previous output, shapes follow from the attributes, codes flow through the maps in
-    order, the last fabric layer emits acc and only Softmax follows it, and each host
-    encoder has its boundaries. ``fail(message, layer, field)`` returns the exception."""
+    """The graph is one the simulator and the kernel both run: layers in an order where
+    each reads only the input and earlier layers, each with the inputs its op takes;
+    shapes follow from the attributes; every map's codebook is the one its producer emits
+    (maps joined by a Concat share one); the last weighted layer emits acc and only ops on
+    the logits follow it; every tensor but the output is read; each host encoder has its
+    boundaries. ``fail(message, layer, field)`` returns the exception."""
     fabric = [i for i, layer in enumerate(model.layers) if layer.is_fabric]
     if not fabric:
         raise fail("no fabric layer", None, "layers")
@@ -622,21 +718,35 @@ def check_graph(model: Model, fail) -> None:
             "input",
             "boundaries",
         )
-    shape, current, produced = model.input_shape, "input", {"input"}
+    shapes = {"input": tuple(model.input_shape)}
+    codebooks: dict[str, str | None] = {"input": "input"}  # tensor -> its codes' codebook
+    read = {"input"}
+    emitters: dict[str, list[str]] = {}
     for index, layer in enumerate(model.layers):
-        name = layer.name
-        if layer.in_shape != tuple(shape):
+        name, op = layer.name, layer.kind
+        unknown = [t for t in layer.inputs if t not in shapes]
+        if unknown:
+            raise fail(f"reads {unknown}, which no earlier layer makes", name, "inputs")
+        if len(layer.inputs) not in op.input_counts():
             raise fail(
-                f"in_shape {list(layer.in_shape)} is not the previous output {list(shape)}",
+                f"{layer.op} reads {len(layer.inputs)} tensors, not {op.input_counts()}",
+                name,
+                "inputs",
+            )
+        read.update(layer.inputs)
+        in_shapes = [shapes[t] for t in layer.inputs]
+        if layer.in_shape != in_shapes[0]:
+            raise fail(
+                f"in_shape {list(layer.in_shape)} is not its input's {list(in_shapes[0])}",
                 name,
                 "in_shape",
             )
-        op = layer.kind
-        if index > last and not op.on_logits:
+        after_logits = index > last
+        if after_logits and not (op.on_logits or op.shape_only):
             raise fail("only ops on the logits may follow the last fabric layer", name, "op")
         if op.on_logits and index < last:
             raise fail(f"{layer.op} applies to the logits, after the last fabric layer", name, "op")
-        expected = layer.kind.output_shape(layer, fail)
+        expected = op.output_shape(layer, in_shapes, fail)
         if layer.out_shape != tuple(expected):
             raise fail(
                 f"out_shape {list(layer.out_shape)} does not follow from the input and "
@@ -644,7 +754,10 @@ def check_graph(model: Model, fail) -> None:
                 name,
                 "out_shape",
             )
-        reads = current if op.reads_codebook else None
+        in_books = [codebooks[t] for t in layer.inputs]
+        if not (op.on_logits or after_logits) and any(b is None for b in in_books):
+            raise fail("reads a tensor that holds no codes (acc or logits)", name, "inputs")
+        reads = in_books[0] if op.reads_codebook else None
         emits = op.emits_map(index == last)
         if layer.in_map != reads:
             raise fail(f"in_map must be {reads!r}, the map of its input codes", name, "in_map")
@@ -654,28 +767,62 @@ def check_graph(model: Model, fail) -> None:
                 name,
                 "out_map",
             )
-        if op.needs_ordered_codes and model.maps[current].signed:
+        if op.needs_ordered_codes and np.any(model.maps[in_books[0]].aq < 0):
             raise fail(f"{layer.op} compares codes: it needs an unsigned map", name, "in_map")
+        if op.acts_on_codes:
+            if len(set(in_books)) != 1:
+                raise fail(
+                    f"joins maps of codebooks {in_books}: maps joined by a Concat share one",
+                    name,
+                    "inputs",
+                )
+            codebooks[name] = in_books[0]
+        else:
+            codebooks[name] = layer.out_map
         if layer.out_map is not None:
-            if layer.out_map in produced:
-                raise fail(f"map {layer.out_map!r} is emitted twice", name, "out_map")
-            produced.add(layer.out_map)
-            current = layer.out_map
-            out_book = model.maps[current]
+            emitters.setdefault(layer.out_map, []).append(name)
+            out_book = model.maps[layer.out_map]
             host = op.host
             if (out_book.boundaries is not None) != host or (
                 host and len(out_book.boundaries) != out_book.J - 1
             ):
                 raise fail(
-                    f"map {current!r} needs J-1 boundaries (host-op output)"
+                    f"map {layer.out_map!r} needs J-1 boundaries (host-op output)"
                     if host
-                    else f"map {current!r} is emitted by the fabric and takes no boundaries",
+                    else f"map {layer.out_map!r} is emitted by the fabric and takes no boundaries",
                     name,
                     "boundaries",
                 )
-            if out_book.signed:
-                raise fail(f"map {current!r}: only the network input may be signed", name, "signed")
-        shape = layer.out_shape
-    unused = sorted(set(model.maps) - produced)
+            if host and out_book.signed:
+                raise fail(f"map {layer.out_map!r}: a host op's output is unsigned", name, "signed")
+        shapes[name] = layer.out_shape
+    _check_emitters(model, emitters, fail)
+    tail = model.layers[-1].name
+    unread = [t for t in shapes if t not in read and t != tail]
+    if unread:
+        raise fail(f"tensors {unread} are read by no layer", unread[0], "inputs")
+    unused = sorted(set(model.maps) - set(emitters) - {"input"})
     if unused:
         raise fail(f"maps {unused} are emitted by no layer", None, "maps")
+
+
+def _check_emitters(model: Model, emitters: dict[str, list[str]], fail) -> None:
+    """A codebook emitted by several layers is one that Concats join: each of its
+    emitters' codes reach one common Concat."""
+    joined: dict[str, set] = {}
+    for layer in model.layers:
+        if layer.kind.name == "concat":
+            group = set()
+            for tensor in layer.inputs:
+                while tensor != "input" and model.layer(tensor).kind.acts_on_codes:
+                    sources = model.layer(tensor).inputs
+                    if len(sources) > 1:
+                        group.update(joined.get(tensor, set()))
+                    tensor = sources[0]
+                group.add(tensor)
+            joined[layer.name] = group
+    for book, layers in emitters.items():
+        if len(layers) > 1 and not any(set(layers) <= group for group in joined.values()):
+            raise fail(
+                f"map {book!r} is emitted by {layers}, which no Concat joins", layers[1], "out_map"
+            )

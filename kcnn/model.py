@@ -44,13 +44,23 @@ class Codebook:
 
 @dataclass
 class Layer:
-    """One layer. ``attrs`` by op are listed in :mod:`kcnn.ops`; ``nodes`` are the ONNX
-    nodes folded into it, for error messages.
+    """One layer: its output is the tensor named after it. ``attrs`` by op are listed in
+    :mod:`kcnn.ops`; ``nodes`` are the ONNX nodes folded into it, for error messages.
+
+    ``inputs`` name the tensors it reads (``"input"`` or earlier layers): a model is a DAG.
+    ``in_map`` is the codebook of its first input where it decodes it, ``out_map`` the
+    codebook of the codes it emits (several layers joined by a Concat emit one codebook).
+    ``activation`` is the monotone activation folded into its threshold bank (``{"op":
+    "relu"}``, ``{"op": "clip", "min": 0.0, "max": 6.0}``, ...; None: linear).
 
     Before BuildTables a weighted layer carries its float ``weight`` (``(C_out, C_in/groups,
     kh, kw)`` for conv, ``(out, in)`` for fc) and ``float_bias``; after it, its integer
-    tables: ``codes`` (0 = pruned), ``wq``, ``w_scale``, ``bias`` in accumulator units and
-    ``thresholds`` (None: the layer emits ``acc``).
+    tables: ``codes`` (0 = pruned), ``wq``, ``w_scale``, ``bias`` in accumulator units,
+    ``thresholds`` (None: the layer emits ``acc``) and ``out_table`` (the code of each
+    interval of the threshold bank; None: the interval index is the code). A weighted layer
+    with a second input adds ``residual_table[code]`` of that input to its accumulators
+    (DESIGN section 1, residual Add); an ``add`` layer sums ``add_tables[k][code]`` of its
+    two inputs.
     """
 
     name: str
@@ -58,8 +68,10 @@ class Layer:
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     attrs: dict = field(default_factory=dict)
-    relu: bool = False
+    activation: dict | None = None
     nodes: list[str] = field(default_factory=list)
+    node_ops: list[str] = field(default_factory=list)  # the ONNX op type of each node
+    inputs: list[str] = field(default_factory=list)
     in_map: str | None = None
     out_map: str | None = None
     weight: np.ndarray | None = None
@@ -69,6 +81,9 @@ class Layer:
     w_scale: float = 0.0
     bias: np.ndarray | None = None
     thresholds: np.ndarray | None = None
+    out_table: np.ndarray | None = None
+    residual_table: np.ndarray | None = None
+    add_tables: list[np.ndarray] | None = None
     weight_form: str = "dense"
 
     @property
@@ -84,6 +99,16 @@ class Layer:
     @property
     def K(self) -> int:  # noqa: N802 - the paper's symbol
         return 0 if self.wq is None else len(self.wq) + 1
+
+    @property
+    def thresholded(self) -> bool:
+        """It ends in a threshold bank (a weighted or an add layer)."""
+        return self.kind.thresholded
+
+    @property
+    def residual(self) -> str | None:
+        """The tensor a weighted layer adds through ``residual_table`` (None: no residual)."""
+        return self.inputs[1] if self.is_fabric and len(self.inputs) > 1 else None
 
 
 @dataclass
@@ -107,6 +132,28 @@ class Model:
 
     def last_fabric_index(self) -> int:
         return max(i for i, layer in enumerate(self.layers) if layer.is_fabric)
+
+    def shape_of(self, tensor: str) -> tuple[int, ...]:
+        return tuple(self.input_shape) if tensor == "input" else self.layer(tensor).out_shape
+
+    def consumers(self) -> dict[str, list[Layer]]:
+        """Per tensor, the layers that read it, in order."""
+        readers: dict[str, list[Layer]] = {"input": []}
+        for layer in self.layers:
+            readers.setdefault(layer.name, [])
+            for tensor in layer.inputs:
+                readers.setdefault(tensor, []).append(layer)
+        return readers
+
+    def codebook_of(self, tensor: str) -> str | None:
+        """The codebook of a tensor's codes: its producer's ``out_map``, through the ops
+        that only move codes (max-pool, flatten, concat); None for ``acc`` or logits."""
+        while tensor != "input":
+            layer = self.layer(tensor)
+            if not layer.kind.acts_on_codes:
+                return layer.out_map
+            tensor = layer.inputs[0]
+        return "input"
 
     def save(self, path) -> Path:
         from kcnn.kfile import save

@@ -23,7 +23,24 @@ from kcnn.tiling import Plan, Step, WindowTooLarge
 def _fabric_sequence(model: Model) -> tuple[list[Layer], list[Layer]]:
     """The layers that become steps, in order, and the trailing host ops."""
     steps, tail = [], []
+    previous = "input"
     for layer in model.layers:
+        if layer.inputs != [previous]:
+            raise KcnnError(
+                f"reads {layer.inputs}: this planner runs a chain of layers (each reading "
+                f"the one before, here {previous!r}); graphs with branches run on the "
+                "simulator only for now",
+                layer=layer.name,
+                field="inputs",
+            )
+        if layer.out_table is not None:
+            raise KcnnError(
+                "emits a signed map (interval codes): protocol 2 kernels emit the interval "
+                "index only; signed maps run on the simulator only for now",
+                layer=layer.name,
+                field="out_table",
+            )
+        previous = layer.name
         if layer.kind.fabric_step:
             if tail:
                 raise KcnnError(

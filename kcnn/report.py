@@ -30,14 +30,46 @@ def weight_code_bits(layer: Layer) -> int:
 
 
 def storage_bits(model: Model, layer: Layer) -> int:
-    """Constant bits a fabric layer's jobs carry: codes, both codebooks, thresholds, biases."""
+    """Constant bits a fabric layer's jobs carry: codes, both codebooks, biases, the
+    threshold bank (thresholds, interval codes) and the Add tables."""
     c = ARITHMETIC_CONTRACT
-    bits = weight_code_bits(layer)
-    bits += c["bw"] * (layer.K - 1) + c["ba"] * (model.maps[layer.in_map].J - 1)
-    bits += c["ACC_BITS"] * int(layer.bias.size)
+    bits = 0
+    if layer.is_fabric:
+        bits += weight_code_bits(layer)
+        bits += c["bw"] * (layer.K - 1) + c["ba"] * (model.maps[layer.in_map].J - 1)
+        bits += c["ACC_BITS"] * int(layer.bias.size)
     if layer.thresholds is not None:
         bits += c["ACC_BITS"] * int(layer.thresholds.size)
+    if layer.out_table is not None:
+        bits += 4 * int(layer.out_table.size)
+    for table in layer.add_tables or [layer.residual_table]:
+        if table is not None:
+            bits += c["ACC_BITS"] * int(table.size)
     return bits
+
+
+def _add_layer_row(model: Model, layer: Layer) -> dict:
+    """The fabric add layer: no dense MACs, one add per output (DESIGN section 2)."""
+    outputs = int(np.prod(layer.out_shape))
+    j_out = model.maps[layer.out_map].J
+    return {
+        "name": layer.name,
+        "op": layer.op,
+        "K": 0,
+        "J": max(model.maps[model.codebook_of(t)].J for t in layer.inputs),
+        "weight_density": 0.0,
+        "act_density": 1.0,
+        "dense_macs": 0,
+        "effective_pairs": 0.0,
+        "multiplies": 0,
+        "adds": outputs,
+        "compares": outputs * (j_out - 1),
+        "storage_bits": storage_bits(model, layer),
+        "dense_fp32_bits": 0,
+        "dense_16bit_bits": 0,
+        "weight_form": "none",
+        "table_builds": 0,
+    }
 
 
 def build_report(model: Model) -> dict:
@@ -57,6 +89,9 @@ def build_report(model: Model) -> dict:
                     "on": "codes" if layer.out_map else "logits",
                 }
             )
+        if layer.thresholded and not layer.is_fabric:
+            layers.append(_add_layer_row(model, layer))
+            continue
         if not layer.is_fabric:
             continue
         last_fabric = layer.name
@@ -85,7 +120,8 @@ def build_report(model: Model) -> dict:
                 "dense_macs": layer.kind.dense_macs(layer),
                 "effective_pairs": pairs,
                 "multiplies": (layer.K - 1) * (j_in - 1) * table_builds,
-                "adds": pairs + outputs,
+                # the bias, and a residual Add's table entry, per output
+                "adds": pairs + outputs * (2 if layer.residual is not None else 1),
                 "compares": outputs * (j_out - 1) if j_out else 0,
                 "storage_bits": storage_bits(model, layer),
                 "dense_fp32_bits": 32 * params,

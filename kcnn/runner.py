@@ -39,8 +39,8 @@ class Fabric(Protocol):
         """Whether this fabric runs ``layer`` (else the runner runs the op's numpy model,
         with the runner as its context: ops that need no tables, host ops)."""
 
-    def run_layer(self, layer: Layer, value: np.ndarray | None, need: bool):
-        """``layer`` on its input map ``value`` (None: the fabric holds it); returns the
+    def run_layer(self, layer: Layer, inputs: list, need: bool):
+        """``layer`` on its input maps (an entry None: the fabric holds it); returns the
         output map, or None when ``need`` is false and the fabric keeps it."""
 
     def close(self) -> None: ...
@@ -55,6 +55,17 @@ class GraphRunner:
     def __init__(self, model: Model, fabric: Fabric):
         self.model = model
         self.fabric = fabric
+        readers = model.consumers()
+        self._readers = {name: readers.get(name, []) for name in readers}
+        last = model.layers[model.last_fabric_index()]
+        self._logits_layer = last if last.thresholds is None else None
+        self._last_read: dict[str, list[str]] = {}  # layer -> tensors it is the last to read
+        final = {}
+        for layer in model.layers:
+            for tensor in layer.inputs:
+                final[tensor] = layer.name
+        for tensor, layer in final.items():
+            self._last_read.setdefault(layer, []).append(tensor)
 
     def run(self, x: np.ndarray, trace: bool = False):
         if self.fabric.batched:
@@ -68,22 +79,30 @@ class GraphRunner:
 
     def _walk(self, x: np.ndarray, trace: bool):
         model, fabric = self.model, self.fabric
-        value = encode_input(x, model.maps["input"].boundaries)
+        values = {"input": encode_input(x, model.maps["input"].boundaries)}
         fabric.begin(x)
-        maps = {"input": value} if trace else {}
+        maps = dict(values) if trace else {}
         out = logits = None
-        layers = model.layers
-        for index, layer in enumerate(layers):
+        for layer in model.layers:
             if layer.kind.on_logits:
-                out = layer.kind.simulate(self, layer, out)
+                out = layer.kind.simulate(self, layer, [out])
                 continue
+            if logits is not None and layer.kind.shape_only:
+                # (N, C, 1, 1) logits of a classifier conv, flattened.
+                out, logits = (layer.kind.simulate(self, layer, [v]) for v in (out, logits))
+                continue
+            inputs = [values[t] for t in layer.inputs]
             if fabric.runs(layer):
-                nxt = layers[index + 1] if index + 1 < len(layers) else None
-                need = trace or nxt is None or not fabric.runs(nxt)
-                value = fabric.run_layer(layer, value, need)
+                readers = self._readers[layer.name]
+                need = trace or not readers or any(not fabric.runs(r) for r in readers)
+                value = fabric.run_layer(layer, inputs, need or layer is self._logits_layer)
             else:
-                value = layer.kind.simulate(self, layer, value)
-            if layer.is_fabric and layer.thresholds is None:
+                value = layer.kind.simulate(self, layer, inputs)
+            values[layer.name] = value
+            for tensor in self._last_read.get(layer.name, ()):
+                if not trace:
+                    del values[tensor]  # no later layer reads it
+            if layer is self._logits_layer:
                 scale = layer.w_scale * model.maps[layer.in_map].scale
                 out = logits = value.astype(np.float64) * scale
             if trace:
@@ -186,7 +205,8 @@ class StepFabric:
     def runs(self, layer: Layer) -> bool:
         return not layer.kind.on_logits
 
-    def run_layer(self, layer: Layer, value, need: bool):
+    def run_layer(self, layer: Layer, inputs: list, need: bool):
+        value = inputs[0]
         steps = self._steps.get(layer.name)
         if steps is None:  # flatten: the format of the step before
             return None if value is None else value.reshape(1, -1)

@@ -11,6 +11,7 @@ import numpy as np
 
 from kcnn.errors import require
 from kcnn.model import Model
+from kcnn.ops.activations import activation_of
 
 OPSET = 13
 
@@ -32,12 +33,14 @@ def to_onnx(graph: Model, *, weights_as_inputs: bool = False, outputs=None):
     inputs.append(
         helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["N", *graph.input_shape])
     )
-    current = "input"
     for layer in graph.layers:
         out = layer.name
-        pre_relu = f"{out}.pre_relu" if layer.relu else out
+        # The layer's own op, then a residual Add, then its activation, each a node.
+        stages = ["op"] + (["residual"] if layer.residual is not None else [])
+        stages += ["activation"] if layer.activation is not None else []
+        names = [f"{out}.{stage}" for stage in stages[:-1]] + [out]
         op_type, attrs = layer.kind.onnx_node(layer)
-        node_inputs = [current]
+        node_inputs = list(layer.inputs[:1] if layer.is_fabric else layer.inputs)
         if layer.is_fabric:
             weight_name, bias_name = f"{layer.name}.weight", f"{layer.name}.bias"
             weight = np.ascontiguousarray(layer.weight, dtype=np.float32)
@@ -51,10 +54,22 @@ def to_onnx(graph: Model, *, weights_as_inputs: bool = False, outputs=None):
                 inits.append(numpy_helper.from_array(weight, weight_name))
             inits.append(numpy_helper.from_array(layer.float_bias.astype(np.float32), bias_name))
             node_inputs += [weight_name, bias_name]
-        nodes.append(helper.make_node(op_type, node_inputs, [pre_relu], name=layer.name, **attrs))
-        if layer.relu:
-            nodes.append(helper.make_node("Relu", [pre_relu], [out], name=f"{out}.relu"))
-        current = out
+        nodes.append(helper.make_node(op_type, node_inputs, [names[0]], name=layer.name, **attrs))
+        at = 1
+        if layer.residual is not None:
+            nodes.append(
+                helper.make_node(
+                    "Add", [names[0], layer.residual], [names[at]], name=f"{out}.residual"
+                )
+            )
+            at += 1
+        if layer.activation is not None:
+            act = activation_of(layer)
+            nodes.append(
+                act.onnx_activation(
+                    layer.activation, helper, numpy_helper, names[at - 1], names[at], inits
+                )
+            )
     names = outputs if outputs is not None else [graph.layers[-1].name]
     by_name = {layer.name: layer for layer in graph.layers}
     outs = [

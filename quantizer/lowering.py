@@ -1,66 +1,150 @@
-"""Lowering passes: fold the raw ops of the import into the layer chain and check it.
+"""Lowering passes: fold the raw ops of the import into the layer graph and check it.
 
 Each pass is a small function ``graph -> graph`` named as a verb; ``lower`` applies them
-in order. After lowering, the chain holds no folded op of :mod:`kcnn.ops`.
+in order. After lowering, the graph holds no folded op of :mod:`kcnn.ops`.
 """
 
 from __future__ import annotations
 
 from kcnn.errors import KcnnError
 from kcnn.model import Layer, Model
+from kcnn.ops.activations import activation_of
 
 
 def _error(layer: Layer, message: str) -> KcnnError:
     node = layer.nodes[-1] if layer.nodes else layer.name
-    return KcnnError(f"{message} (node {node!r})", layer=node)
+    op = f", op {layer.node_ops[-1]}" if layer.node_ops else ""
+    return KcnnError(f"{message} (node {node!r}{op})", layer=node)
 
 
-def _non_negative(layers: list[Layer]) -> bool:
-    """Whether the map at the end of ``layers`` is known to be >= 0."""
-    for layer in reversed(layers):
-        if layer.is_fabric:
-            return layer.relu
-        if layer.kind.on_logits:
-            return True  # probabilities
-        if not layer.kind.keeps_sign:
-            return False
-    return False  # the network input may be signed
+class _Graph:
+    """The layers being lowered, by name, with the number of readers of each tensor."""
+
+    def __init__(self, graph: Model):
+        self.by_name = {layer.name: layer for layer in graph.layers}
+        self.readers = {name: 0 for name in ("input", *self.by_name)}
+        for layer in graph.layers:
+            for tensor in layer.inputs:
+                self.readers[tensor] += 1
+        self.order = {name: i for i, name in enumerate(self.by_name)}
+
+    def sole_reader(self, tensor: str) -> Layer | None:
+        """The producer of ``tensor`` when this tensor has exactly one reader."""
+        if tensor == "input" or self.readers[tensor] != 1:
+            return None
+        return self.by_name[tensor]
+
+    def replace(self, old: str, new: str) -> None:
+        """Readers of tensor ``old`` read ``new`` from now on (``old`` is folded away)."""
+        self.readers[new] += self.readers[old] - 1
 
 
-def _fold_target(layers: list[Layer], op) -> Layer | None:
-    """The weighted layer a folded op goes into: the layer before it, or for an
-    activation the one before a max-pool (they commute), if it has no activation yet."""
-    candidates = layers[-1:]
-    if op.folds_past_commuting and len(layers) >= 2 and layers[-1].kind.commutes_with_activation:
-        candidates = layers[-2:-1]
-    if candidates and candidates[0].is_fabric and not candidates[0].relu:
-        return candidates[0]
-    return None
+def _non_negative(graph: _Graph, tensor: str) -> bool:
+    """Whether tensor ``tensor`` is known to be >= 0."""
+    if tensor == "input":
+        return False  # the network input may be signed
+    layer = graph.by_name[tensor]
+    if layer.kind.on_logits:
+        return True  # probabilities
+    if layer.thresholded or layer.is_fabric:
+        act = activation_of(layer)
+        return act is not None and act.non_negative(layer.activation)
+    if layer.kind.keeps_sign:
+        return all(_non_negative(graph, t) for t in layer.inputs)
+    return False
+
+
+def _fold_target(graph: _Graph, layer: Layer) -> Layer | None:
+    """The layer a folded op goes into: the producer of its input when the op is its
+    only reader and it has no activation yet; for an activation also the producer before
+    a max-pool (they commute). BatchNorm, Scale and bias Adds need a weighted layer."""
+    op = layer.kind
+    target = graph.sole_reader(layer.inputs[0])
+    if target is not None and op.folds_past_commuting and target.kind.commutes_with_activation:
+        target = graph.sole_reader(target.inputs[0])
+    if target is None or target.activation is not None or not target.kind.folds_activation:
+        return None
+    if op.needs_weights and (not target.is_fabric or target.residual is not None):
+        return None
+    return target
+
+
+def _fuse_residual(graph: _Graph, add: Layer) -> Layer | None:
+    """The weighted layer in front of an Add that takes the Add into its accumulator: a
+    producer of one operand that the Add alone reads, with no activation and no residual
+    yet, whose other operand is made before it (the later such producer)."""
+    candidates = []
+    for k, tensor in enumerate(add.inputs):
+        producer = graph.sole_reader(tensor)
+        other = add.inputs[1 - k]
+        if (
+            producer is not None
+            and producer.is_fabric
+            and producer.activation is None
+            and producer.residual is None
+            and (other == "input" or graph.order[other] < graph.order[producer.name])
+        ):
+            candidates.append((graph.order[producer.name], producer, other))
+    if not candidates:
+        return None
+    _, producer, other = max(candidates, key=lambda c: c[0])
+    producer.inputs.append(other)
+    return producer
 
 
 def fold_into_weighted(graph: Model) -> Model:
-    """FoldIntoWeighted: every folded op (BatchNormalization, a bias Add, Relu) goes into
-    the weighted layer before it, in graph order (:mod:`kcnn.ops.folded`). Conv -> MaxPool
-    -> Relu becomes Conv(+ReLU) -> MaxPool; a Relu on a map that is already non-negative
-    changes nothing and is dropped."""
+    """FoldIntoWeighted, in graph order: every folded op (BatchNormalization, Scale, a bias
+    Add, a monotone activation) goes into the layer before it by its op's ``fold``
+    (:mod:`kcnn.ops.folded`, :mod:`kcnn.ops.activations`); an Add of two maps goes into the
+    accumulator of the weighted layer in front of it where there is one (DESIGN section 1,
+    residual Add), else it stays a fabric add layer. Conv -> MaxPool -> Relu becomes
+    Conv(+ReLU) -> MaxPool; a Relu on a map that is already non-negative is dropped."""
+    lowered = _Graph(graph)
+    alias: dict[str, str] = {}
     layers: list[Layer] = []
     for layer in graph.layers:
+        layer.inputs = [alias.get(t, t) for t in layer.inputs]
         op = layer.kind
+        if op.name == "add":
+            producer = _fuse_residual(lowered, layer)
+            if producer is not None:
+                alias[layer.name] = producer.name
+                lowered.replace(layer.name, producer.name)
+                producer.nodes.extend(layer.nodes)
+                producer.node_ops.extend(layer.node_ops)
+                continue
         if not op.folded:
             layers.append(layer)
             continue
-        target = _fold_target(layers, op)
+        target = _fold_target(lowered, layer)
         if target is not None:
             op.fold(target, layer)
             target.nodes.extend(layer.nodes)
-        elif not (op.vanishes_on_non_negative and _non_negative(layers)):
+            target.node_ops.extend(layer.node_ops)
+            alias[layer.name] = layer.inputs[0]
+            lowered.replace(layer.name, layer.inputs[0])
+        elif op.vanishes_on_non_negative and _non_negative(lowered, layer.inputs[0]):
+            alias[layer.name] = layer.inputs[0]
+            lowered.replace(layer.name, layer.inputs[0])
+        else:
             raise _error(layer, op.refusal(layer))
     return Model(graph.name, graph.input_shape, layers)
 
 
+def settle_average_pools(graph: Model) -> Model:
+    """SettleAveragePools: an average pooling keeps its input's sign, so it emits through
+    a ReLU bank (exact) after a non-negative map and a signed map otherwise."""
+    lowered = _Graph(graph)
+    for layer in graph.layers:
+        if layer.attrs.get("average_pool"):
+            layer.activation = {"op": "relu"} if _non_negative(lowered, layer.inputs[0]) else None
+    return graph
+
+
 def check_patterns(graph: Model) -> Model:
-    """CheckPatterns: refuse every chain the fabric and host cannot run exactly."""
+    """CheckPatterns: refuse every graph the fabric and host cannot run exactly."""
     layers = graph.layers
+    lowered = _Graph(graph)
     fabric = [i for i, layer in enumerate(layers) if layer.is_fabric]
     if not fabric:
         raise KcnnError("the model has no Conv, Gemm or MatMul layer", field="graph")
@@ -72,37 +156,36 @@ def check_patterns(graph: Model) -> Model:
     for i, layer in enumerate(layers):
         if layer.kind.folded:
             raise _error(layer, f"unfolded {layer.op}")  # lowering passes must remove these
-        if layer.is_fabric and i != last and not layer.relu:
-            raise _error(
-                layer,
-                f"{layer.nodes[0]!r} is not followed by a Relu: every Conv or "
-                "Gemm but the last must be (Conv -> [BatchNormalization] -> "
-                "[MaxPool] -> Relu)",
-            )
-        if layer.is_fabric and i == last and layer.relu and not layer.attrs.get("average_pool"):
-            raise _error(
-                layer, f"the last layer {layer.nodes[0]!r} must emit logits: no Relu after it"
-            )
-        if layer.attrs.get("average_pool") and not _non_negative(layers[:i]):
-            raise _error(
-                layer, "average pooling of a signed map is not supported: it must follow a Relu"
-            )
-        if layer.kind.needs_ordered_codes and not _non_negative(layers[:i]):
+        signed_input = layer.inputs and not _non_negative(lowered, layer.inputs[0])
+        if i == last:
+            # The logits layer emits acc: an activation after it would be lost.
+            if layer.activation is not None and not layer.attrs.get("average_pool"):
+                raise _error(
+                    layer, f"the last layer {layer.nodes[0]!r} must emit logits: no activation"
+                )
+            layer.activation = None
+        if layer.kind.needs_ordered_codes and signed_input:
             raise _error(
                 layer,
                 f"{layer.op} of a signed map is not supported: codes of a signed "
-                "map are not ordered by value; it must follow a Relu",
+                "map are not ordered by value; it must follow a non-negative activation",
             )
-        if layer.kind.host and not layer.kind.on_logits and not _non_negative(layers[:i]):
+        if layer.kind.host and not layer.kind.on_logits and signed_input:
             raise _error(
-                layer, f"{layer.op} on a signed map is not supported; it must follow a Relu"
+                layer,
+                f"{layer.op} on a signed map is not supported; it must follow a non-negative "
+                "activation",
             )
-        if i > last and not layer.kind.on_logits:
+        if i > last and not (layer.kind.on_logits or layer.kind.shape_only):
             raise _error(layer, f"only Softmax may follow the last Conv/Gemm, found {layer.op}")
+        if i < last and not lowered.readers[layer.name]:
+            raise _error(layer, "its output is read by no layer and is not the model's output")
+        if layer.residual is not None and i == last:
+            raise _error(layer, "a residual Add into the logits layer is not supported")
     return graph
 
 
-LOWERING_PASSES = (fold_into_weighted, check_patterns)
+LOWERING_PASSES = (fold_into_weighted, settle_average_pools, check_patterns)
 
 
 def lower(graph: Model) -> Model:

@@ -50,10 +50,11 @@ def layer_name(node) -> str:
 
 @dataclass
 class _Activation:
-    """The chain's current activation tensor."""
+    """A tensor of the graph that a layer made (or the network input)."""
 
-    name: str
+    name: str  # the ONNX tensor
     shape: tuple[int, ...]  # without batch
+    layer: str  # the layer whose output it is, or "input"
 
 
 class _Importer:
@@ -82,7 +83,8 @@ class _Importer:
         self.layers: list[Layer] = []
         self.folded = sum(int(v.size) for v in self.consts.values())
         self.names: set[str] = set()
-        self.current: _Activation | None = None
+        self.tensors: dict[str, _Activation] = {}
+        self.reads: list[str] = []  # the layers the node being imported reads, in order
         self.alias: dict[str, str] = {}
         self.used = set()
         for node in model.graph.node:
@@ -158,19 +160,17 @@ class _Importer:
         return None
 
     def activation(self, node, index: int = 0) -> _Activation:
-        """The activation input of ``node``; it must be the chain's current tensor."""
+        """The activation input ``index`` of ``node``: a tensor an earlier layer made."""
         if index >= len(node.input) or not node.input[index]:
             raise self.error(node, f"input {index} is missing")
         name = self.alias.get(node.input[index], node.input[index])
-        if self.current is None or name != self.current.name:
+        if name not in self.tensors:
             if name in self.consts:
                 raise self.error(node, "expected an activation input, got a constant")
-            raise self.error(
-                node,
-                f"reads tensor {name!r}, which is not the output of the previous layer: "
-                "only a single chain of layers is supported (no branches or residual adds)",
-            )
-        return self.current
+            raise self.error(node, f"reads tensor {name!r}, which no earlier node made")
+        tensor = self.tensors[name]
+        self.reads.append(tensor.layer)
+        return tensor
 
     def only_first_output_used(self, node):
         for extra in node.output[1:]:
@@ -197,22 +197,34 @@ class _Importer:
         if name in self.names or name == "input":
             name = f"{name}_{len(self.layers)}"
         self.names.add(name)
+        first = self.reads[0]
         layer = Layer(
             name=name,
             op=op,
-            in_shape=self.current.shape,
+            in_shape=self.shape_of(first),
             out_shape=tuple(int(d) for d in out_shape),
             nodes=[node.name],
+            node_ops=[node.op_type],
+            inputs=list(self.reads),
             **fields,
         )
         self.layers.append(layer)
-        self.current = _Activation(node.output[0], layer.out_shape)
+        self.tensors[node.output[0]] = _Activation(node.output[0], layer.out_shape, name)
+        self.last = node.output[0]
         return layer
 
+    def shape_of(self, layer: str) -> tuple[int, ...]:
+        return next(t.shape for t in self.tensors.values() if t.layer == layer)
+
     def pass_through(self, node):
+        source = node.input[0] if node.input else ""
+        source = self.alias.get(source, source)
+        if source in self.consts:  # exporters share equal constants through an Identity
+            self.consts[node.output[0]] = self.consts[source]
+            return
         self.activation(node)
         self.only_first_output_used(node)
-        self.alias[node.output[0]] = self.current.name
+        self.alias[node.output[0]] = source
 
     def require_4d(self, node, act: _Activation):
         if len(act.shape) != 3:
@@ -265,6 +277,51 @@ def _constant_of_shape(imp: _Importer, node):
         else np.zeros(1, np.float32)
     )
     imp.consts[node.output[0]] = np.full(shape, fill[0], dtype=fill.dtype)
+
+
+#: Ops never folded at import: they make constants themselves or are handled above.
+_NOT_FOLDED = {"Constant", "ConstantOfShape", "Identity", "Dropout"}
+
+
+def _folds(imp: _Importer, node) -> bool:
+    """Evaluate a node whose inputs are all constants (weights reshaped, transposed or
+    scaled by the exporter) with onnx's reference evaluator, once its outputs' declared
+    sizes are known to fit the limits; True when it did."""
+    inputs = [imp.alias.get(n, n) for n in node.input if n]
+    if node.op_type in _NOT_FOLDED or not inputs or not all(n in imp.consts for n in inputs):
+        return False
+    if node.domain not in ("", "ai.onnx"):
+        return False
+    for out in node.output:
+        dims = imp.shapes.get(out)
+        if out and (dims is None or any(d < 0 for d in dims)):
+            raise imp.error(
+                node, f"computes constant {out!r} of unknown size: it cannot be folded safely"
+            )
+        imp.folded += _declared_size(dims or (), out, imp.source)
+    if imp.folded > MAX_MODEL_WEIGHTS:
+        raise imp.error(
+            node, f"folding its constants would exceed {MAX_MODEL_WEIGHTS:,} values in all"
+        )
+    from onnx.reference import ReferenceEvaluator
+
+    helper = imp.onnx.helper
+    feeds = {name: imp.consts[imp.alias.get(name, name)] for name in node.input if name}
+    graph = helper.make_graph(
+        [node],
+        "fold",
+        [helper.make_tensor_value_info(n, 0, None) for n in feeds],
+        [helper.make_tensor_value_info(n, 0, None) for n in node.output if n],
+    )
+    # The node's meaning depends on the model's opset (Unsqueeze's axes moved to an input).
+    single = helper.make_model(graph, opset_imports=[helper.make_opsetid("", imp.opset)])
+    try:
+        values = ReferenceEvaluator(single).run(None, feeds)
+    except Exception as exc:  # the evaluator raises many kinds
+        raise imp.error(node, f"folding it on its constant inputs failed: {exc}") from exc
+    for out, value in zip([o for o in node.output if o], values, strict=True):
+        imp.consts[out] = np.asarray(value)
+    return True
 
 
 def _declared_size(dims, what: str, source) -> int:
@@ -347,8 +404,12 @@ def import_onnx(path_or_model, name: str | None = None) -> Model:
             file=source,
             field="graph.input",
         )
-    imp.current = _Activation(inputs[0].name, tuple(shape[1:]))
+    imp.tensors[inputs[0].name] = _Activation(inputs[0].name, tuple(shape[1:]), "input")
+    imp.last = inputs[0].name
     for node in model.graph.node:
+        imp.reads = []
+        if _folds(imp, node):
+            continue
         handler = _HANDLERS.get(node.op_type)
         if handler is None or node.domain not in ("", "ai.onnx"):
             raise imp.error(
@@ -357,10 +418,9 @@ def import_onnx(path_or_model, name: str | None = None) -> Model:
             )
         handler(imp, node)
     outputs = [imp.alias.get(o.name, o.name) for o in model.graph.output]
-    if outputs != [imp.current.name]:
+    if outputs != [imp.last]:
         raise KcnnError(
-            f"the graph output must be the end of the layer chain "
-            f"({imp.current.name!r}), got {outputs}",
+            f"the graph must have one output, the last node's ({imp.last!r}), got {outputs}",
             file=source,
             field="graph.output",
         )

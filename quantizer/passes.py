@@ -14,8 +14,9 @@ import numpy as np
 
 from kcnn.config import ARITHMETIC_CONTRACT, act_code_range, weight_code_range
 from kcnn.errors import KcnnError
-from kcnn.kfile import check_layer_tables
+from kcnn.kfile import accumulator_bound, check_layer_tables
 from kcnn.model import Codebook, Layer, Model
+from kcnn.ops.activations import activation_of
 from kcnn.quantizer.config import QuantizeConfig
 from kcnn.quantizer.export_onnx import session, to_onnx
 from kcnn.quantizer.kmeans1d import assign_nearest, cluster_1d
@@ -73,6 +74,7 @@ class Run:
     weights: dict[str, WeightTable] = field(default_factory=dict)
     maps: dict[str, Codebook] = field(default_factory=dict)
     float_thresholds: dict[str, np.ndarray] = field(default_factory=dict)
+    interval_codes: dict[str, np.ndarray | None] = field(default_factory=dict)
     counts: dict = field(default_factory=dict)
     links: dict[str, tuple] = field(default_factory=dict)  # layer -> (in_map, out_map)
     log: object = sys.stderr
@@ -140,11 +142,7 @@ def input_rms(graph: Model, calib: np.ndarray, batch: int) -> dict[str, np.ndarr
     """RMS of each prunable layer's inputs on the calibration data, one value per weight
     column's input: per input feature for fc, per input channel (of the row's group) for
     conv, shaped ``(rows, columns_or_channels)``."""
-    sources, previous = {}, "input"
-    for layer in graph.layers:
-        if prunable(layer):
-            sources[layer.name] = previous
-        previous = layer.name
+    sources = {layer.name: layer.inputs[0] for layer in graph.layers if prunable(layer)}
     names = sorted({s for s in sources.values() if s != "input"})
     sess = session(to_onnx(graph, outputs=names)) if names else None
     sums, counts = {}, {}
@@ -271,40 +269,83 @@ def cluster_weights(run: Run) -> None:
 
 @dataclass
 class MapPlan:
-    """Where one encoded map comes from and who reads it."""
+    """One encoded map: the tensors whose codes share its codebook (several when Concats
+    join them) and the tensors its consumers read (after max-pools), where it is
+    calibrated."""
 
-    name: str  # "input" or the producing layer's name
-    consumer: Layer
-    read_at: str  # the tensor the consumer reads: "input" or a layer name
+    name: str  # "input" or the first producing layer's name
+    producers: list[str] = field(default_factory=list)
+    read_at: list[str] = field(default_factory=list)
+    consumers: list[Layer] = field(default_factory=list)
 
 
-def map_plan(graph: Model) -> tuple[list[MapPlan], dict[str, tuple]]:
-    """Assign codebooks along the chain.
+def _emits_map(graph: Model, layer: Layer) -> bool:
+    return layer.kind.emits_map(layer is graph.layers[graph.last_fabric_index()])
 
-    Returns the plans and, per layer, the maps it reads and emits (``None``: float logits).
-    """
-    plans, links = [], {}
-    current, read_at = "input", "input"
-    last = graph.last_fabric_index()
-    for index, layer in enumerate(graph.layers):
+
+def map_plan(graph: Model) -> tuple[dict[str, MapPlan], dict[str, tuple]]:
+    """Assign codebooks over the graph (DESIGN section 1): one per tensor a layer emits as
+    codes, one for the input, and one shared by all maps joined through Concats.
+
+    Returns the plans by map name and, per layer, the maps it reads and emits (``None``:
+    none, or float logits / acc)."""
+    group: dict[str, str] = {"input": "input"}  # emitting tensor -> its map
+
+    def root(tensor: str) -> str:
+        while group[tensor] != tensor:
+            tensor = group[tensor]
+        return tensor
+
+    source: dict[str, str] = {"input": "input"}  # any tensor -> the emitting tensor
+    for layer in graph.layers:
         if layer.kind.acts_on_codes:
-            read_at = layer.name
-            continue
-        if current is not None and layer.kind.reads_codebook:
-            plans.append(MapPlan(current, layer, read_at))
-        produces = layer.kind.emits_map(index == last)
-        links[layer.name] = (current, layer.name if produces else None)
-        current = links[layer.name][1]
-        read_at = layer.name
-    return plans, links
+            source[layer.name] = source[layer.inputs[0]]
+            if layer.kind.name == "concat":
+                roots = sorted({root(source[t]) for t in layer.inputs}, key=_order(graph))
+                for other in roots[1:]:
+                    group[other] = roots[0]
+        elif _emits_map(graph, layer):
+            source[layer.name] = group[layer.name] = layer.name
+    plans: dict[str, MapPlan] = {}
+    for tensor, emitted in source.items():
+        if emitted == tensor:
+            plan = plans.setdefault(root(tensor), MapPlan(root(tensor)))
+            plan.producers.append(tensor)
+    links = {}
+    for layer in graph.layers:
+        reads = _value_reads(layer)
+        for k in reads:
+            tensor = layer.inputs[k]
+            plan = plans[root(source[tensor])]
+            if tensor not in plan.read_at:
+                plan.read_at.append(tensor)
+            plan.consumers.append(layer)
+        in_map = root(source[layer.inputs[0]]) if layer.kind.reads_codebook else None
+        out_map = root(layer.name) if _emits_map(graph, layer) else None
+        links[layer.name] = (in_map, out_map)
+    return {name: plan for name, plan in plans.items() if plan.read_at}, links
+
+
+def _order(graph: Model):
+    order = {"input": -1, **{layer.name: i for i, layer in enumerate(graph.layers)}}
+    return order.__getitem__
+
+
+def _value_reads(layer: Layer) -> list[int]:
+    """The inputs whose decoded values a layer uses (not the ones it only moves)."""
+    if layer.kind.acts_on_codes or layer.kind.on_logits:
+        return []
+    return list(range(len(layer.inputs)))
 
 
 def make_codebook(name: str, values: np.ndarray, j: int, method: str, seed: int):
     """Cluster a map's non-zero values into at most J-1 integer centroids.
 
-    Returns the codebook and its float thresholds (zero threshold first, then midpoints).
-    A map that is zero on every calibration input has no codebook: the model would compute
-    constants from there on, so that is an error naming the map.
+    Returns the codebook, its float thresholds and the code of each threshold interval
+    (:func:`interval_codes`): the zero threshold and the midpoints between consecutive
+    decoded centroids, with 0 among them (values nearer to 0 than to any centroid are code
+    0). A map that is zero on every calibration input has no codebook: the model would
+    compute constants from there on, so that is an error naming the map.
     """
     flat = values.reshape(-1)
     nonzero = flat[flat != 0].astype(np.float64)
@@ -328,20 +369,41 @@ def make_codebook(name: str, values: np.ndarray, j: int, method: str, seed: int)
     _, top = act_code_range(ARITHMETIC_CONTRACT["ba"], signed)
     scale, aq, _ = integer_codebook(centroids, top, positive_only=not signed)
     decoded = aq * scale
-    midpoints = (decoded[1:] + decoded[:-1]) / 2
     book = Codebook(name, aq, scale, signed, calib_values=int(flat.size))
     if name == "input":
-        book.boundaries = midpoints
-        return book, None
-    thresholds = np.concatenate([decoded[:1] / 2, midpoints])
-    return book, thresholds
+        book.boundaries = (decoded[1:] + decoded[:-1]) / 2
+        return book, None, None
+    negative = int(np.count_nonzero(aq < 0))
+    with_zero = np.concatenate([decoded[:negative], [0.0], decoded[negative:]])
+    thresholds = (with_zero[1:] + with_zero[:-1]) / 2
+    return book, thresholds, interval_codes(len(aq), negative)
+
+
+def interval_codes(entries: int, negative: int) -> np.ndarray | None:
+    """The code of each interval of a threshold bank over a codebook of ``entries``
+    ascending centroids, ``negative`` of them below 0: interval i is the i-th value of the
+    centroids with 0 put in its place (code 0). None when that is the identity (an
+    unsigned map)."""
+    if negative == 0:
+        return None
+    codes = np.arange(entries + 1)
+    codes[:negative] += 1
+    codes[negative] = 0
+    return codes.astype(np.uint8)
+
+
+def float_codes(values: np.ndarray, thresholds: np.ndarray, table) -> np.ndarray:
+    """Codes of float values through float thresholds and an interval table."""
+    index = np.searchsorted(thresholds, values, side="right")
+    return index if table is None else table[index]
 
 
 def calibrate_activations(run: Run) -> None:
     """CalibrateActivations: capture every encoded map with onnxruntime and cluster it.
 
     The float graph runs with the clustered weights, so each map is calibrated on what the
-    integer model will see upstream of it. Also counts the float-cut effective pairs.
+    integer model will see upstream of it: all the tensors its consumers read, Concat
+    branches together. Also counts the float-cut effective pairs.
     """
     graph, config = run.graph, run.config
     plans, run.links = map_plan(graph)
@@ -350,7 +412,7 @@ def calibrate_activations(run: Run) -> None:
         decoded[layer.name] = layer.weight
         layer.weight = run.weights[layer.name].decode()
     try:
-        read_points = sorted({p.read_at for p in plans if p.read_at != "input"})
+        read_points = sorted({t for p in plans.values() for t in p.read_at if t != "input"})
         sess = session(to_onnx(graph, outputs=read_points)) if read_points else None
         captured = {name: [] for name in read_points}
         for start in range(0, len(run.calib), config.batch):
@@ -365,10 +427,11 @@ def calibrate_activations(run: Run) -> None:
     finally:
         for layer in graph.fabric_layers():
             layer.weight = decoded[layer.name]
-    masks = {}
-    for plan in plans:
-        j = config.for_layer("act_clusters", plan.consumer.name)
-        values = captured[plan.read_at]
+    nonzero = {}  # tensor -> where its codes are not 0
+    for plan in plans.values():
+        j = config.for_layer("act_clusters", plan.consumers[0].name)
+        parts = [captured[t] for t in plan.read_at]
+        values = np.concatenate([p.reshape(-1) for p in parts])
         if plan.name in run.clipped:
             values = np.clip(values, -run.clipped[plan.name], run.clipped[plan.name])
         elif np.all(np.isfinite(values)):
@@ -376,17 +439,20 @@ def calibrate_activations(run: Run) -> None:
             if robust is not None:
                 run.clipped[plan.name] = robust
                 values = np.clip(values, -robust, robust)
-        book, thresholds = make_codebook(plan.name, values, j, config.kmeans, config.seed)
+        book, thresholds, table = make_codebook(plan.name, values, j, config.kmeans, config.seed)
         run.maps[plan.name] = book
         if thresholds is not None:
             run.float_thresholds[plan.name] = thresholds
-            masks[plan.consumer.name] = (
-                values >= thresholds[0] if thresholds.size else (np.zeros(values.shape, bool))
-            )
-        else:
-            masks[plan.consumer.name] = values != 0
+            run.interval_codes[plan.name] = table
+        for tensor, part in zip(plan.read_at, parts, strict=True):
+            if plan.name in run.clipped:
+                part = np.clip(part, -run.clipped[plan.name], run.clipped[plan.name])
+            if thresholds is None:
+                nonzero[tensor] = part != 0
+            else:
+                nonzero[tensor] = float_codes(part, thresholds, table) != 0
     for layer in graph.fabric_layers():
-        act_nz = masks[layer.name]
+        act_nz = nonzero[layer.inputs[0]]
         weight_nz = run.weights[layer.name].codes != 0
         run.counts[layer.name] = {
             "effective_pairs": layer.kind.effective_pairs(layer.attrs, weight_nz, act_nz),
@@ -403,10 +469,13 @@ def choose_weight_form(codes: np.ndarray) -> str:
 
 
 def build_tables(run: Run) -> Model:
-    """BuildTables: integer biases and thresholds, stored forms, the accumulator proof."""
+    """BuildTables: integer biases, thresholds through the folded activations, interval
+    code tables, residual and add tables, stored forms, the accumulator proof."""
     graph = run.graph
     layers = []
     maps = dict(run.maps)
+    acc_bits = ARITHMETIC_CONTRACT["ACC_BITS"]
+    reach = float(1 << (acc_bits - 1)) - 1
     for layer in graph.layers:
         in_map, out_map = run.links.get(layer.name, (None, None))
         q = Layer(
@@ -415,35 +484,47 @@ def build_tables(run: Run) -> Model:
             in_shape=layer.in_shape,
             out_shape=layer.out_shape,
             attrs=dict(layer.attrs),
-            relu=layer.relu,
+            activation=None if layer.activation is None else dict(layer.activation),
             nodes=list(layer.nodes),
+            node_ops=list(layer.node_ops),
+            inputs=list(layer.inputs),
             in_map=in_map,
             out_map=out_map,
         )
+        layers.append(q)
         if layer.kind.host and q.out_map is not None:
             maps[q.out_map].boundaries = run.float_thresholds[q.out_map]
+        if not layer.thresholded:
+            continue
+        partial = graph_model(graph, layers, maps)
+        books = [maps[partial.codebook_of(t)] for t in q.inputs]
         if layer.is_fabric:
             table = run.weights[layer.name]
-            acc_scale = table.scale * maps[q.in_map].scale
+            acc_scale = table.scale * books[0].scale
             q.codes, q.wq, q.w_scale = table.codes, table.wq, table.scale
             bias = np.round(layer.float_bias / acc_scale)
-            reach = float(1 << (ARITHMETIC_CONTRACT["ACC_BITS"] - 1)) - 1
             if not np.all(np.abs(bias) <= reach):  # NaN fails too
                 raise KcnnError(
                     f"a bias is {float(np.max(np.abs(bias))):.3g} accumulator units, beyond "
-                    f"ACC_BITS={ARITHMETIC_CONTRACT['ACC_BITS']}: the bias is huge next to the "
-                    "weights and inputs",
+                    f"ACC_BITS={acc_bits}: the bias is huge next to the weights and inputs",
                     layer=layer.name,
                     field="bias",
                 )
             q.bias = bias.astype(np.int64)
-            if q.out_map is not None:
-                t = np.ceil(run.float_thresholds[q.out_map] / acc_scale)
-                t = np.maximum.accumulate(np.maximum(t, 1.0)) if t.size else t
-                limit = float(1 << (ARITHMETIC_CONTRACT["ACC_BITS"] - 1))
-                q.thresholds = np.clip(t, -limit, limit).astype(np.int64)
+            if q.residual is not None:
+                q.residual_table = _value_table(books[1], acc_scale, layer.name)
             q.weight_form = choose_weight_form(q.codes)
-        layers.append(q)
+        else:
+            # The add layer: one integer unit finer than both maps' steps, so that each
+            # table entry rounds once by at most a sixteenth of the coarser map's step.
+            acc_scale = min(book.scale for book in books) / ADD_UNIT_STEPS
+            q.attrs["unit"] = float(acc_scale)
+            q.add_tables = [_value_table(book, acc_scale, layer.name) for book in books]
+        if q.out_map is not None:
+            bound = accumulator_bound(q, books)
+            t = _integer_thresholds(q, run.float_thresholds[q.out_map], acc_scale, bound)
+            q.thresholds = t
+            q.out_table = run.interval_codes[q.out_map]
     model = Model(graph.name, graph.input_shape, layers, maps)
 
     def fail(message, layer, field):
@@ -451,3 +532,41 @@ def build_tables(run: Run) -> Model:
 
     check_layer_tables(model, ARITHMETIC_CONTRACT, fail)
     return model
+
+
+#: The add layer's unit is the finer map's scale over this.
+ADD_UNIT_STEPS = 16
+
+
+def graph_model(graph: Model, layers: list[Layer], maps) -> Model:
+    """The layers built so far as a model (to follow codebooks through code-only ops)."""
+    return Model(graph.name, graph.input_shape, layers, maps)
+
+
+def _value_table(book: Codebook, unit: float, where: str) -> np.ndarray:
+    """A map's decoded values in ``unit``, rounded once: entry j for code j (0 for 0)."""
+    table = np.round(np.concatenate([[0.0], book.aq * book.scale]) / unit)
+    limit = float(1 << (ARITHMETIC_CONTRACT["ACC_BITS"] - 2))
+    if not np.all(np.abs(table) <= limit):
+        raise KcnnError(
+            f"the values of map {book.name!r} are {float(np.max(np.abs(table))):.3g} "
+            "accumulator units: the two sides of the Add differ too much in scale",
+            layer=where,
+            field="residual",
+        )
+    return table.astype(np.int64)
+
+
+def _integer_thresholds(layer: Layer, t: np.ndarray, acc_scale: float, bound: int):
+    """Integer thresholds in accumulator units for the float thresholds ``t`` of the
+    layer's output map: through the inverse of its folded activation, ``-bound`` where
+    every accumulator reaches it and ``bound + 1`` where none does (DESIGN section 1)."""
+    act = activation_of(layer)
+    y = t if act is None else act.inverse(t, layer.activation)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ints = np.ceil(y / acc_scale)
+    if act is not None and act.zero_at_non_positive(layer.activation) and ints.size:
+        ints = np.maximum(ints, 1.0)  # acc <= 0 is code 0, as the loader checks
+    ints = np.clip(ints, -bound, bound + 1)  # inf included
+    ints = np.maximum.accumulate(ints) if ints.size else ints
+    return ints.astype(np.int64)

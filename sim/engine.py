@@ -27,7 +27,6 @@ class DecodedTables:
     weights: np.ndarray  # as the op multiplies them (``weight_matrix``)
     bias: np.ndarray  # float64, one per output channel
     activations: np.ndarray  # float64 value of each input code
-    thresholds: np.ndarray | None
 
 
 class NumpyFabric:
@@ -44,7 +43,6 @@ class NumpyFabric:
                 layer.kind.weight_matrix(layer, decoded),
                 layer.bias.astype(np.float64),
                 np.concatenate([[0.0], model.maps[layer.in_map].aq.astype(np.float64)]),
-                None if layer.thresholds is None else layer.thresholds.astype(np.float64),
             )
 
     def table(self, layer: Layer) -> DecodedTables:
@@ -54,13 +52,17 @@ class NumpyFabric:
         """A weighted layer's accumulators (float64, exact) before its threshold bank."""
         return layer.kind.accumulate(self, layer, codes)
 
-    def emit(self, layer: Layer, acc: np.ndarray) -> np.ndarray:
-        """A weighted layer's output: codes through its thresholds, or ``acc`` (int64)."""
+    def emit(self, layer: Layer, acc: np.ndarray, others: list | tuple = ()) -> np.ndarray:
+        """A thresholded layer's output from its ``acc``: plus the residual table of its
+        second input's codes (``others``), then codes through its threshold bank and
+        interval codes, or ``acc`` itself (int64) for the logits layer."""
+        if others:
+            acc = acc + layer.residual_table.astype(np.float64)[others[0]]
         assert np.all(np.abs(acc) < EXACT_LIMIT), "accumulator proof violated"
-        thresholds = self._tables[layer.name].thresholds
-        if thresholds is None:
+        if layer.thresholds is None:
             return acc.astype(np.int64)
-        return encode_thresholds(acc, thresholds)
+        index = encode_thresholds(acc, layer.thresholds.astype(np.float64))
+        return index if layer.out_table is None else layer.out_table[index]
 
     def begin(self, x: np.ndarray) -> None:
         pass
@@ -68,8 +70,8 @@ class NumpyFabric:
     def runs(self, layer: Layer) -> bool:
         return not layer.kind.on_logits
 
-    def run_layer(self, layer: Layer, value: np.ndarray, need: bool) -> np.ndarray:
-        return layer.kind.simulate(self, layer, value)
+    def run_layer(self, layer: Layer, inputs: list, need: bool) -> np.ndarray:
+        return layer.kind.simulate(self, layer, inputs)
 
     def close(self) -> None:
         pass

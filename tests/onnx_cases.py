@@ -195,6 +195,15 @@ class _Net:
     def relu(self, name, x):
         return self.op("Relu", name, [x])
 
+    def clip(self, name, x, low, high):
+        if self.opset < 11:
+            return self.op("Clip", name, [x], min=low, max=high)
+        bounds = [
+            self.const(f"{name}.{k}", np.array(v, np.float32))
+            for k, v in (("min", low), ("max", high))
+        ]
+        return self.op("Clip", name, [x, *bounds])
+
     def maxpool(self, name, x, k, strides=None, pads=None):
         attrs = {"kernel_shape": [k, k]}
         if strides is not None:
@@ -477,6 +486,71 @@ def everything(opset):
     return net.finish(net.softmax("softmax", y))
 
 
+def residual_identity(opset):
+    """ResNet basic block with an identity shortcut: the Add goes into conv_b's
+    accumulator, the Relu after it into conv_b's threshold bank."""
+    net = _Net(opset, (3, 8, 8), seed=40)
+    a = net.relu("relu_a", net.bn("bn_a", net.conv("conv_a", "x", 6, 3, pads=[1, 1, 1, 1])))
+    b = net.relu("relu_b1", net.conv("conv_b1", a, 6, 3, pads=[1, 1, 1, 1]))
+    b = net.bn("bn_b2", net.conv("conv_b2", b, 6, 3, pads=[1, 1, 1, 1]))
+    y = net.relu("relu_res", net.op("Add", "add_res", [b, a]))
+    y = net.op("GlobalAveragePool", "gap", [y])
+    return net.finish(net.gemm("fc", net.flatten("flatten", y), 5))
+
+
+def residual_projection(opset):
+    """ResNet block with a strided 1x1 projection shortcut (both Add operands linear)."""
+    net = _Net(opset, (3, 8, 8), seed=41)
+    a = net.relu("relu_a", net.conv("conv_a", "x", 4, 3, pads=[1, 1, 1, 1]))
+    b = net.conv("conv_b", a, 8, 3, strides=[2, 2], pads=[1, 1, 1, 1])
+    p = net.bn("bn_p", net.conv("conv_p", a, 8, 1, strides=[2, 2]))
+    y = net.relu("relu_res", net.op("Add", "add_res", [b, p]))
+    return net.finish(net.conv("conv_c", y, 5, 4))
+
+
+def add_of_activations(opset):
+    """Add of two maps that both passed a Relu: the fabric add layer."""
+    net = _Net(opset, (3, 6, 6), seed=42)
+    a = net.relu("relu_a", net.conv("conv_a", "x", 4, 3, pads=[1, 1, 1, 1]))
+    b = net.relu("relu_b", net.conv("conv_b", a, 4, 3, pads=[1, 1, 1, 1]))
+    y = net.op("Add", "add_res", [a, b])
+    return net.finish(net.conv("conv_c", y, 4, 6))
+
+
+def fire_concat(opset):
+    """SqueezeNet fire module: squeeze 1x1, expand 1x1 and 3x3 joined by a Concat."""
+    net = _Net(opset, (3, 8, 8), seed=43)
+    s = net.relu("relu_s", net.conv("squeeze", "x", 4, 1))
+    e1 = net.relu("relu_e1", net.conv("expand1", s, 4, 1))
+    e3 = net.relu("relu_e3", net.conv("expand3", s, 4, 3, pads=[1, 1, 1, 1]))
+    y = net.op("Concat", "concat", [e1, e3], axis=1)
+    y = net.maxpool("pool", y, 2, strides=2)
+    return net.finish(net.conv("conv_c", y, 5, 4))
+
+
+def linear_bottleneck(opset):
+    """MobileNet-v2 inverted residual: expand + ReLU6, depthwise + ReLU6, a linear 1x1
+    projection (a signed map) and the residual Add of two linear maps."""
+    net = _Net(opset, (4, 8, 8), seed=44)
+    x = net.bn("bn_in", net.conv("stem", "x", 4, 3, pads=[1, 1, 1, 1]))  # linear: signed
+    e = net.clip("relu6_e", net.conv("expand", x, 8, 1), 0.0, 6.0)
+    d = net.clip("relu6_d", net.conv("depthwise", e, 8, 3, group=8, pads=[1, 1, 1, 1]), 0.0, 6.0)
+    p = net.bn("bn_p", net.conv("project", d, 4, 1))
+    y = net.op("Add", "add_res", [p, x])
+    return net.finish(net.conv("conv_c", y, 5, 8))
+
+
+def monotone_activations(opset):
+    """Each monotone activation folded into the thresholds of the conv before it."""
+    net = _Net(opset, (3, 6, 6), seed=45)
+    y = net.op("LeakyRelu", "leaky", [net.conv("conv_a", "x", 4, 3, pads=[1, 1, 1, 1])], alpha=0.1)
+    y = net.op("Sigmoid", "sigmoid", [net.conv("conv_b", y, 4, 3, pads=[1, 1, 1, 1])])
+    y = net.op("Tanh", "tanh", [net.conv("conv_c", y, 4, 3, pads=[1, 1, 1, 1])])
+    y = net.op("HardSigmoid", "hsig", [net.conv("conv_d", y, 4, 3, pads=[1, 1, 1, 1])], alpha=0.3)
+    y = net.clip("clip", net.conv("conv_e", y, 4, 3, pads=[1, 1, 1, 1]), -1.0, 2.0)
+    return net.finish(net.conv("conv_f", y, 5, 6))
+
+
 _SUPPORTED_CASES = {
     "conv_stride_pad_dilation": (conv_stride_pad_dilation, OPSETS),
     "conv_groups": (conv_groups, OPSETS),
@@ -497,6 +571,12 @@ _SUPPORTED_CASES = {
     "constant_of_shape_weights": (constant_of_shape_weights, OPSETS),
     "constant_node_weight": (constant_node_weight, OPSETS),
     "everything": (everything, OPSETS),
+    "residual_identity": (residual_identity, OPSETS),
+    "residual_projection": (residual_projection, OPSETS),
+    "add_of_activations": (add_of_activations, OPSETS),
+    "fire_concat": (fire_concat, OPSETS),
+    "linear_bottleneck": (linear_bottleneck, OPSETS),
+    "monotone_activations": (monotone_activations, OPSETS),
 }
 
 #: ``{"<case>_op<opset>": builder}``; each builder returns ``(model, x)``.
@@ -510,35 +590,21 @@ SUPPORTED = {
 # ---- unsupported cases --------------------------------------------------------------
 
 
-def _act_after_conv(op_type, name):
+def silu():
+    """Conv -> x * Sigmoid(x) (SiLU, as the TorchScript exporter writes it) -> Conv."""
     net = _Net(13, (3, 6, 6), seed=30)
-    y = net.op(op_type, name, [net.conv("conv_a", "x", 4, 3)])
+    y = net.conv("conv_a", "x", 4, 3)
+    y = net.op("Mul", "silu_mul", [y, net.op("Sigmoid", "silu_sig", [y])])
     return net.model(net.conv("conv_b", y, 4, 3))
 
 
-def sigmoid_after_conv():
-    """Conv -> Sigmoid -> Conv."""
-    return _act_after_conv("Sigmoid", "sig_a")
-
-
-def tanh_after_conv():
-    """Conv -> Tanh -> Conv."""
-    return _act_after_conv("Tanh", "tanh_a")
-
-
-def residual_add():
-    """Add of two activations (a ResNet-style skip connection)."""
-    net = _Net(13, (3, 6, 6), seed=31)
-    a = net.relu("relu_a", net.conv("conv_a", "x", 4, 3, pads=[1, 1, 1, 1]))
-    b = net.relu("relu_b", net.conv("conv_b", a, 4, 3, pads=[1, 1, 1, 1]))
-    y = net.op("Add", "add_res", [a, b])
-    return net.model(net.conv("conv_c", y, 4, 3))
-
-
-def conv_without_relu():
-    """A Conv that is not the last layer but feeds the next Conv directly."""
-    net = _Net(13, (3, 6, 6), seed=32)
-    y = net.conv("conv_a", "x", 4, 3)
+def squeeze_excitation():
+    """A map times a gate computed from it (squeeze-excitation)."""
+    net = _Net(13, (4, 6, 6), seed=31)
+    y = net.relu("relu_a", net.conv("conv_a", "x", 4, 3, pads=[1, 1, 1, 1]))
+    g = net.op("GlobalAveragePool", "se_pool", [y])
+    g = net.op("Sigmoid", "se_gate", [net.conv("se_fc", g, 4, 1)])
+    y = net.op("Mul", "se_scale", [y, g])
     return net.model(net.conv("conv_b", y, 4, 3))
 
 
@@ -605,10 +671,8 @@ def conv_weight_from_input():
 #: ``{name: (builder, substrings)}``; each builder returns a model to refuse, and the
 #: error message must contain every substring (the first names the culprit).
 UNSUPPORTED = {
-    "sigmoid_after_conv": (sigmoid_after_conv, ["sig_a", "Sigmoid"]),
-    "tanh_after_conv": (tanh_after_conv, ["tanh_a", "Tanh"]),
-    "residual_add": (residual_add, ["add_res", "residual"]),
-    "conv_without_relu": (conv_without_relu, ["conv_a", "Relu"]),
+    "silu": (silu, ["silu_mul", "SiLU", "op Mul"]),
+    "squeeze_excitation": (squeeze_excitation, ["se_scale", "squeeze-excitation", "op Mul"]),
     "maxpool_on_input": (maxpool_on_input, ["pool_in", "signed"]),
     "softmax_in_middle": (softmax_in_middle, ["soft_mid", "Softmax"]),
     "reshape_not_flatten": (reshape_not_flatten, ["reshape_a", "Reshape"]),

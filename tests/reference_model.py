@@ -126,28 +126,46 @@ def lrn(layer, values):
 
 
 def run_reference(model, x):
-    """Codes of every map and the last ``acc`` by layer name, and effective pairs per layer."""
+    """Codes of every map and the last ``acc`` by layer name, and effective pairs per layer.
+
+    Layers read their inputs by name (a graph); a residual adds its table entry of the
+    other map's code to acc, the add layer sums two tables, a Concat joins the channels,
+    and a threshold bank's interval becomes the code through ``out_table``."""
     book = model.maps["input"]
-    codes = encode_input(np.asarray(x, np.float64), book)
-    maps, pairs = {"input": codes}, {}
+    maps = {"input": encode_input(np.asarray(x, np.float64), book)}
+    pairs = {}
     for layer in model.layers:
+        codes = [maps[t] for t in layer.inputs]
+        acc = None
         if layer.op in ("conv", "fc"):
             in_book = model.maps[layer.in_map]
-            acc, count = (conv if layer.op == "conv" else fc)(layer, codes, in_book)
+            acc, count = (conv if layer.op == "conv" else fc)(layer, codes[0], in_book)
             pairs[layer.name] = count / len(x)
-            if layer.out_map is None:
-                maps[layer.name] = acc
-                break
-            codes = threshold_codes(acc, layer.thresholds)
+            if len(codes) > 1:
+                acc = acc + np.asarray(layer.residual_table, np.int64)[codes[1]]
+        elif layer.op == "add":
+            first, second = (np.asarray(t, np.int64) for t in layer.add_tables)
+            acc = first[codes[0]] + second[codes[1]]
+        elif layer.op == "concat":
+            out = np.concatenate(codes, axis=1)
         elif layer.op == "maxpool":
-            codes = maxpool(layer, codes)
+            out = maxpool(layer, codes[0])
         elif layer.op == "flatten":
-            codes = codes.reshape(codes.shape[0], -1)
+            out = codes[0].reshape(codes[0].shape[0], -1)
         elif layer.op == "lrn":
             in_book = model.maps[layer.in_map]
             values = np.where(
-                codes == 0, 0.0, np.concatenate([[0.0], in_book.aq * in_book.scale])[codes]
+                codes[0] == 0, 0.0, np.concatenate([[0.0], in_book.aq * in_book.scale])[codes[0]]
             )
-            codes = threshold_codes(lrn(layer, values), model.maps[layer.out_map].boundaries)
-        maps[layer.name] = codes
+            out = threshold_codes(lrn(layer, values), model.maps[layer.out_map].boundaries)
+        else:
+            continue  # trailing ops on the logits
+        if acc is not None:
+            if layer.out_map is None:
+                maps[layer.name] = acc
+                break
+            out = threshold_codes(acc, layer.thresholds)
+            if layer.out_table is not None:
+                out = np.asarray(layer.out_table)[out]
+        maps[layer.name] = out
     return maps, pairs

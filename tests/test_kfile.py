@@ -213,3 +213,99 @@ def test_atomic_write_gives_the_usual_file_mode(tmp_path):
     assert path.read_bytes() == b"x"
     assert path.stat().st_mode & 0o777 == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+DAG_CASES = [
+    "residual_projection_op13",
+    "add_of_activations_op13",
+    "fire_concat_op13",
+    "linear_bottleneck_op13",
+]
+
+
+@pytest.fixture(scope="module", params=DAG_CASES)
+def dag_kcnn(request, tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    import onnx_cases
+
+    from kcnn.quantizer import quantize
+
+    model, x = onnx_cases.SUPPORTED[request.param]()
+    calib = np.random.default_rng(1).standard_normal((32, *x.shape[1:])).astype(np.float32)
+    path = tmp_path_factory.mktemp("dag") / f"{request.param}.kcnn"
+    quantize(model, calib, log=None, density=0.7).save(path)
+    return path
+
+
+def test_graph_round_trip_is_byte_identical(dag_kcnn, tmp_path):
+    """Format 2 stores the graph: inputs, activations, interval codes, Add tables."""
+    model = load(dag_kcnn)
+    assert any(len(layer.inputs) > 1 for layer in model.layers)
+    again = model.save(tmp_path / "again.kcnn")
+    assert again.read_bytes() == dag_kcnn.read_bytes()
+
+
+def _first(path, test):
+    return next(layer for layer in load(path).layers if test(layer))
+
+
+def test_unknown_input_tensor_is_refused(dag_kcnn, tmp_path):
+    name = _first(dag_kcnn, lambda layer: len(layer.inputs) > 1).name
+
+    def edit(meta):
+        entry = next(e for e in meta["layers"] if e["name"] == name)
+        entry["inputs"][-1] = "nowhere"
+
+    expect_error(rewrite(dag_kcnn, tmp_path / "i.kcnn", manifest=edit), "inputs", "nowhere")
+
+
+def test_add_table_entry_zero_must_be_zero(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import onnx_cases
+
+    from kcnn.quantizer import quantize
+
+    model, x = onnx_cases.SUPPORTED["residual_projection_op13"]()
+    calib = np.random.default_rng(2).standard_normal((32, *x.shape[1:])).astype(np.float32)
+    path = quantize(model, calib, log=None).save(tmp_path / "r.kcnn")
+    layer = _first(path, lambda layer: layer.residual_table is not None)
+    table = layer.residual_table.copy()
+    table[0] = 3
+    bad = rewrite(path, tmp_path / "bad.kcnn", arrays={f"{layer.name}.residual_table": table})
+    expect_error(bad, "residual_table", "entry 0 = 0")
+
+
+def test_signed_map_needs_its_interval_codes(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import onnx_cases
+
+    from kcnn.quantizer import quantize
+
+    model, x = onnx_cases.SUPPORTED["linear_bottleneck_op13"]()
+    calib = np.random.default_rng(3).standard_normal((32, *x.shape[1:])).astype(np.float32)
+    path = quantize(model, calib, log=None).save(tmp_path / "s.kcnn")
+    layer = _first(path, lambda layer: layer.out_table is not None)
+    table = layer.out_table.copy()
+    table[0] = 15 + len(table)
+    bad = rewrite(path, tmp_path / "bad.kcnn", arrays={f"{layer.name}.out_table": table})
+    expect_error(bad, "out_table", "codes below")
+
+
+def test_version_1_files_still_load():
+    """The bundled tables were written in format 1 (a chain with ReLU flags)."""
+    import json
+    import zipfile
+
+    from kcnn import models
+
+    path = models.table_path("lenet5")
+    with zipfile.ZipFile(path) as archive:
+        assert json.loads(archive.read("manifest.json"))["format_version"] == 1
+    model = load(path)
+    previous = "input"
+    for layer in model.layers:
+        assert layer.inputs == [previous]
+        previous = layer.name
+    assert [layer.activation for layer in model.layers if layer.is_fabric][:-1] == [
+        {"op": "relu"}
+    ] * (len(model.fabric_layers()) - 1)

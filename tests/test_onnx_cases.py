@@ -103,7 +103,8 @@ def test_case_tables_are_complete():
     assert ops >= {
         "Conv", "Relu", "Gemm", "MatMul", "Add", "Flatten", "BatchNormalization", "MaxPool",
         "AveragePool", "GlobalAveragePool", "Dropout", "Identity", "Reshape", "LRN",
-        "Softmax", "ConstantOfShape", "Constant",
+        "Softmax", "ConstantOfShape", "Constant", "Concat", "Clip", "LeakyRelu", "Sigmoid",
+        "Tanh", "HardSigmoid",
     }  # fmt: skip
 
 

@@ -122,7 +122,7 @@ def test_maxpool_on_codes_pads_with_code_zero():
         (1, 2, 2),
         attrs={"kernel": [3, 3], "strides": [2, 2], "pads": [0, 0, 1, 1]},
     )
-    assert layer.kind.simulate(None, layer, codes).tolist() == [[[[11, 12], [15, 16]]]]
+    assert layer.kind.simulate(None, layer, [codes]).tolist() == [[[[11, 12], [15, 16]]]]
 
 
 @pytest.mark.board_env
@@ -138,7 +138,20 @@ def test_lrn_matches_the_onnx_definition():
 
 
 @pytest.mark.parametrize(
-    "case", ["everything_op13", "conv_groups_op9", "avgpool_op18", "lrn_op13", "gemm_variants_op13"]
+    "case",
+    [
+        "everything_op13",
+        "conv_groups_op9",
+        "avgpool_op18",
+        "lrn_op13",
+        "gemm_variants_op13",
+        "residual_identity_op13",
+        "residual_projection_op9",
+        "add_of_activations_op18",
+        "fire_concat_op13",
+        "linear_bottleneck_op13",
+        "monotone_activations_op9",
+    ],
 )
 def test_simulator_equals_the_independent_reference(case, tmp_path):
     pytest.importorskip("onnxruntime")
@@ -160,13 +173,11 @@ def test_simulator_equals_the_independent_reference(case, tmp_path):
     assert list(got) == list(expected)
     for name, codes in expected.items():
         assert np.array_equal(got[name].astype(np.int64), codes), name
-    previous = "input"
     for layer in loaded.layers:
         if layer.is_fabric:
-            active = (got[previous] != 0).reshape(len(test), *layer.in_shape)
+            active = (got[layer.inputs[0]] != 0).reshape(len(test), *layer.in_shape)
             count = layer.kind.effective_pairs(layer.attrs, layer.codes != 0, active)
             assert count == pairs[layer.name]
-        previous = layer.name
 
 
 @pytest.mark.board_env

@@ -4,7 +4,18 @@ Adding an op is adding a module here (and its kernel step in ``hls/`` when it ru
 fabric); nothing else names ops.
 """
 
-from kcnn.ops import conv, fc, flatten, folded, lrn, maxpool, softmax  # noqa: F401, E402 - registers
+from kcnn.ops import (  # noqa: F401, E402 - importing registers them
+    activations,
+    add,
+    concat,
+    conv,
+    fc,
+    flatten,
+    folded,
+    lrn,
+    maxpool,
+    softmax,
+)
 from kcnn.ops.base import Op, all_ops, op_named, op_names
 
 __all__ = ["Op", "all_ops", "op_named", "op_names"]

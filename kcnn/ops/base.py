@@ -23,6 +23,8 @@ class Op:
         The op's name in the model and in `.kcnn` files.
     weighted
         It has clustered weights: a Conv or FC layer of the cluster PEs.
+    thresholded
+        It ends in a threshold bank that emits codes (a weighted layer, the add layer).
     acts_on_codes
         It maps codes to codes without a codebook of its own (max-pool, flatten).
     host
@@ -39,6 +41,7 @@ class Op:
 
     name = ""
     weighted = False
+    thresholded = False
     acts_on_codes = False
     host = False
     fabric_step = False
@@ -54,6 +57,8 @@ class Op:
     commutes_with_activation = False
     #: A trailing host op on the logits (after the last weighted layer, never re-encoded).
     on_logits = False
+    #: It only reshapes what it reads, so it may also follow the logits layer.
+    shape_only = False
     #: It exists only between import and lowering: a lowering pass folds it into a
     #: neighbour, and no model file holds it.
     folded = False
@@ -65,14 +70,22 @@ class Op:
         return self.weighted or (self.host and not self.on_logits)
 
     @property
+    def folds_activation(self) -> bool:
+        """A monotone activation after it folds into its threshold bank."""
+        return self.thresholded
+
+    @property
     def runs_on_host(self) -> bool:
         """A host op that no kernel step reproduces: the host CPU runs it in float64."""
         return self.host and not self.fabric_step
 
     def emits_map(self, last_weighted: bool) -> bool:
-        """It emits a coded map of its own (``out_map``): a weighted layer unless it is the
-        last (which emits ``acc``), or a host op between two maps."""
-        return self.reads_codebook and not (self.weighted and last_weighted)
+        """It emits a coded map of its own (``out_map``): a layer with a threshold bank
+        unless it is the last weighted layer (which emits ``acc``), or a host op between two
+        maps."""
+        if self.thresholded:
+            return not (self.weighted and last_weighted)
+        return self.host and not self.on_logits
 
     # ---- import -------------------------------------------------------------------
     def import_node(self, imp, node) -> None:
@@ -80,11 +93,15 @@ class Op:
         raise NotImplementedError(self.name)
 
     # ---- shapes and checks ----------------------------------------------------------
-    def output_shape(self, layer, fail) -> tuple:
-        """The output shape the op and its attributes give for ``layer.in_shape``; checks
-        the attributes (and a weighted layer's weight shape) on the way. ``fail(message,
-        layer, field)`` returns the exception to raise."""
+    def output_shape(self, layer, shapes, fail) -> tuple:
+        """The output shape the op and its attributes give for its inputs' ``shapes``
+        (``layer.in_shape`` is the first); checks the attributes (and a weighted layer's
+        weight shape) on the way. ``fail(message, layer, field)`` returns the exception."""
         return tuple(layer.in_shape)
+
+    def input_counts(self) -> tuple[int, ...]:
+        """How many tensors a layer of this op may read."""
+        return (1,)
 
     # ---- counts -------------------------------------------------------------------
     def dense_macs(self, layer) -> int:
@@ -96,9 +113,11 @@ class Op:
         raise NotImplementedError(self.name)
 
     # ---- the bit-accurate numpy model -------------------------------------------------
-    def simulate(self, sim, layer, value: np.ndarray) -> np.ndarray:
-        """The layer on a batch: codes (or the logits of a trailing host op) in, codes
-        (or ``acc``) out. ``sim`` is the :class:`kcnn.sim.engine.NumpyFabric`."""
+    def simulate(self, sim, layer, inputs: list[np.ndarray]) -> np.ndarray:
+        """The layer on a batch: the codes of its inputs (or the logits, for a trailing
+        host op) in, codes (or ``acc``) out. ``sim`` is the
+        :class:`kcnn.sim.engine.NumpyFabric` (ops without tables take any object with a
+        ``model``)."""
         raise NotImplementedError(self.name)
 
     # ---- ONNX export ----------------------------------------------------------------

@@ -51,9 +51,10 @@ if TYPE_CHECKING:
 class Conv(Op):
     name = "conv"
     weighted = True
+    thresholded = True
     fabric_step = True
     rank = 3
-    onnx_types = ("Conv", "AveragePool", "GlobalAveragePool")
+    onnx_types = ("Conv", "AveragePool", "GlobalAveragePool", "ReduceMean")
 
     def import_node(self, imp, node) -> None:
         if node.op_type == "Conv":
@@ -61,7 +62,7 @@ class Conv(Op):
         else:
             _import_average_pool(imp, node)
 
-    def output_shape(self, layer, fail) -> tuple:
+    def output_shape(self, layer, shapes, fail) -> tuple:
         check_rank(self, layer, fail)
         shape = layer.in_shape
         kernel = window_ints(layer, "kernel", 2, 1, fail)
@@ -87,6 +88,9 @@ class Conv(Op):
                 "weight_shape",
             )
         return (c_out, oh, ow)
+
+    def input_counts(self) -> tuple[int, ...]:
+        return (1, 2)  # the second: a residual Add's other operand, through a table
 
     def dense_macs(self, layer) -> int:
         weights = layer.codes if layer.codes is not None else layer.weight
@@ -123,8 +127,8 @@ class Conv(Op):
                 total += int(window.sum(axis=(1, 2)) @ taps[:, i, j])
         return total / n
 
-    def simulate(self, sim, layer, value):
-        return sim.emit(layer, self.accumulate(sim, layer, value))
+    def simulate(self, sim, layer, inputs):
+        return sim.emit(layer, self.accumulate(sim, layer, inputs[0]), inputs[1:])
 
     def accumulate(self, sim, layer, value):
         """The layer's ``acc`` (float64, exact) on the codes ``value``."""
@@ -207,7 +211,16 @@ def _import_average_pool(imp, node):
     """Average pooling is a depthwise conv with constant weights 1/(kh*kw)."""
     act = imp.activation(node)
     imp.require_4d(node, act)
-    if node.op_type == "GlobalAveragePool":
+    keep_dims = True
+    if node.op_type == "ReduceMean":
+        # The dynamo exporter writes global average pooling as a mean over H and W.
+        axes = imp.attr(node, "axes", None, list)
+        if axes is None and len(node.input) > 1 and node.input[1]:
+            axes = [int(a) for a in imp.const(node, 1, "axes").reshape(-1)]
+        if axes is None or sorted(a % 4 for a in axes) != [2, 3]:
+            raise imp.error(node, f"ReduceMean over axes {axes} is not supported; only H, W")
+        keep_dims = bool(imp.attr(node, "keepdims", 1, int))
+    if node.op_type in ("GlobalAveragePool", "ReduceMean"):
         attrs = {
             "kernel": list(act.shape[1:]),
             "strides": [1, 1],
@@ -239,9 +252,11 @@ def _import_average_pool(imp, node):
         weight=weight,
         float_bias=np.zeros(channels),
     )
-    # Pooling a non-negative map keeps it non-negative, so the fabric's ReLU is exact.
-    layer.relu = True
+    # Its activation follows its input's sign (the lowering settles it).
     layer.attrs["average_pool"] = True
+    if not keep_dims:
+        imp.reads = [layer.name]
+        imp.push(node, "flatten", (channels,))
 
 
 # ---- tiling ------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 class Fc(Op):
     name = "fc"
     weighted = True
+    thresholded = True
     fabric_step = True
     rank = 1
     reads_vector = True
@@ -75,7 +76,7 @@ class Fc(Op):
             bias = np.broadcast_to(c.astype(np.float64).reshape(-1), (out,)) * beta
         imp.push(node, "fc", (out,), weight=weight, float_bias=np.array(bias, dtype=np.float64))
 
-    def output_shape(self, layer, fail) -> tuple:
+    def output_shape(self, layer, shapes, fail) -> tuple:
         check_rank(self, layer, fail)
         expected = (layer.out_shape[0], layer.in_shape[0])
         if layer.codes.shape != expected:
@@ -85,6 +86,9 @@ class Fc(Op):
                 "weight_shape",
             )
         return (layer.codes.shape[0],)
+
+    def input_counts(self) -> tuple[int, ...]:
+        return (1, 2)  # the second: a residual Add's other operand, through a table
 
     def dense_macs(self, layer) -> int:
         weights = layer.codes if layer.codes is not None else layer.weight
@@ -97,8 +101,8 @@ class Fc(Op):
         per_input = act_nz.sum(axis=0, dtype=np.int64)
         return float(per_input @ weight_nz.sum(axis=0, dtype=np.int64)) / n
 
-    def simulate(self, sim, layer, value):
-        return sim.emit(layer, self.accumulate(sim, layer, value))
+    def simulate(self, sim, layer, inputs):
+        return sim.emit(layer, self.accumulate(sim, layer, inputs[0]), inputs[1:])
 
     def accumulate(self, sim, layer, value):
         """The layer's ``acc`` (float64, exact) on the codes ``value``."""

@@ -15,6 +15,7 @@ class Flatten(Op):
     name = "flatten"
     acts_on_codes = True
     keeps_sign = True
+    shape_only = True
     onnx_types = ("Flatten", "Reshape")
 
     def import_node(self, imp, node) -> None:
@@ -44,11 +45,11 @@ class Flatten(Op):
             return
         imp.push(node, "flatten", (int(np.prod(act.shape)),))
 
-    def output_shape(self, layer, fail) -> tuple:
+    def output_shape(self, layer, shapes, fail) -> tuple:
         return (int(np.prod(layer.in_shape)),)
 
-    def simulate(self, sim, layer, value):
-        return value.reshape(value.shape[0], -1)
+    def simulate(self, sim, layer, inputs):
+        return inputs[0].reshape(inputs[0].shape[0], -1)
 
     def onnx_node(self, layer):
         return "Flatten", {"axis": 1}

@@ -2,9 +2,9 @@
 (:func:`kcnn.quantizer.lowering.fold_into_weighted`) folds each into the weighted layer
 before it with the op's :meth:`FoldedOp.fold`.
 
-``relu`` marks that layer's ReLU; ``batchnorm`` scales its weights and shifts its bias
-(``weight`` holds the per-channel gain, ``float_bias`` the shift); ``bias_add`` adds a
-constant to its bias (``float_bias``).
+``batchnorm`` and ``scale`` scale its weights and shift its bias (``weight`` holds the
+per-channel gain, ``float_bias`` the shift); ``bias_add`` adds a constant to its bias
+(``float_bias``). The activations (:mod:`kcnn.ops.activations`) fold the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ class FoldedOp(Op):
     """An op the lowering folds into the weighted layer before it."""
 
     folded = True
+    #: It changes weights and biases, so only a weighted layer can take it.
+    needs_weights = True
     #: It may fold past an op that commutes with it (an activation past a max-pool).
     folds_past_commuting = False
     #: It changes nothing on a map that is already non-negative (a ReLU), so it vanishes
@@ -32,34 +34,13 @@ class FoldedOp(Op):
     def refusal(self, layer) -> str:
         """Why ``layer`` cannot fold where it is, and where it can."""
         return (
-            f"{layer.nodes[-1]!r} must directly follow a Conv, Gemm or MatMul to be folded "
-            "into it"
+            f"{layer.nodes[-1]!r} must directly follow a Conv, Gemm or MatMul to be folded into it"
         )
 
 
 def _refuse(layer, message: str) -> KcnnError:
     node = layer.nodes[-1] if layer.nodes else layer.name
     return KcnnError(f"{message} (node {node!r})", layer=node)
-
-
-@register
-class Relu(FoldedOp):
-    name = "relu"
-    onnx_types = ("Relu",)
-    folds_past_commuting = True
-    vanishes_on_non_negative = True
-
-    def import_node(self, imp, node) -> None:
-        imp.push(node, "relu", imp.activation(node).shape)
-
-    def fold(self, target, layer) -> None:
-        target.relu = True
-
-    def refusal(self, layer) -> str:
-        return (
-            "Relu is supported only after a Conv or Gemm (optionally after its MaxPool) or "
-            "on a map that is already non-negative"
-        )
 
 
 @register
@@ -91,21 +72,10 @@ class BatchNorm(FoldedOp):
 
 @register
 class BiasAdd(FoldedOp):
-    name = "bias_add"
-    onnx_types = ("Add",)
+    """A constant added to a map (ONNX Add with one constant, imported by
+    :class:`kcnn.ops.add.Add`)."""
 
-    def import_node(self, imp, node) -> None:
-        names = [imp.alias.get(n, n) for n in node.input]
-        const_index = [i for i, n in enumerate(names) if n in imp.consts]
-        if len(const_index) != 1:
-            raise imp.error(
-                node,
-                "adds two activations: residual adds are not supported; an Add "
-                "is accepted only as the bias of the preceding MatMul or Conv",
-            )
-        act = imp.activation(node, 1 - const_index[0])
-        addend = imp.floats(node, const_index[0], "addend")
-        imp.push(node, "bias_add", act.shape, float_bias=addend)
+    name = "bias_add"
 
     def fold(self, target, layer) -> None:
         channels = target.out_shape[0]
@@ -116,3 +86,30 @@ class BiasAdd(FoldedOp):
         elif term.size not in (1, channels):
             raise _refuse(layer, f"the Add after {target.name!r} is not a per-output bias")
         target.float_bias = target.float_bias + np.broadcast_to(term.reshape(-1), (channels,))
+
+
+@register
+class Scale(BatchNorm):
+    """Mul of a map by a per-channel constant (Caffe's Scale), folded like a BatchNorm."""
+
+    name = "scale"
+    onnx_types = ("Mul",)
+
+    def import_node(self, imp, node) -> None:
+        names = [imp.alias.get(n, n) for n in node.input if n]
+        constant = [i for i, n in enumerate(names) if n in imp.consts]
+        if len(names) != 2 or len(constant) != 1:
+            raise imp.error(
+                node,
+                "multiplies two maps (x * Sigmoid(x) is SiLU, a map times a gate is "
+                "squeeze-excitation): neither is monotone in one map, so it has no exact "
+                "form on codes; a Mul is supported only by a per-channel constant (folded "
+                "into the Conv/Gemm before it)",
+            )
+        act = imp.activation(node, 1 - constant[0])
+        gain = imp.floats(node, constant[0], "gain")
+        channels = act.shape[0]
+        if gain.size not in (1, channels) or (gain.ndim >= 3 and gain.shape[-2:] != (1, 1)):
+            raise imp.error(node, f"the gain of shape {list(gain.shape)} is not per channel")
+        gain = np.broadcast_to(gain.reshape(-1), (channels,)).astype(np.float64)
+        imp.push(node, "scale", act.shape, weight=gain, float_bias=np.zeros(channels))

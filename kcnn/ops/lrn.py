@@ -58,7 +58,7 @@ class Lrn(Op):
             raise imp.error(node, f"LRN bias={attrs['bias']} must be finite and > 0")
         imp.push(node, "lrn", act.shape, attrs=attrs)
 
-    def output_shape(self, layer, fail) -> tuple:
+    def output_shape(self, layer, shapes, fail) -> tuple:
         check_rank(self, layer, fail)
         a = layer.attrs
         size, alpha, beta, bias = (a.get(k) for k in ("size", "alpha", "beta", "bias"))
@@ -82,11 +82,11 @@ class Lrn(Op):
             )
         return tuple(layer.in_shape)
 
-    def simulate(self, sim, layer, value):
+    def simulate(self, sim, layer, inputs):
         """Evaluated from the integer window sums of squares (:func:`kcnn.hostops.lrn_codes`),
         the form the fabric reproduces exactly, then re-encoded."""
         book = sim.model.maps[layer.in_map]
-        y = hostops.lrn_codes(value, book.aq, book.scale, layer.attrs)
+        y = hostops.lrn_codes(inputs[0], book.aq, book.scale, layer.attrs)
         return encode_thresholds(y, sim.model.maps[layer.out_map].boundaries)
 
     def onnx_node(self, layer):

@@ -57,7 +57,7 @@ class MaxPool(Op):
         )
         imp.push(node, "maxpool", (act.shape[0], oh, ow), attrs=attrs)
 
-    def output_shape(self, layer, fail) -> tuple:
+    def output_shape(self, layer, shapes, fail) -> tuple:
         check_rank(self, layer, fail)
         kernel = window_ints(layer, "kernel", 2, 1, fail)
         strides = window_ints(layer, "strides", 2, 1, fail)
@@ -67,9 +67,9 @@ class MaxPool(Op):
             raise fail("the window is larger than the padded input", layer.name, "attrs")
         return (layer.in_shape[0], oh, ow)
 
-    def simulate(self, sim, layer, value):
+    def simulate(self, sim, layer, inputs):
         a = layer.attrs
-        windows = sliding_windows(value, a["kernel"], a["strides"], a["pads"], [1, 1])
+        windows = sliding_windows(inputs[0], a["kernel"], a["strides"], a["pads"], [1, 1])
         return windows.max(axis=(2, 3))
 
     def onnx_node(self, layer):

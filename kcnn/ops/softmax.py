@@ -16,19 +16,27 @@ class Softmax(Op):
 
     def import_node(self, imp, node) -> None:
         act = imp.activation(node)
-        if len(act.shape) != 1:
-            raise imp.error(node, "Softmax is supported only on the 2-D logits")
         axis = imp.attr(node, "axis", 1 if imp.opset < 13 else -1, int)
-        if axis not in (1, -1):
-            raise imp.error(node, f"Softmax axis={axis} is not supported; use the class axis")
-        imp.push(node, "softmax", act.shape)
+        rank = len(act.shape) + 1
+        classes = act.shape[0]
+        if rank == 4 and act.shape[1:] == (1, 1) and axis in (1, -3) + ((-1,) * (imp.opset < 13)):
+            # Logits as (N, C, 1, 1) (a classifier conv before global pooling): over C.
+            layer = imp.push(node, "flatten", (classes,))
+            imp.reads = [layer.name]
+        elif rank != 2 or axis not in (1, -1):
+            raise imp.error(
+                node,
+                f"Softmax over axis {axis} of a {rank}-D map is not supported; only over the "
+                "classes of (N, C) or (N, C, 1, 1) logits",
+            )
+        imp.push(node, "softmax", (classes,))
 
-    def output_shape(self, layer, fail) -> tuple:
+    def output_shape(self, layer, shapes, fail) -> tuple:
         check_rank(self, layer, fail)
         return tuple(layer.in_shape)
 
-    def simulate(self, sim, layer, value):
-        return hostops.softmax(value)
+    def simulate(self, sim, layer, inputs):
+        return hostops.softmax(inputs[0])
 
     def onnx_node(self, layer):
         return "Softmax", {"axis": -1}
