@@ -351,7 +351,7 @@ class BoardEngine:
         for n, step in enumerate(steps):
             buffer = self._step_buffers[n]
             answer_words = step.out_words + 1
-            if n + 1 < len(steps) and not step.host_out:
+            if n + 1 < len(steps) and not steps[n + 1].host_in:
                 nxt, at = self._step_buffers[n + 1], self._map_at[n + 1]
                 answer = nxt[at : at + answer_words]
                 answer_address = nxt.physical_address + WORD_BYTES * at

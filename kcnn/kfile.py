@@ -65,6 +65,8 @@ def _layer_arrays(layer: Layer) -> dict[str, np.ndarray]:
         arrays[f"{layer.name}.residual_table"] = layer.residual_table.astype(np.int64)
     for k, table in enumerate(layer.add_tables or []):
         arrays[f"{layer.name}.add_table{k}"] = table.astype(np.int64)
+    if layer.code_table is not None:
+        arrays[f"{layer.name}.code_table"] = layer.code_table.astype(np.uint8).reshape(-1)
     if not layer.is_fabric:
         return arrays
     if layer.weight_form == "sparse":
@@ -447,6 +449,20 @@ def _read_tables(reader: _Reader, layer: Layer, contract: dict) -> None:
         layer.add_tables = [
             reader.array(f"{name}.add_table{k}", np.int64, name, max_len=j_max) for k in (0, 1)
         ]
+    if layer.kind.name == "codemap":
+        if layer.in_map is None or layer.out_map is None:
+            raise reader.fail(
+                "a code table maps one codebook to another", layer=name, field="in_map"
+            )
+        rows, columns = layer.in_shape[0], reader.maps[layer.in_map].J
+        table = reader.array(f"{name}.code_table", np.uint8, name, shape=rows * columns)
+        if table.max() >= reader.maps[layer.out_map].J:
+            raise reader.fail(
+                f"code_table holds codes beyond J'={reader.maps[layer.out_map].J}",
+                layer=name,
+                field="code_table",
+            )
+        layer.code_table = table.reshape(rows, columns)
 
 
 def _shape_any(reader, entry, key, layer):
@@ -517,10 +533,11 @@ def check_layer_tables(model: Model, contract: dict, fail) -> None:
                     layer.name,
                     "add_table" if layer.add_tables is not None else "residual_table",
                 )
-        if layer.is_fabric and layer.bias.size and np.abs(layer.bias).max() > limit:
+        # min/max, not abs: |-2^63| wraps in int64.
+        if layer.is_fabric and layer.bias.size and not _fits(layer.bias, limit):
             raise fail(f"a bias does not fit ACC_BITS={contract['ACC_BITS']}", layer.name, "bias")
         for table in layer.add_tables or [layer.residual_table]:
-            if table is not None and np.abs(table).max() > limit:
+            if table is not None and not _fits(table, limit):
                 raise fail("an Add table entry does not fit ACC_BITS", layer.name, "add_table")
         bound = accumulator_bound(layer, books)
         if bound > limit:
@@ -532,6 +549,10 @@ def check_layer_tables(model: Model, contract: dict, fail) -> None:
             )
         if layer.thresholds is not None:
             _check_bank(layer, model.maps[layer.out_map], contract, fail)
+
+
+def _fits(values: np.ndarray, limit: int) -> bool:
+    return int(values.min()) >= -limit and int(values.max()) <= limit
 
 
 def _check_bank(layer: Layer, out_book: Codebook, contract: dict, fail) -> None:

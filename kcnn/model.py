@@ -84,6 +84,7 @@ class Layer:
     out_table: np.ndarray | None = None
     residual_table: np.ndarray | None = None
     add_tables: list[np.ndarray] | None = None
+    code_table: np.ndarray | None = None  # codemap: output code per (channel, input code)
     weight_form: str = "dense"
 
     @property
@@ -120,6 +121,14 @@ class Model:
     layers: list[Layer]
     maps: dict[str, Codebook] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)  # source sha256, kcnn version, config, ...
+
+    def __post_init__(self):
+        # A layer that names no input reads the layer before it (a chain).
+        previous = "input"
+        for layer in self.layers:
+            if not layer.inputs:
+                layer.inputs = [previous]
+            previous = layer.name
 
     def layer(self, name: str) -> Layer:
         for layer in self.layers:

@@ -21,43 +21,34 @@ from kcnn.tiling import Plan, Step, WindowTooLarge
 
 
 def _fabric_sequence(model: Model) -> tuple[list[Layer], list[Layer]]:
-    """The layers that become steps, in order, and the trailing host ops."""
+    """The layers that become steps, in order, and the trailing host ops. Layers that
+    only place codes (Concat, shuffle, a flatten that is not a step's format) and host ops
+    between maps run on the host, around the steps."""
     steps, tail = [], []
-    previous = "input"
     for layer in model.layers:
-        if layer.inputs != [previous]:
+        if layer.out_table is not None or layer.residual is not None:
             raise KcnnError(
-                f"reads {layer.inputs}: this planner runs a chain of layers (each reading "
-                f"the one before, here {previous!r}); graphs with branches run on the "
-                "simulator only for now",
+                "emits a signed map or adds a residual map: protocol 2 kernels have neither "
+                "interval codes nor a shortcut section; such layers run on the simulator only "
+                "for now",
                 layer=layer.name,
-                field="inputs",
+                field="out_table" if layer.out_table is not None else "inputs",
             )
-        if layer.out_table is not None:
-            raise KcnnError(
-                "emits a signed map (interval codes): protocol 2 kernels emit the interval "
-                "index only; signed maps run on the simulator only for now",
-                layer=layer.name,
-                field="out_table",
-            )
-        previous = layer.name
         if layer.kind.fabric_step:
             if tail:
                 raise KcnnError(
                     "a fabric layer follows a host op on the logits", layer=layer.name, field="op"
                 )
             steps.append(layer)
-        elif layer.kind.acts_on_codes:
-            continue  # flatten: the format of the step before
-        elif layer.out_map is None:
-            tail.append(layer)
-        else:
+        elif layer.thresholded:
             raise KcnnError(
-                f"the fabric cannot run {layer.op!r} between two maps and it has no exact "
-                "host step in this kernel",
+                f"the {layer.op} layer needs protocol 3 (the fabric add step); it runs on the "
+                "simulator only for now",
                 layer=layer.name,
                 field="op",
             )
+        elif layer.kind.on_logits:
+            tail.append(layer)
     if not steps:
         raise KcnnError("the model has no fabric layer", field="layers")
     return steps, tail
@@ -67,10 +58,24 @@ def _reads(layer: Layer) -> str:
     return "FLAT" if layer.kind.reads_vector else "BLOCKED"
 
 
+def chained_inputs(model: Model, layers: list[Layer]) -> dict[str, bool]:
+    """Per step layer: whether its input map is the answer of the step layer before it
+    (possibly through a flatten), which the kernel then leaves in its map slot."""
+    chained = {}
+    for n, layer in enumerate(layers):
+        source = layer.inputs[0]
+        while source != "input" and model.layer(source).kind.shape_only:
+            source = model.layer(source).inputs[0]
+        chained[layer.name] = n > 0 and source == layers[n - 1].name
+    return chained
+
+
 def plan_model(model: Model, params: BuildParams | None = None) -> Plan:
     """Every step of one frame of ``model`` on an overlay built with ``params``."""
     params = params or BuildParams()
     layers, tail = _fabric_sequence(model)
+    chained = chained_inputs(model, layers)
+    readers = model.consumers()
     formats = []
     for n, layer in enumerate(layers):
         nxt = layers[n + 1] if n + 1 < len(layers) else None
@@ -82,29 +87,50 @@ def plan_model(model: Model, params: BuildParams | None = None) -> Plan:
                     field="thresholds",
                 )
             formats.append("ACC")
+        elif nxt is not None and chained[nxt.name]:
+            formats.append(_reads(nxt))
         else:
-            # A model may end in a coded map (a feature extractor): its last step emits the
-            # format a following layer would read.
-            formats.append(_reads(layer if nxt is None else nxt))
+            # The host takes the answer (a feature extractor's end, a branch, a Concat).
+            formats.append("FLAT" if len(layer.out_shape) == 1 else "BLOCKED")
     steps = []
     for n, layer in enumerate(layers):
         in_format = _reads(layer)
-        if n == 0 and layer.is_fabric and not layer.kind.reads_vector:
+        if layer.inputs[0] == "input" and layer.is_fabric and not layer.kind.reads_vector:
             in_format = "F32"  # the kernel encodes the float image itself
         steps.extend(_layer_steps(model, layer, len(steps), in_format, formats[n], params))
     # The host writes a step's map when it is a band or an input block (cut from the
-    # host's copy), or when the step before answers something the host must finish first
-    # (bands to join, blocks to add, a grid to subsample); otherwise the answer before it
-    # lands in its map slot.
+    # host's copy), when its layer reads a map the step before did not answer, or when
+    # the step before answers something the host must finish first (bands to join, blocks
+    # to add, a grid to subsample); otherwise the answer before it lands in its map slot.
     for before, step in zip([None, *steps[:-1]], steps, strict=True):
+        # Bands, input blocks and the pools of a chain share their layer's name.
+        starts = before is None or before.layer.name != step.layer.name
         step.host_in = (
             step.band is not None
             or step.part is not None
             or (before is not None and _host_finishes(before))
+            or (starts and before is not None and not chained.get(step.layer.name, False))
         )
     for step, nxt in zip(steps[:-1], steps[1:], strict=True):
-        step.host_out = nxt.host_in
+        step.host_out = nxt.host_in or _read_elsewhere(model, step, nxt, readers)
     return Plan(model, params, steps, tail)
+
+
+def _read_elsewhere(model: Model, step: Step, nxt: Step, readers) -> bool:
+    """Whether another reader than the next step needs the answer of ``step``'s layer
+    (a branch, a Concat, a host op): the host reads it then."""
+    if nxt.layer.name == step.layer.name or step.layer.name not in readers:
+        return False
+    pending = list(readers[step.layer.name])
+    while pending:
+        reader = pending.pop()
+        if reader is nxt.layer:
+            continue
+        if reader.kind.shape_only and len(readers.get(reader.name, [])) == 1:
+            pending.extend(readers[reader.name])
+            continue
+        return True
+    return False
 
 
 def _host_finishes(step: Step) -> bool:

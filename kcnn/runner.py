@@ -21,7 +21,7 @@ import numpy as np
 from kcnn.codes import encode_input, encode_thresholds
 from kcnn.config import BuildParams
 from kcnn.model import Layer, Model
-from kcnn.plan import plan_model
+from kcnn.plan import chained_inputs, plan_model
 from kcnn.protocol import pack_f32, pack_map, unpack_map
 from kcnn.tiling import Plan, Step
 
@@ -38,6 +38,10 @@ class Fabric(Protocol):
     def runs(self, layer: Layer) -> bool:
         """Whether this fabric runs ``layer`` (else the runner runs the op's numpy model,
         with the runner as its context: ops that need no tables, host ops)."""
+
+    def keeps(self, tensor: str) -> bool:
+        """Whether the fabric itself hands ``tensor`` to every reader it runs (so the host
+        needs no copy of it)."""
 
     def run_layer(self, layer: Layer, inputs: list, need: bool):
         """``layer`` on its input maps (an entry None: the fabric holds it); returns the
@@ -94,7 +98,8 @@ class GraphRunner:
             inputs = [values[t] for t in layer.inputs]
             if fabric.runs(layer):
                 readers = self._readers[layer.name]
-                need = trace or not readers or any(not fabric.runs(r) for r in readers)
+                need = trace or not readers or not fabric.keeps(layer.name)
+                need = need or any(not fabric.runs(r) for r in readers)
                 value = fabric.run_layer(layer, inputs, need or layer is self._logits_layer)
             else:
                 value = layer.kind.simulate(self, layer, inputs)
@@ -187,6 +192,17 @@ class StepFabric:
         self.plan: Plan = plan_model(model, params)
         self._steps: dict[str, list[Step]] = {}
         fabric_layers = [layer for layer in model.layers if layer.kind.fabric_step]
+        # A flatten whose only reader is the step layer chained to its input is the
+        # format of the answer in between.
+        chained = chained_inputs(model, fabric_layers)
+        readers = model.consumers()
+        self._format_only = {
+            layer.name
+            for layer in model.layers
+            if layer.kind.shape_only
+            and len(readers[layer.name]) == 1
+            and chained.get(readers[layer.name][0].name, False)
+        }
         group = iter(fabric_layers)
         current = next(group)
         for n, step in enumerate(self.plan.steps):
@@ -203,7 +219,13 @@ class StepFabric:
         self.device.begin_frame()
 
     def runs(self, layer: Layer) -> bool:
-        return not layer.kind.on_logits
+        """The step layers, and the flattens between a step and the fc it feeds (the
+        step's format); the host runs Concats, shuffles and host ops."""
+        return layer.name in self._steps or layer.name in self._format_only
+
+    def keeps(self, tensor: str) -> bool:
+        steps = self._steps.get(tensor)
+        return tensor in self._format_only or (steps is not None and not steps[-1].host_out)
 
     def run_layer(self, layer: Layer, inputs: list, need: bool):
         value = inputs[0]

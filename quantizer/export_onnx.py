@@ -39,7 +39,6 @@ def to_onnx(graph: Model, *, weights_as_inputs: bool = False, outputs=None):
         stages = ["op"] + (["residual"] if layer.residual is not None else [])
         stages += ["activation"] if layer.activation is not None else []
         names = [f"{out}.{stage}" for stage in stages[:-1]] + [out]
-        op_type, attrs = layer.kind.onnx_node(layer)
         node_inputs = list(layer.inputs[:1] if layer.is_fabric else layer.inputs)
         if layer.is_fabric:
             weight_name, bias_name = f"{layer.name}.weight", f"{layer.name}.bias"
@@ -54,7 +53,9 @@ def to_onnx(graph: Model, *, weights_as_inputs: bool = False, outputs=None):
                 inits.append(numpy_helper.from_array(weight, weight_name))
             inits.append(numpy_helper.from_array(layer.float_bias.astype(np.float32), bias_name))
             node_inputs += [weight_name, bias_name]
-        nodes.append(helper.make_node(op_type, node_inputs, [names[0]], name=layer.name, **attrs))
+        nodes.extend(
+            layer.kind.onnx_nodes(layer, helper, numpy_helper, node_inputs, names[0], inits)
+        )
         at = 1
         if layer.residual is not None:
             nodes.append(

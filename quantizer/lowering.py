@@ -6,6 +6,8 @@ in order. After lowering, the graph holds no folded op of :mod:`kcnn.ops`.
 
 from __future__ import annotations
 
+import numpy as np
+
 from kcnn.errors import KcnnError
 from kcnn.model import Layer, Model
 from kcnn.ops.activations import activation_of
@@ -54,17 +56,36 @@ def _non_negative(graph: _Graph, tensor: str) -> bool:
     return False
 
 
-def _fold_target(graph: _Graph, layer: Layer) -> Layer | None:
-    """The layer a folded op goes into: the producer of its input when the op is its
+def _fold_targets(graph: _Graph, layer: Layer) -> list[Layer]:
+    """The layers a folded op goes into: the producer of its input when the op is its
     only reader and it has no activation yet; for an activation also the producer before
-    a max-pool (they commute). BatchNorm, Scale and bias Adds need a weighted layer."""
+    a max-pool (they commute), or every producer joined by a Concat (an activation of the
+    joined map is the joined activations). BatchNorm, Scale and bias Adds need a weighted
+    layer or a code table. Empty when there is none."""
     op = layer.kind
     target = graph.sole_reader(layer.inputs[0])
     if target is not None and op.folds_past_commuting and target.kind.commutes_with_activation:
         target = graph.sole_reader(target.inputs[0])
+    if target is not None and op.folds_past_commuting and target.op == "concat":
+        # A branch that cannot take the activation may already be non-negative, where a
+        # ReLU changes nothing.
+        takers = []
+        for tensor in target.inputs:
+            taker = _taker(graph, graph.sole_reader(tensor), op)
+            if taker is not None:
+                takers.append(taker)
+            elif not (op.vanishes_on_non_negative and _non_negative(graph, tensor)):
+                return []
+        return takers
+    taker = _taker(graph, target, op)
+    return [taker] if taker is not None else []
+
+
+def _taker(graph: _Graph, target: Layer | None, op) -> Layer | None:
     if target is None or target.activation is not None or not target.kind.folds_activation:
         return None
-    if op.needs_weights and (not target.is_fabric or target.residual is not None):
+    takes_affine = target.is_fabric and target.residual is None or target.op == "codemap"
+    if op.needs_weights and not takes_affine:
         return None
     return target
 
@@ -116,16 +137,27 @@ def fold_into_weighted(graph: Model) -> Model:
         if not op.folded:
             layers.append(layer)
             continue
-        target = _fold_target(lowered, layer)
-        if target is not None:
-            op.fold(target, layer)
-            target.nodes.extend(layer.nodes)
-            target.node_ops.extend(layer.node_ops)
+        targets = _fold_targets(lowered, layer)
+        if targets:
+            for target in targets:
+                op.fold(target, layer)
+                target.nodes.extend(layer.nodes)
+                target.node_ops.extend(layer.node_ops)
             alias[layer.name] = layer.inputs[0]
             lowered.replace(layer.name, layer.inputs[0])
         elif op.vanishes_on_non_negative and _non_negative(lowered, layer.inputs[0]):
             alias[layer.name] = layer.inputs[0]
             lowered.replace(layer.name, layer.inputs[0])
+        elif op.becomes_code_table and len(layer.in_shape) == 3:
+            # e.g. a pre-activation BatchNorm on a map others read too
+            channels = layer.in_shape[0]
+            if layer.weight is None:
+                layer.weight = np.ones(channels)
+            if layer.float_bias.size not in (1, channels):
+                raise _error(layer, f"adds a constant of {layer.float_bias.size} values per map")
+            layer.float_bias = np.broadcast_to(layer.float_bias.reshape(-1), (channels,)).copy()
+            layer.op = "codemap"
+            layers.append(layer)
         else:
             raise _error(layer, op.refusal(layer))
     return Model(graph.name, graph.input_shape, layers)

@@ -84,6 +84,8 @@ class _Importer:
         self.folded = sum(int(v.size) for v in self.consts.values())
         self.names: set[str] = set()
         self.tensors: dict[str, _Activation] = {}
+        # Tensors that are views of a map inside a channel shuffle (kcnn.ops.shuffle).
+        self.views: dict[str, tuple] = {}
         self.reads: list[str] = []  # the layers the node being imported reads, in order
         self.alias: dict[str, str] = {}
         self.used = set()

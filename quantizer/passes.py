@@ -299,6 +299,8 @@ def map_plan(graph: Model) -> tuple[dict[str, MapPlan], dict[str, tuple]]:
     source: dict[str, str] = {"input": "input"}  # any tensor -> the emitting tensor
     for layer in graph.layers:
         if layer.kind.acts_on_codes:
+            if layer.inputs[0] not in source:
+                continue  # reshapes the logits
             source[layer.name] = source[layer.inputs[0]]
             if layer.kind.name == "concat":
                 roots = sorted({root(source[t]) for t in layer.inputs}, key=_order(graph))
@@ -313,6 +315,8 @@ def map_plan(graph: Model) -> tuple[dict[str, MapPlan], dict[str, tuple]]:
             plan.producers.append(tensor)
     links = {}
     for layer in graph.layers:
+        if layer.inputs[0] not in source and layer.kind.acts_on_codes:
+            continue
         reads = _value_reads(layer)
         for k in reads:
             tensor = layer.inputs[k]
@@ -494,6 +498,8 @@ def build_tables(run: Run) -> Model:
         layers.append(q)
         if layer.kind.host and q.out_map is not None:
             maps[q.out_map].boundaries = run.float_thresholds[q.out_map]
+        if layer.op == "codemap":
+            q.code_table = _code_table(layer, maps[q.in_map], run, q.out_map)
         if not layer.thresholded:
             continue
         partial = graph_model(graph, layers, maps)
@@ -532,6 +538,20 @@ def build_tables(run: Run) -> Model:
 
     check_layer_tables(model, ARITHMETIC_CONTRACT, fail)
     return model
+
+
+def _code_table(layer: Layer, book: Codebook, run: Run, out_map: str) -> np.ndarray:
+    """Per channel, the output code of each input code: ``gain * x + shift`` of the
+    decoded input, the folded activation, the output map's threshold bank and interval
+    codes, all evaluated once here in float64."""
+    values = np.concatenate([[0.0], book.aq * book.scale])
+    y = layer.weight.reshape(-1, 1) * values[None, :] + layer.float_bias.reshape(-1, 1)
+    t = run.float_thresholds[out_map]
+    act = activation_of(layer)
+    reach = t if act is None else act.inverse(t, layer.activation)
+    index = (y[..., None] >= reach).sum(axis=-1)
+    table = run.interval_codes[out_map]
+    return (index if table is None else table[index]).astype(np.uint8)
 
 
 #: The add layer's unit is the finer map's scale over this.

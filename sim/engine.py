@@ -70,6 +70,9 @@ class NumpyFabric:
     def runs(self, layer: Layer) -> bool:
         return not layer.kind.on_logits
 
+    def keeps(self, tensor: str) -> bool:
+        return True  # every value is in host memory anyway
+
     def run_layer(self, layer: Layer, inputs: list, need: bool) -> np.ndarray:
         return layer.kind.simulate(self, layer, inputs)
 

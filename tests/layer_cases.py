@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 
 from kcnn.config import ARITHMETIC_CONTRACT
-from kcnn.kfile import check_layer_tables
+from kcnn.kfile import check_graph, check_layer_tables
 from kcnn.model import Codebook, Layer, Model
 
 
@@ -87,7 +87,7 @@ def one_layer_model(
         in_shape,
         out_shape,
         attrs=attrs,
-        relu=not last,
+        activation=None if last else {"op": "relu"},
         in_map="input",
         out_map=None if last else "L",
         codes=codes,
@@ -120,7 +120,7 @@ def chain_model(rng, first: dict, second: dict, taps: int | None = None):
         joined |= {"c_in": shape[0], "hw": shape[1:]}
     model1, layer1 = one_layer_model(rng, **second, **joined)
     layer0.name, layer0.out_map = "L0", "L0"
-    layer1.name, layer1.in_map = "L1", "L0"
+    layer1.name, layer1.in_map, layer1.inputs = "L1", "L0", ["L0"]
     layer1.out_map = None if layer1.thresholds is None else "L1"
     maps = {"input": model0.maps["input"], "L0": replace(model1.maps["input"], name="L0")}
     if layer1.out_map:
@@ -144,7 +144,10 @@ def pool_model(rng, kernel, strides, pads, hw, channels=4, conv_strides=(1, 1)):
         taps=int(np.prod(pooled)),
     )
     attrs = {"kernel": list(kernel), "strides": list(strides), "pads": list(pads)}
-    model.layers.insert(1, Layer("P", "maxpool", conv.out_shape, pooled, attrs=attrs))
+    model.layers.insert(
+        1, Layer("P", "maxpool", conv.out_shape, pooled, attrs=attrs, inputs=["L0"])
+    )
+    model.layers[2].inputs = ["P"]
     return model, conv
 
 
@@ -195,3 +198,34 @@ def spread_thresholds(model, layer, x) -> None:
     count = len(layer.thresholds)
     cuts = np.quantile(acc, np.linspace(0, 1, count + 2)[1:-1]).astype(np.int64)
     layer.thresholds = cuts + np.arange(count)  # strictly increasing, still inside the range
+
+
+def branch_model(rng, hw=(6, 5)):
+    """A graph: conv ``"L0"`` read by two branch convs ``"B1"`` (1x1) and ``"B2"`` (3x3,
+    padding 1) that emit one joint codebook ``"J"``, a Concat ``"C"`` of the branches, a
+    max-pool ``"P"`` and a last fc ``"F"``. Returns the model."""
+    model0, layer0 = one_layer_model(rng, c_in=3, c_out=4, hw=hw, J_out=6)
+    layer0.name, layer0.out_map = "L0", "L0"
+    branches = []
+    for name, kernel, pads in (("B1", (1, 1), (0, 0, 0, 0)), ("B2", (3, 3), (1, 1, 1, 1))):
+        spec = {"c_in": 4, "c_out": 3, "hw": hw, "kernel": kernel, "pads": pads, "J": 6}
+        _, layer = one_layer_model(rng, **spec, J_out=5)
+        layer.name, layer.in_map, layer.out_map, layer.inputs = name, "L0", "J", ["L0"]
+        branches.append(layer)
+    concat = Layer("C", "concat", (3, *hw), (6, *hw), attrs={"axis": 1}, inputs=["B1", "B2"])
+    pooled = (6, hw[0] // 2, hw[1] // 2)
+    attrs = {"kernel": [2, 2], "strides": [2, 2], "pads": [0, 0, 0, 0]}
+    pool = Layer("P", "maxpool", (6, *hw), pooled, attrs=attrs, inputs=["C"])
+    flat = Layer("flat", "flatten", pooled, (int(np.prod(pooled)),), inputs=["P"])
+    _, last = one_layer_model(rng, "fc", taps=int(np.prod(pooled)), c_out=4, J=5, last=True)
+    last.name, last.in_map, last.inputs = "F", "J", ["flat"]
+    maps = {
+        "input": model0.maps["input"],
+        "L0": Codebook("L0", codebook(rng, 5, False), 0.1, False),
+        "J": Codebook("J", codebook(rng, 4, False), 0.1, False),
+    }
+    layers = [layer0, *branches, concat, pool, flat, last]
+    model = Model("branches", model0.input_shape, layers, maps)
+    check_graph(model, lambda message, name, field: AssertionError(f"{name}.{field}: {message}"))
+    check_tables(model)
+    return model

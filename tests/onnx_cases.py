@@ -551,6 +551,26 @@ def monotone_activations(opset):
     return net.finish(net.conv("conv_f", y, 5, 6))
 
 
+def avgpool_exclude_pad(opset):
+    """AveragePool with pads and count_include_pad=0 (divisor varies at the borders): an
+    exact host op between two maps."""
+    net = _Net(opset, (3, 6, 6), seed=38)
+    y = net.relu("relu_a", net.conv("conv_a", "x", 4, 3, pads=[1, 1, 1, 1]))
+    y = net.avgpool("pool_a", y, 3, strides=1, pads=[1, 1, 1, 1], count_include_pad=0)
+    return net.finish(net.conv("conv_b", y, 4, 3))
+
+
+def preactivation_bn(opset):
+    """DenseNet-style: BatchNormalization + Relu on a Concat, which no conv can take: a
+    per-channel code table."""
+    net = _Net(opset, (3, 6, 6), seed=46)
+    a = net.relu("relu_a", net.conv("conv_a", "x", 4, 3, pads=[1, 1, 1, 1]))
+    b = net.relu("relu_b", net.conv("conv_b", a, 4, 3, pads=[1, 1, 1, 1]))
+    y = net.op("Concat", "concat", [a, b], axis=1)
+    y = net.relu("relu_bn", net.bn("bn_pre", y))
+    return net.finish(net.conv("conv_c", y, 5, 6))
+
+
 _SUPPORTED_CASES = {
     "conv_stride_pad_dilation": (conv_stride_pad_dilation, OPSETS),
     "conv_groups": (conv_groups, OPSETS),
@@ -577,6 +597,8 @@ _SUPPORTED_CASES = {
     "fire_concat": (fire_concat, OPSETS),
     "linear_bottleneck": (linear_bottleneck, OPSETS),
     "monotone_activations": (monotone_activations, OPSETS),
+    "avgpool_exclude_pad": (avgpool_exclude_pad, OPSETS),
+    "preactivation_bn": (preactivation_bn, OPSETS),
 }
 
 #: ``{"<case>_op<opset>": builder}``; each builder returns ``(model, x)``.
@@ -650,14 +672,6 @@ def two_inputs():
     return net.model(net.conv("conv_b", y, 4, 3))
 
 
-def avgpool_exclude_pad():
-    """AveragePool with pads and count_include_pad=0 (divisor varies at the borders)."""
-    net = _Net(13, (3, 6, 6), seed=38)
-    y = net.relu("relu_a", net.conv("conv_a", "x", 4, 3, pads=[1, 1, 1, 1]))
-    y = net.avgpool("pool_a", y, 3, strides=1, pads=[1, 1, 1, 1], count_include_pad=0)
-    return net.model(net.conv("conv_b", y, 4, 3))
-
-
 def conv_weight_from_input():
     """Conv whose weight is the network input itself (zoo style, so its shape is fixed).
 
@@ -678,6 +692,5 @@ UNSUPPORTED = {
     "reshape_not_flatten": (reshape_not_flatten, ["reshape_a", "Reshape"]),
     "lrn_beta_0_6": (lrn_beta_0_6, ["lrn_a", "beta"]),
     "two_inputs": (two_inputs, ["x_a", "x_b"]),
-    "avgpool_exclude_pad": (avgpool_exclude_pad, ["pool_a", "count_include_pad"]),
     "conv_weight_from_input": (conv_weight_from_input, ["conv_a", "constant"]),
 }

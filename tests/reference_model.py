@@ -98,6 +98,28 @@ def maxpool(layer, codes):
     return out
 
 
+def avgpool_excluding_pad(layer, values):
+    a = layer.attrs
+    top, left, bottom, right = a["pads"]
+    (kh, kw), (sh, sw) = a["kernel"], a["strides"]
+    n, c, h, w = values.shape
+    oh, ow = (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1
+    out = np.zeros((n, c, oh, ow))
+    for y in range(oh):
+        for x in range(ow):
+            total, count = np.zeros((n, c)), 0
+            for i in range(kh):
+                for j in range(kw):
+                    yy, xx = y * sh - top + i, x * sw - left + j
+                    if 0 <= yy < h and 0 <= xx < w:
+                        total = total + values[:, :, yy, xx]
+                        count += 1
+                    else:
+                        total = total + 0.0  # the host's order: padding adds a zero
+            out[:, :, y, x] = total / count
+    return out
+
+
 def lrn(layer, values):
     a = layer.attrs
     size, alpha, beta, bias = a["size"], a["alpha"], a["beta"], a["bias"]
@@ -146,18 +168,23 @@ def run_reference(model, x):
         elif layer.op == "add":
             first, second = (np.asarray(t, np.int64) for t in layer.add_tables)
             acc = first[codes[0]] + second[codes[1]]
+        elif layer.op == "codemap":
+            out = np.zeros_like(codes[0])
+            for c in range(codes[0].shape[1]):
+                out[:, c] = np.asarray(layer.code_table)[c][codes[0][:, c]]
         elif layer.op == "concat":
             out = np.concatenate(codes, axis=1)
         elif layer.op == "maxpool":
             out = maxpool(layer, codes[0])
         elif layer.op == "flatten":
             out = codes[0].reshape(codes[0].shape[0], -1)
-        elif layer.op == "lrn":
+        elif layer.op in ("lrn", "avgpool"):
             in_book = model.maps[layer.in_map]
             values = np.where(
                 codes[0] == 0, 0.0, np.concatenate([[0.0], in_book.aq * in_book.scale])[codes[0]]
             )
-            out = threshold_codes(lrn(layer, values), model.maps[layer.out_map].boundaries)
+            host = lrn if layer.op == "lrn" else avgpool_excluding_pad
+            out = threshold_codes(host(layer, values), model.maps[layer.out_map].boundaries)
         else:
             continue  # trailing ops on the logits
         if acc is not None:

@@ -27,6 +27,7 @@ from fake_board import FakeZynq, kernel_registers, write_overlay  # noqa: E402
 from layer_cases import (  # noqa: E402
     assert_runs_as_the_simulator,
     assert_same_maps,
+    branch_model,
     chain_model,
     floats_for,
     pool_model,
@@ -691,3 +692,18 @@ def test_accelerator_auto_picks_the_board(tmp_path, monkeypatch, active_fake_dev
         assert np.array_equal(acc.predict(x), sim_logits.argmax(axis=1))
         buffers = [b.physical_address for b in acc._engine.buffers]
     assert sorted(active_fake_device.freed) == sorted(buffers)
+
+
+def test_a_graph_with_branches_runs_as_in_the_simulator(tmp_path):
+    """Branches and a Concat on the board: an answer read by a later step than the next
+    one is read by the host, which writes the maps of the steps that do not read the
+    answer before them."""
+    rng = np.random.default_rng(21)
+    model = branch_model(rng)
+    x = floats_for(model, random_codes(rng, model.layer("L0"), 2, model.maps["input"].J))
+    engine, _ = connect(tmp_path / "overlay", model)
+    try:
+        assert [s.host_in for s in engine.plan.steps] == [False, False, True, True, False]
+        assert_runs_as_the_simulator(engine, x)
+    finally:
+        engine.close()

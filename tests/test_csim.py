@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from layer_cases import (
     assert_runs_as_the_simulator,
+    branch_model,
     chain_model,
     floats_for,
     one_layer_model,
@@ -517,3 +518,18 @@ def test_the_accelerator_shows_the_kernels_loop_logs():
     with Accelerator(path, backend="sim") as acc:
         acc.run(digits("test")[0][:1])
         assert acc.loop_logs is None
+
+
+def test_a_graph_with_branches_and_a_concat_runs_as_in_the_simulator(params):
+    """Two branches read one map; the host joins their answers (one codebook) into the
+    max-pool's map: sim == csim, and the steps whose map is not the answer before them
+    are written by the host."""
+    rng = np.random.default_rng(21)
+    model = branch_model(rng)
+    layer0 = model.layer("L0")
+    x = floats_for(model, random_codes(rng, layer0, 2, model.maps["input"].J))
+    engine = assert_same_run(model, x, params)
+    assert_trips_are_the_model(engine)
+    first = {s.layer.name: s for s in reversed(engine.plan.steps)}
+    assert not first["B1"].host_in and first["B2"].host_in and first["P"].host_in
+    assert first["L0"].host_out and first["B1"].host_out

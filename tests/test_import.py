@@ -123,3 +123,8 @@ def test_concat_and_clip_and_linear_bottleneck_lower():
     mobile = _structure("linear_bottleneck_op13")
     assert mobile["expand"][2] == "clip" and mobile["depthwise"][2] == "clip"
     assert mobile["project"] == ("conv", ["depthwise", "stem"], None)
+
+
+def test_batchnorm_no_layer_can_take_becomes_a_code_table():
+    layers = _structure("preactivation_bn_op13")
+    assert layers["bn_pre"] == ("codemap", ["concat"], "relu")

@@ -220,6 +220,7 @@ DAG_CASES = [
     "add_of_activations_op13",
     "fire_concat_op13",
     "linear_bottleneck_op13",
+    "preactivation_bn_op13",
 ]
 
 

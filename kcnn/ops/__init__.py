@@ -7,6 +7,8 @@ fabric); nothing else names ops.
 from kcnn.ops import (  # noqa: F401, E402 - importing registers them
     activations,
     add,
+    avgpool,
+    codemap,
     concat,
     conv,
     fc,
@@ -14,6 +16,7 @@ from kcnn.ops import (  # noqa: F401, E402 - importing registers them
     folded,
     lrn,
     maxpool,
+    shuffle,
     softmax,
 )
 from kcnn.ops.base import Op, all_ops, op_named, op_names

@@ -59,6 +59,8 @@ class Op:
     on_logits = False
     #: It only reshapes what it reads, so it may also follow the logits layer.
     shape_only = False
+    #: It emits codes with a codebook of its own (besides threshold banks and host ops).
+    emits_codes = False
     #: It exists only between import and lowering: a lowering pass folds it into a
     #: neighbour, and no model file holds it.
     folded = False
@@ -85,7 +87,7 @@ class Op:
         maps."""
         if self.thresholded:
             return not (self.weighted and last_weighted)
-        return self.host and not self.on_logits
+        return self.emits_codes or (self.host and not self.on_logits)
 
     # ---- import -------------------------------------------------------------------
     def import_node(self, imp, node) -> None:
@@ -125,6 +127,13 @@ class Op:
         """The ONNX op type and attributes of the float layer (inputs are wired by
         :func:`kcnn.quantizer.export_onnx.to_onnx`)."""
         raise NotImplementedError(self.name)
+
+    def onnx_nodes(self, layer, helper, numpy_helper, inputs: list, y: str, inits: list) -> list:
+        """The ONNX nodes computing the float layer's output ``y`` from ``inputs`` (its
+        tensors, then a weighted layer's weight and bias), constants appended to
+        ``inits``: by default one node of :meth:`onnx_node`."""
+        op_type, attrs = self.onnx_node(layer)
+        return [helper.make_node(op_type, inputs, [y], name=layer.name, **attrs)]
 
     # ---- tiling -------------------------------------------------------------------
     def tile(self, model, layer, index: int, in_format: str, out_format: str, params):

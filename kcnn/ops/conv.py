@@ -231,12 +231,14 @@ def _import_average_pool(imp, node):
         kernel = imp.ints(node, "kernel_shape", None, 2, 1)
         attrs = window_attrs(imp, node, act.shape[1:], kernel)
         if any(attrs["pads"]) and not imp.attr(node, "count_include_pad", 0, int):
-            raise imp.error(
-                node,
-                "AveragePool with padding and count_include_pad=0 divides border "
-                "windows by fewer taps, which is not a constant-weight layer; use "
-                "count_include_pad=1 or no padding",
+            # Border windows divide by fewer taps: not a constant-weight layer.
+            if attrs.pop("dilations") != [1, 1]:
+                raise imp.error(node, "dilated average pooling is not supported")
+            oh, ow = conv_output_hw(
+                act.shape[1:], attrs["kernel"], attrs["strides"], attrs["pads"], [1, 1]
             )
+            imp.push(node, "avgpool", (act.shape[0], oh, ow), attrs=attrs)
+            return
     channels = act.shape[0]
     kh, kw = attrs["kernel"]
     attrs["groups"] = channels

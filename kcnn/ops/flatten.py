@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from kcnn.ops.base import Op, register
+from kcnn.ops.shuffle import import_reshape_view
 
 
 @register
@@ -19,6 +20,11 @@ class Flatten(Op):
     onnx_types = ("Flatten", "Reshape")
 
     def import_node(self, imp, node) -> None:
+        source = imp.alias.get(node.input[0], node.input[0])
+        if node.op_type == "Reshape" and source in imp.views:
+            shape = [int(s) for s in imp.const(node, 1, "shape").reshape(-1)]
+            if import_reshape_view(imp, node, None, shape):
+                return
         act = imp.activation(node)
         if node.op_type == "Flatten":
             if imp.attr(node, "axis", 1, int) != 1:
@@ -28,6 +34,9 @@ class Flatten(Op):
             if target.dtype.kind not in "iu":
                 raise imp.error(node, f"the shape input has dtype {target.dtype}, not int64")
             shape = [int(s) for s in target.reshape(-1)]
+            if import_reshape_view(imp, node, act, shape):
+                imp.reads = []
+                return
             n = int(np.prod(act.shape))
             if (
                 len(shape) != 2

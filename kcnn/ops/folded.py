@@ -26,6 +26,9 @@ class FoldedOp(Op):
     #: It changes nothing on a map that is already non-negative (a ReLU), so it vanishes
     #: there when no layer can take it.
     vanishes_on_non_negative = False
+    #: Where no weighted layer can take it, it becomes a per-channel code table
+    #: (:mod:`kcnn.ops.codemap`).
+    becomes_code_table = False
 
     def fold(self, target, layer) -> None:
         """Fold ``layer`` into the weighted layer ``target`` (which has no activation yet)."""
@@ -47,6 +50,7 @@ def _refuse(layer, message: str) -> KcnnError:
 class BatchNorm(FoldedOp):
     name = "batchnorm"
     onnx_types = ("BatchNormalization",)
+    becomes_code_table = True
 
     def import_node(self, imp, node) -> None:
         act = imp.activation(node)
@@ -76,6 +80,7 @@ class BiasAdd(FoldedOp):
     :class:`kcnn.ops.add.Add`)."""
 
     name = "bias_add"
+    becomes_code_table = True
 
     def fold(self, target, layer) -> None:
         channels = target.out_shape[0]
