@@ -9,7 +9,7 @@
 #define KCNN_ACC_BITS 32
 #define KCNN_BW 8
 #define KCNN_BA 8
-#define KCNN_PROTOCOL 2
+#define KCNN_PROTOCOL 3
 
 // Build parameters: defaults; build.tcl or -D overrides them per overlay.
 #ifndef KCNN_P
@@ -56,7 +56,10 @@
 #define KCNN_OP_FC 2
 #define KCNN_OP_POOL 3
 #define KCNN_OP_LRN 4
+#define KCNN_OP_ADD 5
 #define KCNN_FLAG_ACT_SIGNED 1u
+#define KCNN_FLAG_OUT_TABLE 2u
+#define KCNN_FLAG_RESIDUAL 4u
 #define KCNN_FMT_BLOCKED 0
 #define KCNN_FMT_FLAT 1
 #define KCNN_FMT_ACC 2
@@ -72,6 +75,7 @@
 #define KCNN_STATUS_BAD_SPARSE 8
 #define KCNN_STATUS_BAD_JOB 9
 #define KCNN_STATUS_BAD_INPUT 10
+#define KCNN_STATUS_BAD_CONSTANTS 11
 #define KCNN_LOOP_DESCRIPTOR 0
 #define KCNN_LOOP_CONST 1
 #define KCNN_LOOP_TABLE 2
@@ -82,6 +86,8 @@
 #define KCNN_LOOP_PLANE 7
 #define KCNN_LOOP_POOL 8
 #define KCNN_LOOP_LRN 9
-#define KCNN_LOOP_COUNT 10
+#define KCNN_LOOP_SHORTCUT 10
+#define KCNN_LOOP_ADD 11
+#define KCNN_LOOP_COUNT 12
 
 #endif  // KCNN_CONFIG_H_

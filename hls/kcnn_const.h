@@ -8,13 +8,39 @@
 
 namespace kcnn {
 
-// Registers a conv / fc / LRN step keeps from its constants.
+// Registers a conv / fc / LRN / add step keeps from its constants.
 struct step_registers {
     entry_t wq[KCNN_K_MAX];           // Wq[k] at [k]; [0] unused (code 0 is zero)
     entry_t aq[KCNN_J_MAX];           // Aq[a] at [a]
     acc_t thresholds[KCNN_J_MAX - 1]; // T[m + 1] at [m]
     ap_int<32> keys[KCNN_J_MAX - 1];  // F32 encoder: K[m + 1] at [m]
+    // OUT_TABLE: the code of interval index i in bits 4i+3..4i (the identity without it).
+    ap_uint<64> out_table;
+    // RESIDUAL: R[code] of the shortcut map (an ADD step's R1, of map A); ADD: R2 of map B.
+    // 0 without them. R[0] = 0: code 0 is exactly zero.
+    acc_t resid[KCNN_J_MAX];
+    acc_t resid2[KCNN_J_MAX];
 };
+
+// The identity code table: interval index i is code i (a step without OUT_TABLE).
+const unsigned long long identity_code_table = 0xFEDCBA9876543210ull;
+
+// The threshold bank: #{m < jo1 : acc >= T[m + 1]}, 15 comparators.
+inline code_t threshold_bank(acc_t acc, const acc_t thresholds[KCNN_J_MAX - 1], unsigned jo1) {
+#pragma HLS INLINE
+    unsigned code = 0;
+    for (unsigned m = 0; m < KCNN_J_MAX - 1; m++) {
+#pragma HLS UNROLL
+        if (m < jo1 && acc >= thresholds[m]) code++;
+    }
+    return code_t(code);
+}
+
+// The output code of an interval index: a 16:1 multiplexer of 4 bits (OUT_TABLE).
+inline code_t table_code(ap_uint<64> table, code_t index) {
+#pragma HLS INLINE
+    return code_t(table.range(4 * (unsigned)index + 3, 4 * (unsigned)index));
+}
 
 inline entry_t codebook_byte(word_t w, unsigned i, bool is_signed) {
 #pragma HLS INLINE
@@ -43,13 +69,20 @@ unsigned read_constants(axis_t &in_a, in_port &pa, const descriptor &d, const st
                         typename mem<C>::cut_t cut2[C::lrn_lanes][64],
                         typename mem<C>::cut_t cut3[C::lrn_lanes][128]) {
     typedef typename mem<C>::place_t place_t;
-    const bool lrn = d.opcode == KCNN_OP_LRN;
+    const bool lrn = d.opcode == KCNN_OP_LRN, add = d.opcode == KCNN_OP_ADD;
+    const bool layer = d.opcode == KCNN_OP_CONV || d.opcode == KCNN_OP_FC;
     const bool act_signed = (d.flags & KCNN_FLAG_ACT_SIGNED) != 0;
     const unsigned thresholds = (d.jo1 + 1) / 2;
-    // Part boundaries in words (each part starts on a new word).
-    const unsigned end_books = lrn ? 0 : (d.k1 + d.j1 + 7) / 8;
-    const unsigned end_thresholds = lrn ? 0 : end_books + thresholds;
-    const unsigned end_placement = end_thresholds + (d.opcode == KCNN_OP_CONV ? d.in_c : 0);
+    // Part boundaries in words (each part starts on a new word): ADD R1, R2, thresholds,
+    // [table]; CONV / FC codebooks, thresholds, [table], [R], placement (conv), keys (F32);
+    // LRN squares, cut points.
+    const unsigned end_r1 = add ? 8 : 0;
+    const unsigned end_r2 = end_r1 + (add ? 8 : 0);
+    const unsigned end_books = end_r2 + (layer ? (d.k1 + d.j1 + 7) / 8 : 0);
+    const unsigned end_thresholds = end_books + (layer || add ? thresholds : 0);
+    const unsigned end_table = end_thresholds + (g.out_table ? 1 : 0);
+    const unsigned end_resid = end_table + (g.residual ? 8 : 0);
+    const unsigned end_placement = end_resid + (d.opcode == KCNN_OP_CONV ? d.in_c : 0);
     const unsigned end_keys = end_placement + (g.f32 ? 8 : 0);
     const unsigned end_squares = lrn ? 8 : 0;
     const unsigned words = (unsigned)d.const_words;
@@ -60,6 +93,12 @@ unsigned read_constants(axis_t &in_a, in_port &pa, const descriptor &d, const st
 #pragma HLS UNROLL
         slots[p] = 0;
     }
+    regs.out_table = identity_code_table;
+    for (unsigned a = 0; a < KCNN_J_MAX; a++) {
+#pragma HLS UNROLL
+        regs.resid[a] = 0;
+        regs.resid2[a] = 0;
+    }
     KCNN_CSIM(unsigned long long trips = 0;)
 CONST:
     for (unsigned w = 0; w < words; w++) {
@@ -68,7 +107,22 @@ CONST:
         KCNN_CSIM(trips++;)
         const word_t data = read_checked<0>(in_a, pa, g.a_final, status);
         if (status != KCNN_STATUS_OK) break;
-        if (w < end_books) {
+        if (w < end_r2) {
+            // ADD: R1 (map A's codes) then R2 (map B's), two int32 a word.
+            const bool second = w >= end_r1;
+            for (unsigned i = 0; i < 2; i++) {
+#pragma HLS UNROLL
+                const unsigned a = (2 * (second ? w - end_r1 : w) + i) & 15u;
+                const acc_t value = acc_t(half_word(data, i));
+                if (a == 0 && value != 0) status = KCNN_STATUS_BAD_CONSTANTS;
+                if (second) {
+                    regs.resid2[a] = value;
+                } else {
+                    regs.resid[a] = value;
+                }
+            }
+            if (status != KCNN_STATUS_OK) break;
+        } else if (w < end_books) {
             for (unsigned i = 0; i < 8; i++) {
 #pragma HLS UNROLL
                 const unsigned q = 8 * w + i;
@@ -84,6 +138,18 @@ CONST:
                 const unsigned m = 2 * (w - end_books) + i;
                 if (m < d.jo1) regs.thresholds[m] = acc_t(half_word(data, i));
             }
+        } else if (w < end_table) {
+            regs.out_table = data;  // 16 nibbles: every entry is a code (0..15)
+        } else if (w < end_resid) {
+            // RESIDUAL: R[0..15] of the shortcut map's codes, two int32 a word; R[0] = 0.
+            for (unsigned i = 0; i < 2; i++) {
+#pragma HLS UNROLL
+                const unsigned a = (2 * (w - end_table) + i) & 15u;
+                const acc_t value = acc_t(half_word(data, i));
+                if (a == 0 && value != 0) status = KCNN_STATUS_BAD_CONSTANTS;
+                regs.resid[a] = value;
+            }
+            if (status != KCNN_STATUS_OK) break;
         } else if (w < end_placement) {
             typedef typename mem<C>::tile_addr_t addr_t;
             const ap_uint<32> mask = data.range(31, 0);
@@ -98,7 +164,7 @@ CONST:
             entry.range(C::P - 1, 0) = mask.range(C::P - 1, 0);
             // below tile_depth (checked above): the product needs the address bits only
             entry.range(C::P + mem<C>::tile_addr_bits - 1, C::P) = addr_t(addr_t(slot) * addr_t(g.in_plane));
-            placement[w - end_thresholds] = entry;
+            placement[w - end_resid] = entry;
             for (unsigned p = 0; p < C::P; p++) {
 #pragma HLS UNROLL
                 if (mask[p] && slots[p] <= slot) slots[p] = slot + 1;

@@ -73,6 +73,10 @@ struct step_geometry {
     unsigned s2d_log;                 // F32 input: log2(s2d)
     bool f32;                         // the map section is F32 (encoded on the fabric)
     bool buffered;                    // outputs go through the out memory and EMIT
+    bool out_table;                   // OUT_TABLE: the interval index maps through a code table
+    bool residual;                    // RESIDUAL: acc += R[shortcut code] before the thresholds
+    count_t sc_words;                 // words of the shortcut section (RESIDUAL: the output
+                                      // map's format; ADD: map B), after the reserved word
     unsigned group_size;              // conv: out_c / groups (else out_c)
     unsigned slot_limit;              // conv: slots of a plane in a tile bank, tile_depth / in_plane
     // A buffered job's codes in the out memory per output channel (FLAT: out_plane; ACC: 8
@@ -147,7 +151,11 @@ unsigned check_descriptor(const descriptor &d, step_geometry &g) {
     bool count = false, geom = false;
     const bool conv = d.opcode == KCNN_OP_CONV, fc = d.opcode == KCNN_OP_FC;
     const bool pool = d.opcode == KCNN_OP_POOL, lrn = d.opcode == KCNN_OP_LRN;
+    const bool add = d.opcode == KCNN_OP_ADD;
     const bool layer = conv || fc;
+    const bool act_signed = (d.flags & KCNN_FLAG_ACT_SIGNED) != 0;
+    const bool out_table = (d.flags & KCNN_FLAG_OUT_TABLE) != 0;
+    const bool residual = (d.flags & KCNN_FLAG_RESIDUAL) != 0;
     // The fields are 16 bits (sizes) and 8 bits (kernel, strides, pads), docs/job-format.md.
     const size_t16 in_c = d.in_c, in_h = d.in_h, in_w = d.in_w;
     const size_t16 out_c = d.out_c, out_h = d.out_h, out_w = d.out_w;
@@ -169,8 +177,12 @@ unsigned check_descriptor(const descriptor &d, step_geometry &g) {
     g.w1 = d.out_w == 0 ? 0 : (unsigned)mul_32x16(d.out_w - 1, sub) + 1;
     g.o_by = (g.h1 + 3) / 4;
     g.o_bx = (g.w1 + 3) / 4;
+    // ADD: a BLOCKED -> FLAT add reorders its codes through the out memory.
     g.buffered = (conv && (d.out_format != KCNN_FMT_BLOCKED || d.sub > 1)) ||
-                 (pool && d.out_format == KCNN_FMT_FLAT);
+                 (pool && d.out_format == KCNN_FMT_FLAT) ||
+                 (add && d.in_format == KCNN_FMT_BLOCKED && d.out_format == KCNN_FMT_FLAT);
+    g.out_table = out_table;
+    g.residual = layer && residual;
     g.lrn_before = d.kh == 0 ? 0 : (d.kh - 1) / 2;
     g.lrn_after = d.kh == 0 ? 0 : d.kh - 1 - g.lrn_before;
 
@@ -193,7 +205,14 @@ unsigned check_descriptor(const descriptor &d, step_geometry &g) {
         g.codes_per_channel = (unsigned)(per > sat ? sat : per);
     }
 
-    if ((d.flags & ~KCNN_FLAG_ACT_SIGNED) != 0 || d.reserved != 0) geom = true;
+    // Flags: ACT_SIGNED for a step with an input codebook (conv, fc; LRN ignores it),
+    // OUT_TABLE for a step that emits codes through the threshold bank (conv, fc, add),
+    // RESIDUAL for a conv or fc that emits codes; ACC outputs take neither.
+    const unsigned known = KCNN_FLAG_ACT_SIGNED | KCNN_FLAG_OUT_TABLE | KCNN_FLAG_RESIDUAL;
+    if ((d.flags & ~known) != 0 || d.reserved != 0) geom = true;
+    if (lrn && (out_table || residual)) geom = true;
+    if (add && (act_signed || residual)) geom = true;
+    if (layer && d.out_format == KCNN_FMT_ACC && (out_table || residual)) geom = true;
     if (d.in_c == 0 || d.in_h == 0 || d.in_w == 0 || d.out_c == 0 || d.out_h == 0 ||
         d.out_w == 0 || d.kh == 0 || d.kw == 0 || d.sh == 0 || d.sw == 0 || d.dh == 0 ||
         d.dw == 0 || d.sub == 0 || d.s2d == 0 || d.groups == 0) {
@@ -202,7 +221,7 @@ unsigned check_descriptor(const descriptor &d, step_geometry &g) {
     if (layer && (d.k1 > KCNN_K_MAX - 1 || d.j1 > KCNN_J_MAX - 1 || d.jo1 > KCNN_J_MAX - 1)) {
         count = true;
     }
-    if (lrn && d.jo1 > KCNN_J_MAX - 1) count = true;
+    if ((lrn || add) && d.jo1 > KCNN_J_MAX - 1) count = true;
     if (!layer && (d.n_jobs != 0 || d.job_words_a != 0 || d.job_words_b != 0)) geom = true;
     if (layer && (d.n_jobs == 0 || d.n_jobs > d.out_c)) geom = true;
     if (layer && C::streams == 1 && d.job_words_b != 0) geom = true;
@@ -212,6 +231,8 @@ unsigned check_descriptor(const descriptor &d, step_geometry &g) {
 
     u64 const_words = 0, map_words = 0;
     const u64 codebooks = (d.k1 + d.j1 + 7) / 8, thresholds = (d.jo1 + 1) / 2;
+    // OUT_TABLE's code table (one word) and RESIDUAL's R[0..15] follow the thresholds.
+    const u64 table_words = out_table ? 1 : 0, residual_words = residual ? 8 : 0;
     const u64 in_words = (u64)mul_32x16(g.in_plane, in_c);  // in_c * in_plane BLOCKED words
     if (conv) {
         if (d.in_c > C::ch_max || g.in_plane > C::tile_depth) count = true;
@@ -237,7 +258,7 @@ unsigned check_descriptor(const descriptor &d, step_geometry &g) {
         } else if (d.s2d != 1) {
             geom = true;
         }
-        const_words = codebooks + thresholds + d.in_c + (g.f32 ? 8 : 0);
+        const_words = codebooks + thresholds + table_words + residual_words + d.in_c + (g.f32 ? 8 : 0);
         if (g.f32) {
             // (in_c / s^2) * (in_h * s) rows of ceil(in_w * s / 16) segments of 8 words; a
             // product past 32 bits saturates (no 32-bit map_words field can equal it).
@@ -259,7 +280,7 @@ unsigned check_descriptor(const descriptor &d, step_geometry &g) {
             d.kwb != 0) {
             geom = true;
         }
-        const_words = codebooks + thresholds;
+        const_words = codebooks + thresholds + table_words + residual_words;
         map_words = ((u64)d.in_c + 15) / 16;
     } else if (pool) {
         if (g.in_plane > C::tile_depth) count = true;
@@ -275,6 +296,22 @@ unsigned check_descriptor(const descriptor &d, step_geometry &g) {
         if ((u64)mul_32x16(d.out_h - 1, d.sh & 255u) + 1 > (u64)d.in_h + d.pad_t) geom = true;
         if ((u64)mul_32x16(d.out_w - 1, d.sw & 255u) + 1 > (u64)d.in_w + d.pad_l) geom = true;
         map_words = in_words;
+    } else if (add) {
+        // Map A is held whole in the tile, word w in partition w mod P (all partitions:
+        // IN_DEPTH / 16 words); a BLOCKED -> FLAT add's outputs in the out memory.
+        if (d.k1 != 0 || d.j1 != 0) geom = true;
+        if (d.in_c != d.out_c || d.in_h != d.out_h || d.in_w != d.out_w) geom = true;
+        if (d.kh != 1 || d.kw != 1 || d.sh != 1 || d.sw != 1 || d.pad_t != 0 || d.pad_l != 0 ||
+            d.khb != 0 || d.kwb != 0) {
+            geom = true;
+        }
+        if (d.in_format != KCNN_FMT_BLOCKED && d.in_format != KCNN_FMT_FLAT) geom = true;
+        if (d.out_format != KCNN_FMT_BLOCKED && d.out_format != KCNN_FMT_FLAT) geom = true;
+        if (d.in_format == KCNN_FMT_FLAT && d.out_format == KCNN_FMT_BLOCKED) geom = true;
+        map_words = d.in_format == KCNN_FMT_FLAT ? ((u64)out_codes + 15) / 16 : in_words;
+        if (map_words > (u64)C::P * C::tile_depth) count = true;
+        if (g.buffered && (u64)out_codes > C::out_depth) count = true;
+        const_words = 8 + 8 + thresholds + table_words;
     } else {  // LRN
         if (g.in_plane > C::tile_depth) count = true;
         if (d.in_format != KCNN_FMT_BLOCKED || d.out_format != KCNN_FMT_BLOCKED) geom = true;
@@ -293,7 +330,13 @@ unsigned check_descriptor(const descriptor &d, step_geometry &g) {
     if (d.const_words != const_words || d.map_words != map_words || d.out_words != out_words) {
         geom = true;
     }
-    const u64 a_words = KCNN_DESCRIPTOR_WORDS + (u64)d.const_words + d.map_words + 1 + d.job_words_a;
+    // The shortcut section (derived, not a field): RESIDUAL, the output map in the output's
+    // format, stored whole in the shortcut memory (OUT_DEPTH codes); ADD, map B.
+    const u64 sc_words = g.residual ? out_words : add ? map_words : 0;
+    if (g.residual && sc_words > C::out_depth / 16) count = true;
+    g.sc_words = (count_t)sc_words;
+    const u64 a_words =
+        KCNN_DESCRIPTOR_WORDS + (u64)d.const_words + d.map_words + 1 + sc_words + d.job_words_a;
     if (a_words > C::max_transfer_words || (u64)d.job_words_b > C::max_transfer_words) count = true;
 
     g.map_first = KCNN_DESCRIPTOR_WORDS + d.const_words;

@@ -23,8 +23,9 @@ unsigned run_jobs(axis_t &in_a, in_port &pa, axis_t &in_b, in_port &pb, axis_t &
                   const tap_lo_t tap_lo[C::P][2][16], const tap_hi_t tap_hi[C::P][2][16],
                   typename mem<C>::wentry_t wcache[2][C::P][C::w_depth],
                   typename mem<C>::wcount_t counts[C::P][2 * C::job_channels],
-                  acc_t bias[2][2][C::job_channels / 2], code_t out_memory[16][C::out_depth / 16],
-                  unsigned &bad_job) {
+                  acc_t bias[2][2][C::job_channels / 2],
+                  const ap_uint<64> shortcut[C::out_depth / 16],
+                  code_t out_memory[16][C::out_depth / 16], unsigned &bad_job) {
     loader_state ls;
     loader_lanes<C> ll;
 #pragma HLS ARRAY_PARTITION variable = ll.write_ptr type = complete
@@ -44,11 +45,14 @@ unsigned run_jobs(axis_t &in_a, in_port &pa, axis_t &in_b, in_port &pb, axis_t &
     cs.running = cs.reducing = false;
     job_header loaded = {0, 0, 0, 0};
     unsigned status = KCNN_STATUS_OK;
+    // The codes of the jobs before in the output's format: where a job's shortcut codes
+    // start (RESIDUAL).
+    unsigned sc_base = 0;
     bad_job = KCNN_STEP_LEVEL;
 JOBS:
     for (int k = -1; k < (int)d.n_jobs; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 2 max = 1025 avg = 8
-        if (k >= 0) compute_begin<C>(cs, cl, (unsigned)k & 1u, loaded, d, g, counts);
+        if (k >= 0) compute_begin<C>(cs, cl, (unsigned)k & 1u, loaded, d, g, counts, sc_base);
         if (k + 1 < (int)d.n_jobs) loader_begin(ls, k + 1);
         const unsigned nxt = (unsigned)(k + 1) & 1u;
         KCNN_CSIM(unsigned long long trips = 0;)
@@ -66,11 +70,12 @@ JOBS:
 #pragma HLS DEPENDENCE variable = bias type = intra dependent = false
             KCNN_CSIM(trips++;)
             compute_cycle<C>(cs, cl, d, g, regs, tile, wvalue, avalue, products, tap_lo, tap_hi,
-                             wcache, counts, bias, out_memory, out);
+                             wcache, counts, bias, shortcut, out_memory, out);
             loader_cycle<C>(ls, ll, in_a, pa, in_b, pb, d, g, slots, nxt, wcache, counts, bias);
         }
         KCNN_CSIM(csim_log_loop(k < 0 ? KCNN_LOOP_LOAD : KCNN_LOOP_JOB, trips);)
         loader_settle(ls);
+        if (k >= 0) sc_base += cs.header.codes;
         if (k >= 0 && g.buffered) {
             // The job's codes in the out memory (the header check formed them): FLAT one per
             // output, ACC 8 per int32, subsampled BLOCKED 16 per block; 16 codes a word.

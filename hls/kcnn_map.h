@@ -233,6 +233,61 @@ MAP:
     return status;
 }
 
+// ADD: map A word by word into the whole tile, word w into the 4 banks of partition w mod P
+// at w div P (its 4 rows of 16 bits, row r into bank r): one partition's 4 banks take one
+// write each per cycle (the write enable is the partition). Then the reserved word.
+template <class C>
+unsigned read_map_words(axis_t &in_a, in_port &pa, const descriptor &d, const step_geometry &g,
+                        typename mem<C>::tile_word_t tile[C::P][4][C::tile_depth]) {
+    const unsigned words = (unsigned)d.map_words;
+    unsigned status = KCNN_STATUS_OK;
+    KCNN_CSIM(unsigned long long trips = 0;)
+MAP:
+    for (unsigned it = 0; it <= words; it++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 2 max = 16385 avg = 2000
+        KCNN_CSIM(trips++;)
+        const word_t data = read_checked<0>(in_a, pa, g.a_final, status);
+        if (status != KCNN_STATUS_OK) break;
+        if (it == words) continue;  // the reserved word
+        const unsigned part = it & (C::P - 1);
+        const unsigned address = (it >> log2_of<C::P>::value) & (C::tile_depth - 1);
+        for (unsigned p = 0; p < C::P; p++) {
+#pragma HLS UNROLL
+            if (p == part) {
+                for (unsigned r = 0; r < 4; r++) {
+#pragma HLS UNROLL
+                    tile[p][r][address] = data.range(16 * r + 15, 16 * r);
+                }
+            }
+        }
+    }
+    KCNN_CSIM(csim_log_loop(KCNN_LOOP_MAP, trips);)
+    return status;
+}
+
+// RESIDUAL: the shortcut section (the step's output shape and format), one word per cycle
+// into the shortcut memory: word w at w, its nibble i the code whose place in the section is
+// 16 w + i (kcnn_partition.h reads it back by that place).
+template <class C>
+unsigned read_shortcut(axis_t &in_a, in_port &pa, const step_geometry &g,
+                       ap_uint<64> shortcut[C::out_depth / 16]) {
+    const unsigned words = (unsigned)g.sc_words;
+    unsigned status = KCNN_STATUS_OK;
+    KCNN_CSIM(unsigned long long trips = 0;)
+SHORTCUT:
+    for (unsigned w = 0; w < words; w++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1024 avg = 200
+        KCNN_CSIM(trips++;)
+        const word_t data = read_checked<0>(in_a, pa, g.a_final, status);
+        if (status != KCNN_STATUS_OK) break;
+        shortcut[w & (C::out_depth / 16 - 1)] = data;
+    }
+    KCNN_CSIM(csim_log_loop(KCNN_LOOP_SHORTCUT, trips);)
+    return status;
+}
+
 }  // namespace kcnn
 
 #endif  // KCNN_MAP_H_

@@ -53,6 +53,10 @@ struct compute_state {
     block_position shadow_block;
     unsigned shadow_cw, shadow_cb;
     word_t out_word;  // BLOCKED / FLAT / ACC word being packed
+    // RESIDUAL: the job's first code in the shortcut section (the codes of the jobs before;
+    // the shortcut has the output's format, so a conv output's place in the job plus this
+    // is its code's place in the section)
+    unsigned sc_base;
 };
 
 // k small: k * x for k in 0..4 from x and 3x (shifts and a multiplexer, no multiplier).
@@ -82,16 +86,6 @@ inline bool kept_offset(unsigned r, unsigned o, unsigned sub, unsigned sub3, uns
     const unsigned ro = r + o;
     k = ro == 0 ? 0u : ro == sub ? 1u : ro == (sub << 1u) ? 2u : 3u;
     return ro == 0 || ro == sub || ro == (sub << 1u) || ro == sub3;
-}
-
-inline code_t threshold_bank(acc_t acc, const acc_t thresholds[KCNN_J_MAX - 1], unsigned jo1) {
-#pragma HLS INLINE
-    unsigned code = 0;
-    for (unsigned m = 0; m < KCNN_J_MAX - 1; m++) {
-#pragma HLS UNROLL
-        if (m < jo1 && acc >= thresholds[m]) code++;
-    }
-    return code_t(code);
 }
 
 // Where an entry reads the tile of partition p: two words per bank (the two ports).
@@ -212,8 +206,10 @@ unsigned longest(const typename mem<C>::wcount_t n[C::P], unsigned floor_length)
 template <class C>
 void compute_begin(compute_state &s, compute_lanes<C> &lanes, unsigned cur, const job_header &h,
                    const descriptor &d, const step_geometry &g,
-                   const typename mem<C>::wcount_t counts[C::P][2 * C::job_channels]) {
+                   const typename mem<C>::wcount_t counts[C::P][2 * C::job_channels],
+                   unsigned sc_base) {
     s.fc = d.opcode == KCNN_OP_FC;
+    s.sc_base = sc_base;
     s.buffered = g.buffered;
     s.cur = cur;
     s.header = h;
@@ -252,11 +248,14 @@ inline bool compute_busy(const compute_state &s) {
 // The reducer: window cycle s.lane (0 .. FLOOR - 1) of the vector in the shadow registers.
 // A conv vector emits lane s.lane; an fc vector emits its one output in cycle 0. One write
 // site for the output stream and one per out-memory bank: the formats only choose the data,
-// address and enables (no two accesses of one port in exclusive branches).
+// address and enables (no two accesses of one port in exclusive branches). One read of the
+// shortcut memory (RESIDUAL: the output's shortcut code), whose address comes from the same
+// running sums as the output's place.
 template <class C>
 void reduce_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &d,
                   const step_geometry &g, const step_registers &regs,
                   const acc_t bias[2][2][C::job_channels / 2],
+                  const ap_uint<64> shortcut[C::out_depth / 16],
                   code_t out_memory[16][C::out_depth / 16], axis_t &out) {
 #pragma HLS INLINE
     if (!s.reducing) return;
@@ -264,19 +263,44 @@ void reduce_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &d
     s.lane = lane + 1;
     if (lane + 1 == s.floor_length) s.reducing = false;
     if (s.fc && lane != 0) return;
-    // A P-input adder tree over the partitions' partial sums of this lane, plus the bias.
+    // The output's position (conv): lane (dy, dx) of the vector's stride-1 block, kept when
+    // it falls on the subsampled grid inside the map, at output (y, x).
+    const unsigned dy = lane >> 2u, dx = lane & 3u;
+    const block_position &b = s.shadow_block;
+    unsigned ky, kx;
+    const bool kept_y = kept_offset(b.ry, dy, d.sub, g.sub3, ky);
+    const bool kept_x = kept_offset(b.rx, dx, d.sub, g.sub3, kx);
+    const unsigned y = b.qy + ky, x = b.qx + kx;
+    const bool kept = kept_y && kept_x && y < d.out_h && x < d.out_w;
+    // The output's place in the job's part of the out memory, from running sums:
+    // FLAT / ACC: c out_plane + y out_w + x; BLOCKED: 16 (c out_by out_bx + (y div 4) out_bx
+    // + x div 4) + 4 (y mod 4) + x mod 4 (the code's place in the BLOCKED words).
+    const unsigned flat = s.shadow_cw + b.yw + times_small(ky, d.out_w, g.out_w3) + x;
+    const unsigned block_row = b.yb + (((b.qy & 3u) + ky) >= 4 ? g.out_bx : 0u);
+    const unsigned blocked = ((s.shadow_cb + block_row + (x >> 2u)) << 4u) + ((y & 3u) << 2u) + (x & 3u);
+    const unsigned place = d.out_format == KCNN_FMT_BLOCKED ? blocked : flat;
+    // Packed by the output's index in the step, not in the job (fc).
+    const unsigned n = s.header.ch0 + c;
+    // RESIDUAL: the shortcut map has the output's shape and format, so the output's code
+    // place in the step (fc: n; conv: the job's first code plus its place in the job) is
+    // its shortcut code's nibble in the shortcut memory.
+    const unsigned sc_place = s.fc ? n : s.sc_base + place;
+    const ap_uint<64> sc_word = shortcut[(sc_place >> 4u) & (C::out_depth / 16 - 1)];
+    const code_t sc_code = nibble(sc_word, sc_place & 15u);
+    // A P-input adder tree over the partitions' partial sums of this lane, plus the bias
+    // and R[shortcut code] (0 without RESIDUAL).
     acc_t sum = bias[s.cur][c & 1u][(c >> 1u) & (C::job_channels / 2 - 1)];
+    sum += g.residual ? regs.resid[sc_code] : acc_t(0);
     for (unsigned p = 0; p < C::P; p++) {
 #pragma HLS UNROLL
         sum += lanes.shadow[p][lane & 15u];
     }
-    const code_t code = threshold_bank(sum, regs.thresholds, d.jo1);
+    // The interval index, then its code (OUT_TABLE; the identity table without it).
+    const code_t code = table_code(regs.out_table, threshold_bank(sum, regs.thresholds, d.jo1));
     const bool acc_format = d.out_format == KCNN_FMT_ACC;
     bool emit = false;
     word_t packed = s.out_word;
     if (s.fc) {
-        // Packed by the output's index in the step, not in the job.
-        const unsigned n = s.header.ch0 + c;
         const bool last_output = n + 1 == d.out_c;
         if (acc_format) {
             packed.range(32 * (n & 1u) + 31, 32 * (n & 1u)) = sum.range(31, 0);
@@ -286,25 +310,11 @@ void reduce_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &d
             emit = (n & 15u) == 15 || last_output;
         }
     } else {
-        const unsigned dy = lane >> 2u, dx = lane & 3u;
-        const block_position &b = s.shadow_block;
-        unsigned ky, kx;
-        const bool kept_y = kept_offset(b.ry, dy, d.sub, g.sub3, ky);
-        const bool kept_x = kept_offset(b.rx, dx, d.sub, g.sub3, kx);
-        const unsigned y = b.qy + ky, x = b.qx + kx;
-        const bool kept = kept_y && kept_x && y < d.out_h && x < d.out_w;
         if (!s.buffered) {
             // BLOCKED, stride 1: the vector's 16 lanes are one output word.
             packed.range(4 * lane + 3, 4 * lane) = kept ? code : code_t(0);
             emit = lane == 15;
         } else {
-            // The output's place in the job's part of the out memory, from running sums:
-            // FLAT / ACC: c out_plane + y out_w + x; subsampled BLOCKED: 16 (c out_by out_bx +
-            // (y div 4) out_bx + x div 4) + 4 (y mod 4) + x mod 4.
-            const unsigned flat = s.shadow_cw + b.yw + times_small(ky, d.out_w, g.out_w3) + x;
-            const unsigned block_row = b.yb + (((b.qy & 3u) + ky) >= 4 ? g.out_bx : 0u);
-            const unsigned blocked = ((s.shadow_cb + block_row + (x >> 2u)) << 4u) + ((y & 3u) << 2u) + (x & 3u);
-            const unsigned place = d.out_format == KCNN_FMT_BLOCKED ? blocked : flat;
             // ACC: int32 n fills banks 8 (n mod 2) .. + 7 of row n / 2 (EMIT's row w is output
             // word w); a code: bank place mod 16 of row place / 16.
             const unsigned row = (acc_format ? place >> 1u : place >> 4u) & (C::out_depth / 16 - 1);
@@ -333,11 +343,12 @@ void compute_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &
                    const typename mem<C>::wentry_t wcache[2][C::P][C::w_depth],
                    const typename mem<C>::wcount_t counts[C::P][2 * C::job_channels],
                    const acc_t bias[2][2][C::job_channels / 2],
+                   const ap_uint<64> shortcut[C::out_depth / 16],
                    code_t out_memory[16][C::out_depth / 16], axis_t &out) {
 #pragma HLS INLINE
     typedef typename mem<C>::wcount_t wcount_t;
     // The reducer reads the shadow registers before this cycle's vector end may refill them.
-    reduce_cycle<C>(s, lanes, d, g, regs, bias, out_memory, out);
+    reduce_cycle<C>(s, lanes, d, g, regs, bias, shortcut, out_memory, out);
     if (!s.running) return;
 
     const bool vector_end = s.t + 1 == s.length;

@@ -5,6 +5,7 @@
 #ifndef KCNN_STEP_H_
 #define KCNN_STEP_H_
 
+#include "kcnn_add.h"
 #include "kcnn_const.h"
 #include "kcnn_job.h"
 #include "kcnn_lrn.h"
@@ -105,6 +106,10 @@ unsigned run_step(axis_t &in_a, axis_t &in_b, axis_t &out) {
     static code_t out_memory[16][C::out_depth / 16];
 #pragma HLS ARRAY_PARTITION variable = out_memory type = complete dim = 1
 #pragma HLS BIND_STORAGE variable = out_memory type = ram_1p impl = bram
+    // RESIDUAL: the shortcut section, one word a line (OUT_DEPTH codes, as the out memory):
+    // SHORTCUT writes it, the reducer reads one word a cycle (the output's shortcut code).
+    static ap_uint<64> shortcut[C::out_depth / 16];
+#pragma HLS BIND_STORAGE variable = shortcut type = ram_1p impl = bram
     // LRN: squares per lane and window channel (split by code parity: a constant word
     // carries two); per lane the cut points each binary-search stage can probe, in a
     // LUTRAM of its own (kcnn_lrn.h).
@@ -130,6 +135,8 @@ unsigned run_step(axis_t &in_a, axis_t &in_b, axis_t &out) {
 #pragma HLS ARRAY_PARTITION variable = regs.aq type = complete
 #pragma HLS ARRAY_PARTITION variable = regs.thresholds type = complete
 #pragma HLS ARRAY_PARTITION variable = regs.keys type = complete
+#pragma HLS ARRAY_PARTITION variable = regs.resid type = complete
+#pragma HLS ARRAY_PARTITION variable = regs.resid2 type = complete
     ap_uint<16> slots[C::P];
 #pragma HLS ARRAY_PARTITION variable = slots type = complete
 
@@ -164,6 +171,7 @@ unsigned run_step(axis_t &in_a, axis_t &in_b, axis_t &out) {
         for (unsigned b = 0; b < 16; b++) {
             for (unsigned i = 0; i < C::out_depth / 16; i++) out_memory[b][i] = 0;
         }
+        for (unsigned i = 0; i < C::out_depth / 16; i++) shortcut[i] = 0;
         for (unsigned l = 0; l < C::lrn_lanes; l++) {
             for (unsigned s = 0; s < C::lrn_size_max; s++) {
                 for (unsigned h = 0; h < 2; h++) {
@@ -211,7 +219,7 @@ DESCRIPTOR:
         status = KCNN_STATUS_BAD_VERSION;
     } else if (read < KCNN_DESCRIPTOR_WORDS) {
         status = KCNN_STATUS_EARLY_TLAST;
-    } else if (d.opcode > KCNN_OP_LRN) {
+    } else if (d.opcode > KCNN_OP_ADD) {
         status = KCNN_STATUS_BAD_OPCODE;
     } else if (d.opcode == KCNN_OP_PROBE) {
         bool zero = d.flags == 0;
@@ -236,6 +244,10 @@ DESCRIPTOR:
                                        cut2, cut3);
             if (status == KCNN_STATUS_OK && d.opcode == KCNN_OP_LRN) {
                 status = run_lrn<C>(in_a, pa, out, d, g, tile, squares, cut0, cut1, cut2, cut3);
+            } else if (status == KCNN_STATUS_OK && d.opcode == KCNN_OP_ADD) {
+                build_tables<C>(wvalue, avalue, products, tap_lo, tap_hi, regs, d);
+                status = read_map_words<C>(in_a, pa, d, g, tile);
+                if (status == KCNN_STATUS_OK) status = run_add<C>(in_a, pa, out, d, g, tile, products, out_memory);
             } else if (status == KCNN_STATUS_OK) {
                 build_tables<C>(wvalue, avalue, products, tap_lo, tap_hi, regs, d);
                 if (d.opcode == KCNN_OP_FC) {
@@ -245,10 +257,13 @@ DESCRIPTOR:
                 } else {
                     status = read_map_blocked<C>(in_a, pa, d, g, placement, tile);
                 }
+                if (status == KCNN_STATUS_OK && g.residual) {
+                    status = read_shortcut<C>(in_a, pa, g, shortcut);
+                }
                 if (status == KCNN_STATUS_OK) {
                     status = run_jobs<C>(in_a, pa, in_b, pb, out, d, g, regs, slots, tile, wvalue,
                                          avalue, products, tap_lo, tap_hi, wcache, counts, bias,
-                                         out_memory, job);
+                                         shortcut, out_memory, job);
                 }
             }
         }

@@ -1,5 +1,5 @@
 // Types, the build configuration, the stream word reader/writer and the C-sim-only loop log
-// shared by every KCNN kernel header (protocol 2, docs/job-format.md, hls/KERNEL_SPEC.md).
+// shared by every KCNN kernel header (protocol 3, docs/job-format.md, hls/KERNEL_SPEC.md).
 #ifndef KCNN_TYPES_H_
 #define KCNN_TYPES_H_
 

@@ -1,4 +1,4 @@
-// Self-checking testbench of the protocol-2 kernel. Every step is built here word by word
+// Self-checking testbench of the protocol-3 kernel. Every step is built here word by word
 // from docs/job-format.md (its own packers, nothing shared with the kernel), the expected
 // answer comes from plain loops over the outputs, and the expected loop log from the trip
 // formulas of hls/KERNEL_SPEC.md. One line per case; exit code 0 only if all cases pass.
@@ -40,10 +40,13 @@ const unsigned LANES = build::lrn_lanes;
 const unsigned CONV_FLOOR = 16, FC_FLOOR = 3;
 
 enum { BLOCKED = 0, FLAT = 1, ACC = 2, F32 = 3 };
-enum { OP_PROBE = 0, OP_CONV = 1, OP_FC = 2, OP_POOL = 3, OP_LRN = 4 };
-enum { L_DESCRIPTOR, L_CONST, L_TABLE, L_MAP, L_LOAD, L_JOB, L_EMIT, L_PLANE, L_POOL, L_LRN };
-const char *LOOP_NAMES[] = {"DESCRIPTOR", "CONST", "TABLE", "MAP", "LOAD",
-                            "JOB",        "EMIT",  "PLANE", "POOL", "LRN"};
+enum { OP_PROBE = 0, OP_CONV = 1, OP_FC = 2, OP_POOL = 3, OP_LRN = 4, OP_ADD = 5 };
+const unsigned FLAG_ACT_SIGNED = 1, FLAG_OUT_TABLE = 2, FLAG_RESIDUAL = 4;
+enum { L_DESCRIPTOR, L_CONST, L_TABLE, L_MAP, L_LOAD, L_JOB, L_EMIT, L_PLANE, L_POOL, L_LRN, L_SHORTCUT, L_ADD };
+const char *LOOP_NAMES[] = {"DESCRIPTOR", "CONST", "TABLE", "MAP", "LOAD",     "JOB",
+                            "EMIT",       "PLANE", "POOL",  "LRN", "SHORTCUT", "ADD"};
+const int LOOP_IDS = (int)(sizeof LOOP_NAMES / sizeof LOOP_NAMES[0]);
+static_assert(sizeof LOOP_NAMES / sizeof LOOP_NAMES[0] == KCNN_LOOP_COUNT, "one name per loop id");
 
 long long cdiv(long long a, long long b) { return (a + b - 1) / b; }
 int gcd(int a, int b) { return b == 0 ? a : gcd(b, a % b); }
@@ -243,7 +246,7 @@ std::string log_text(const log_t &log, size_t from, size_t count) {
     for (size_t i = from; i < log.size() / 2 && i < from + count; i++) {
         char buf[64];
         std::snprintf(buf, sizeof buf, "%s%s=%lld", t.empty() ? "" : " ",
-                      log[2 * i] >= 0 && log[2 * i] < 10 ? LOOP_NAMES[log[2 * i]] : "?", log[2 * i + 1]);
+                      log[2 * i] >= 0 && log[2 * i] < LOOP_IDS ? LOOP_NAMES[log[2 * i]] : "?", log[2 * i + 1]);
         t += buf;
     }
     return t;
@@ -310,6 +313,8 @@ struct books {
     std::vector<int> wq, aq;          // Wq[1..k1], Aq[1..j1] at index 0..
     std::vector<long long> thresholds;  // T[1..jo1]
     bool act_signed = false;
+    std::vector<int> table;           // OUT_TABLE: the code of each interval index (empty: none)
+    std::vector<long long> resid;     // RESIDUAL: R[0..15] (empty: none)
     long long product(int w, int a) const {
         if (w == 0 || a == 0 || w > (int)wq.size() || a > (int)aq.size()) return 0;
         return (long long)wq[w - 1] * aq[a - 1];
@@ -317,9 +322,36 @@ struct books {
     int code(long long acc) const {
         int c = 0;
         for (long long t : thresholds) c += acc >= t;
-        return c;
+        return table.empty() ? c : table[(size_t)c];
+    }
+    unsigned flags() const {
+        return (act_signed ? FLAG_ACT_SIGNED : 0u) | (table.empty() ? 0u : FLAG_OUT_TABLE) |
+               (resid.empty() ? 0u : FLAG_RESIDUAL);
     }
 };
+
+// A signed map's code table: `negatives` negative centroids (codes 1..negatives), code 0 for
+// the interval holding 0, then the positive ones: [1, .., negatives, 0, negatives + 1, .., m].
+std::vector<int> signed_table(int m, int negatives) {
+    std::vector<int> t;
+    for (int i = 1; i <= negatives; i++) t.push_back(i);
+    t.push_back(0);
+    for (int i = negatives + 1; i <= m; i++) t.push_back(i);
+    while (t.size() < 16) t.push_back(0);
+    return t;
+}
+
+std::vector<long long> random_resid(random_source &rng, int width) {
+    std::vector<long long> r(16, 0);
+    for (int a = 1; a < 16; a++) r[a] = rng.range(-width, width);
+    return r;
+}
+
+u64 table_word(const std::vector<int> &table) {
+    u64 w = 0;
+    for (size_t i = 0; i < table.size() && i < 16; i++) w |= ((u64)(unsigned)table[i] & 15u) << (4 * i);
+    return w;
+}
 
 books random_books(random_source &rng, int k1, int j1, int jo1, bool act_signed) {
     books b;
@@ -340,6 +372,8 @@ words_t constant_books(const books &b) {
     for (int v : b.aq) bytes.push_back((uint8_t)((unsigned)v & 0xFFu));
     words_t w = bytes_to_words(bytes);
     append(w, int32_words(b.thresholds));
+    if (!b.table.empty()) w.push_back(table_word(b.table));
+    if (!b.resid.empty()) append(w, int32_words(b.resid));
     return w;
 }
 
@@ -518,6 +552,7 @@ struct conv_case {
     tamper_t tamper;
     bool tie_thresholds = false;  // thresholds equal to accumulators the map reaches
     bool fit = true;              // split jobs further to fit the weight cache
+    map3 shortcut;                // RESIDUAL (cb.resid): codes of the output's shape
     int weight(int o, int ci, int i, int j) const {
         const int cg = in_c / groups;
         return weights[(((size_t)o * cg + ci) * kh + i) * kw + j];
@@ -602,6 +637,7 @@ step_io build_conv(const conv_case &given) {
                         }
                     }
                 }
+                if (!cc.cb.resid.empty()) acc += cc.cb.resid[(size_t)cc.shortcut.get(o, y, x)];
                 out.at(o, y, x) = acc;
             }
         }
@@ -611,7 +647,7 @@ step_io build_conv(const conv_case &given) {
         for (long long &v : out.v) v = cc.cb.code(v);
     }
 
-    // Constants: codebooks, thresholds, placement, encoder keys.
+    // Constants: codebooks, thresholds, [code table], [R], placement, encoder keys.
     words_t consts = constant_books(cc.cb);
     for (int ci = 0; ci < cc.in_c; ci++) consts.push_back((u64)cc.mask[ci] | ((u64)cc.slot[ci] << 32u));
     if (cc.f32) {
@@ -669,7 +705,7 @@ step_io build_conv(const conv_case &given) {
 
     fields f;
     f.opcode = OP_CONV;
-    f.flags = cc.cb.act_signed ? 1 : 0;
+    f.flags = cc.cb.flags();
     f.n_jobs = (unsigned)jobs.size();
     f.k1 = (unsigned)cc.cb.wq.size();
     f.j1 = (unsigned)cc.cb.aq.size();
@@ -704,6 +740,8 @@ step_io build_conv(const conv_case &given) {
     append(s.a, consts);
     append(s.a, map);
     s.a.push_back(0x0000000A444E454Bull);  // the reserved word: here an old trailer
+    const words_t shortcut = cc.cb.resid.empty() ? words_t() : map_answer(cc.shortcut, cc.out_format);
+    append(s.a, shortcut);
     for (const auto &j : jobs) {
         append(s.a, j.a);
         append(s.b, j.b);
@@ -719,6 +757,7 @@ step_io build_conv(const conv_case &given) {
     expect_loop(s, L_CONST, (long long)consts.size());
     expect_loop(s, L_TABLE, 256);
     expect_loop(s, L_MAP, (long long)map.size() + 1 + (cc.f32 ? 4 : 0));
+    expect_loop(s, L_SHORTCUT, (long long)shortcut.size());
     expect_loop(s, L_LOAD, jobs[0].loader_trips);
     for (size_t k = 0; k < jobs.size(); k++) {
         long long compute = 0;
@@ -814,6 +853,7 @@ struct fc_case {
     tamper_t tamper;
     bool tie_thresholds = false;
     bool fit = true;
+    std::vector<int> shortcut;  // RESIDUAL (cb.resid): one code per output
 };
 
 step_io build_fc(const fc_case &given) {
@@ -823,6 +863,7 @@ step_io build_fc(const fc_case &given) {
     for (int o = 0; o < fc.out_c; o++) {
         long long acc = fc.bias[o];
         for (int t = 0; t < fc.in_c; t++) acc += fc.cb.product(fc.weights[(size_t)o * fc.in_c + t], fc.input[t]);
+        if (!fc.cb.resid.empty()) acc += fc.cb.resid[(size_t)fc.shortcut[(size_t)o]];
         out.at(o, 0, 0) = acc;
     }
     if (fc.tie_thresholds) fc.cb.thresholds = thresholds_on(out.v, fc.cb.thresholds.size());
@@ -855,7 +896,7 @@ step_io build_fc(const fc_case &given) {
     }
     fields f;
     f.opcode = OP_FC;
-    f.flags = fc.cb.act_signed ? 1 : 0;
+    f.flags = fc.cb.flags();
     f.n_jobs = (unsigned)jobs.size();
     f.k1 = (unsigned)fc.cb.wq.size();
     f.j1 = (unsigned)fc.cb.aq.size();
@@ -875,6 +916,8 @@ step_io build_fc(const fc_case &given) {
     append(s.a, consts);
     append(s.a, map);
     s.a.push_back(0);
+    const words_t shortcut = fc.cb.resid.empty() ? words_t() : code_words(fc.shortcut);
+    append(s.a, shortcut);
     for (const auto &j : jobs) {
         append(s.a, j.a);
         append(s.b, j.b);
@@ -886,6 +929,7 @@ step_io build_fc(const fc_case &given) {
     expect_loop(s, L_CONST, (long long)consts.size());
     expect_loop(s, L_TABLE, 256);
     expect_loop(s, L_MAP, (long long)map.size() + 1);
+    expect_loop(s, L_SHORTCUT, (long long)shortcut.size());
     expect_loop(s, L_LOAD, jobs[0].loader_trips);
     for (size_t k = 0; k < jobs.size(); k++) {
         long long compute = 0;
@@ -1145,7 +1189,7 @@ void probe_case() {
     kcnn_csim_config(values);
     const u64 info2 = (u64)P | (16ull << 16u) | (16ull << 24u) | (32ull << 32u) | (8ull << 40u) | (8ull << 48u) |
                       ((u64)STREAMS << 56u) | ((u64)log2_ceil(LANES) << 60u);
-    s.expect = {0x4E4E434Bull, 2ull | ((u64)build::ch_max << 16u), info2,
+    s.expect = {0x4E4E434Bull, 3ull | ((u64)build::ch_max << 16u), info2,
                 (u64)build::in_depth | ((u64)build::w_depth << 21u) | ((u64)build::out_depth << 42u),
                 trailer(0, 0xFFFF)};
     expect_loop(s, L_DESCRIPTOR, 8);
@@ -1335,6 +1379,26 @@ void good_cases(std::vector<std::pair<std::string, step_io>> &steps, std::vector
         cc.name = "conv_random_" + std::to_string(n);
         convs.push_back(cc);
     }
+    // Protocol 3: a signed output map through the code table, the residual add of a
+    // shortcut map (R in acc units), both; several jobs, subsampled and FLAT outputs.
+    for (int n = 0; n < 4; n++) {
+        conv_case cc = base_conv(rng, 3, 7 + n, 9 - n, 5 + n, 3, 3);
+        cc.pad_t = cc.pad_l = cc.pad_b = cc.pad_r = 1;
+        cc.sub = n >= 2 ? 2 : 1;
+        cc.out_format = n % 2 ? FLAT : BLOCKED;
+        const bool table = n != 1, resid = n != 2;
+        cc.cb = random_books(rng, rng.range(2, 15), rng.range(2, 15), 13, false);
+        if (table) cc.cb.table = signed_table(13, 6);
+        if (resid) cc.cb.resid = random_resid(rng, 40000);
+        cc.tie_thresholds = true;
+        finish_conv(cc, rng, 1, 0.7, cc.out_format == FLAT ? 16 : 3);
+        const int out_h = out_size(cc.in_h, 1, 1, 3, 1, cc.sub), out_w = out_size(cc.in_w, 1, 1, 3, 1, cc.sub);
+        cc.shortcut = map3(cc.out_c, out_h, out_w);
+        for (long long &v : cc.shortcut.v) v = rng.range(0, 15);
+        cc.name = std::string("conv_p3_") + (table ? "table" : "") + (resid ? "_resid" : "") +
+                  (cc.sub > 1 ? "_sub2" : "") + (cc.out_format == FLAT ? "_flat" : "_blocked");
+        convs.push_back(cc);
+    }
     for (const conv_case &cc : convs) steps.push_back({cc.name, build_conv(cc)});
 
     {   // sparse fc with fillers (density 3%) and an empty channel, FLAT out, 2 jobs
@@ -1383,6 +1447,16 @@ void good_cases(std::vector<std::pair<std::string, step_io>> &steps, std::vector
         fc_case fc = random_fc(rng, rng.range(1, 700), rng.range(1, 70), sparse, fmt, rng.chance(0.5) ? 0.05 : 0.6,
                                rng.range(1, 40));
         fc.name = "fc_random_" + std::to_string(n);
+        fcs.push_back(fc);
+    }
+    for (int n = 0; n < 2; n++) {  // protocol 3: code table and residual, several jobs
+        fc_case fc = random_fc(rng, 90, 40, n == 1, FLAT, 0.5, 16);
+        fc.cb.thresholds.assign(11, 0);
+        fc.cb.table = signed_table(11, 4);
+        fc.cb.resid = random_resid(rng, 30000);
+        fc.tie_thresholds = true;
+        for (int o = 0; o < fc.out_c; o++) fc.shortcut.push_back(rng.range(0, 15));
+        fc.name = std::string("fc_p3_table_resid") + (n ? "_sparse" : "");
         fcs.push_back(fc);
     }
     for (const fc_case &fc : fcs) steps.push_back({fc.name, build_fc(fc)});
@@ -1455,6 +1529,104 @@ void pool_and_lrn_cases(std::vector<std::pair<std::string, step_io>> &steps) {
     steps.push_back({"lrn_size3_jo1_1", build_lrn(random_lrn(rng, 6, 5, 3, 3, 1))});
     steps.push_back({"lrn_size1", build_lrn(random_lrn(rng, 3, 9, 9, 1, 8))});
     if (P >= 8) steps.push_back({"lrn_size7", build_lrn(random_lrn(rng, 11, 6, 6, 7, 14))});
+}
+
+// ---- add (protocol 3) ------------------------------------------------------------------------
+
+struct add_case {
+    int in_format = BLOCKED, out_format = BLOCKED;
+    map3 a, b;                       // the two maps' codes, one shape
+    std::vector<long long> r1, r2;   // R1[0..15], R2[0..15]
+    std::vector<long long> thresholds;
+    std::vector<int> table;          // OUT_TABLE (empty: none)
+};
+
+words_t map_words_of(const map3 &m, int format) {
+    if (format == BLOCKED) return blocked_words(m);
+    std::vector<int> codes(m.v.begin(), m.v.end());
+    return code_words(codes);
+}
+
+step_io build_add(const add_case &ac) {
+    step_io s;
+    map3 out(ac.a.c, ac.a.h, ac.a.w);
+    for (size_t i = 0; i < out.v.size(); i++) {
+        const long long acc = ac.r1[(size_t)ac.a.v[i]] + ac.r2[(size_t)ac.b.v[i]];
+        int c = 0;
+        for (long long t : ac.thresholds) c += acc >= t;
+        out.v[i] = ac.table.empty() ? c : ac.table[(size_t)c];
+    }
+    words_t consts = int32_words(ac.r1);
+    append(consts, int32_words(ac.r2));
+    append(consts, int32_words(ac.thresholds));
+    if (!ac.table.empty()) consts.push_back(table_word(ac.table));
+    const words_t ma = map_words_of(ac.a, ac.in_format), mb = map_words_of(ac.b, ac.in_format);
+    fields f;
+    f.opcode = OP_ADD;
+    f.flags = ac.table.empty() ? 0u : FLAG_OUT_TABLE;
+    f.jo1 = (unsigned)ac.thresholds.size();
+    f.in_c = f.out_c = ac.a.c;
+    f.in_h = f.out_h = ac.a.h;
+    f.in_w = f.out_w = ac.a.w;
+    f.in_format = ac.in_format;
+    f.out_format = ac.out_format;
+    f.const_words = consts.size();
+    f.map_words = ma.size();
+    f.out_words = format_words(ac.out_format, ac.a.c, ac.a.h, ac.a.w);
+    s.a = descriptor_words(f);
+    append(s.a, consts);
+    append(s.a, ma);
+    s.a.push_back(0x0000000A444E454Bull);  // the reserved word
+    append(s.a, mb);                        // the shortcut section: map B
+    close_transfers(s);
+    s.expect = map_answer(out, ac.out_format);
+    s.expect.push_back(trailer(0, 0));
+    const bool reorder = ac.in_format == BLOCKED && ac.out_format == FLAT;
+    expect_loop(s, L_DESCRIPTOR, 8);
+    expect_loop(s, L_CONST, (long long)consts.size());
+    expect_loop(s, L_TABLE, 256);
+    expect_loop(s, L_MAP, (long long)ma.size() + 1);
+    expect_loop(s, L_ADD, (long long)mb.size() * (reorder ? 4 : 1));
+    if (reorder) expect_loop(s, L_EMIT, (long long)f.out_words);
+    char note[96];
+    std::snprintf(note, sizeof note, "%dx%dx%d", ac.a.c, ac.a.h, ac.a.w);
+    s.note = note;
+    return s;
+}
+
+add_case random_add(random_source &rng, int c, int h, int w, int in_format, int out_format, bool table) {
+    add_case ac;
+    ac.in_format = in_format;
+    ac.out_format = out_format;
+    ac.a = map3(c, h, w);
+    ac.b = map3(c, h, w);
+    for (long long &v : ac.a.v) v = rng.range(0, 15);
+    for (long long &v : ac.b.v) v = rng.range(0, 15);
+    ac.r1 = random_resid(rng, 5000);
+    ac.r2 = random_resid(rng, 5000);
+    std::vector<long long> sums;
+    for (size_t i = 0; i < ac.a.v.size(); i++) sums.push_back(ac.r1[(size_t)ac.a.v[i]] + ac.r2[(size_t)ac.b.v[i]]);
+    ac.thresholds = thresholds_on(sums, 9);
+    if (table) ac.table = signed_table(9, 4);
+    return ac;
+}
+
+void add_cases(std::vector<std::pair<std::string, step_io>> &steps) {
+    random_source rng(303);
+    const int shapes[][3] = {{3, 5, 7}, {2, 4, 4}, {17, 2, 6}, {1, 1, 1}, {4, 13, 17}};
+    const int formats[][2] = {{BLOCKED, BLOCKED}, {FLAT, FLAT}, {BLOCKED, FLAT}};
+    const char *format_names[] = {"blocked", "flat", "acc", "f32"};
+    int n = 0;
+    for (const auto &shape : shapes) {
+        for (const auto &fmt : formats) {
+            const bool table = n++ % 2 == 0;
+            const add_case ac = random_add(rng, shape[0], shape[1], shape[2], fmt[0], fmt[1], table);
+            const std::string name = std::string("add_") + format_names[fmt[0]] + "_" + format_names[fmt[1]] + "_" +
+                                     std::to_string(shape[0]) + "x" + std::to_string(shape[1]) + "x" +
+                                     std::to_string(shape[2]) + (table ? "_table" : "");
+            steps.push_back({name, build_add(ac)});
+        }
+    }
 }
 
 // ---- refused steps --------------------------------------------------------------------------
@@ -1622,6 +1794,28 @@ void bad_cases() {
         f.floats[9] = -INFINITY;
         check("bad_input_inf", refused(build_conv(f), KCNN_STATUS_BAD_INPUT, 0xFFFF, none));
     }
+    {   // protocol 3: R[0] != 0 (code 0 is exactly zero); RESIDUAL with an ACC answer
+        random_source r3(31);
+        conv_case rc = base_conv(r3, 2, 5, 6, 3, 3, 3);
+        rc.pad_t = rc.pad_l = rc.pad_b = rc.pad_r = 1;
+        rc.cb.resid = random_resid(r3, 100);
+        rc.shortcut = map3(3, 5, 6);
+        finish_conv(rc, r3, 1, 0.7, 3);
+        rc.cb.resid[0] = 1;
+        check("bad_constants_r0", refused(build_conv(rc), KCNN_STATUS_BAD_CONSTANTS, 0xFFFF, none));
+        rc.cb.resid[0] = 0;
+        rc.cb.thresholds.clear();
+        rc.out_format = ACC;
+        rc.jobs.clear();
+        finish_conv(rc, r3, 1, 0.7, 2);
+        check("bad_geometry_residual_acc", refused(build_conv(rc), KCNN_STATUS_BAD_GEOMETRY, 0xFFFF, none));
+        add_case ac = random_add(r3, 2, 5, 5, BLOCKED, BLOCKED, true);
+        ac.r2[0] = -7;
+        check("bad_constants_add_r2", refused(build_add(ac), KCNN_STATUS_BAD_CONSTANTS, 0xFFFF, none));
+        ac.r2[0] = 0;
+        ac.in_format = FLAT;
+        check("bad_geometry_add_flat_to_blocked", refused(build_add(ac), KCNN_STATUS_BAD_GEOMETRY, 0xFFFF, none));
+    }
     {   // a refused step does not disturb the next one
         check("good_after_refusals", good);
     }
@@ -1670,7 +1864,7 @@ bool vector_cases(const char *path) {
             long long trips = 0;
             in >> loop >> trips;
             int id = -1;
-            for (int k = 0; k < 10; k++) id = loop == LOOP_NAMES[k] ? k : id;
+            for (int k = 0; k < LOOP_IDS; k++) id = loop == LOOP_NAMES[k] ? k : id;
             if (id < 0) {
                 std::printf("FAIL %s:%d: unknown loop %s\n", path, line_no, loop.c_str());
                 failures++;
@@ -1703,6 +1897,7 @@ int main(int argc, char **argv) {
     std::vector<fc_case> fcs;
     good_cases(steps, convs, fcs);
     pool_and_lrn_cases(steps);
+    add_cases(steps);
     for (const auto &named : steps) check(named.first, named.second);
     bad_cases();
     // A fresh kernel answers exactly like a used one.

@@ -49,8 +49,9 @@ LOOP_TABLE = {
     "CONST": Loop(1, 3, "one stream word per iteration; each table has its own write port"),
     "TABLE": Loop(
         1,
-        4,
-        "one product per iteration from the single multiplier, written once into each "
+        5,
+        "one product (an ADD step: the output code of one pair of input codes, from one "
+        "adder, the threshold bank and the code table) per iteration, written once into each "
         "lane pair's BRAM18 (one write port each); the codebook copies in the LUTRAMs take "
         "one write each in 16 of the iterations",
     ),
@@ -68,12 +69,14 @@ LOOP_TABLE = {
     ),
     "JOB": Loop(
         1,
-        23,
+        24,
         "per partition: 1 read of its weight bank (the loader writes the other buffer), "
         "2 reads of each of its 4 tile banks (true dual port), 1 read of its Wq LUTRAM and "
         "of each DSP lane's Aq LUTRAM, 2 reads of each of its 4 product BRAM18s (one per "
         "lane of the pair); every accumulator is a register (a DSP lane's feeds its DSP48's "
-        "adder); the next vector's length comes from channel starts read a vector ahead",
+        "adder); the next vector's length comes from channel starts read a vector ahead; "
+        "the reducer reads 1 word of the shortcut memory (its address from the output "
+        "place's running sums) and R and the code table are registers",
     ),
     "EMIT": Loop(1, 3, "one output word read per iteration from the output memory"),
     "PLANE": Loop(1, 4, "as MAP: one word per iteration, one write per bank"),
@@ -89,6 +92,20 @@ LOOP_TABLE = {
         "one word per bank of each window channel's partition per iteration; the next "
         "plane writes a partition outside the window; one read of each search stage's cut "
         "LUTRAM per lane",
+    ),
+    "SHORTCUT": Loop(
+        1,
+        3,
+        "one shortcut word of stream A per iteration into one word of the shortcut memory "
+        "(its one write port; nothing reads it in this loop)",
+    ),
+    "ADD": Loop(
+        1,
+        6,
+        "one word of map B per iteration (a BLOCKED -> FLAT add: one every 4, one output "
+        "row of 4 codes per iteration into 4 distinct out-memory banks); map A's word: 1 read "
+        "per bank of every partition at one address; 16 lanes read their output code from "
+        "the product BRAM18s of partitions 0 and 1, 2 per BRAM18 (one per port)",
     ),
 }
 
@@ -256,6 +273,34 @@ def resources(params: BuildParams) -> dict:
             "bram36": 16 * _bram36(params.OUT_DEPTH // 16, 4),
             "dsp48": 0,
         },
+        "residual and code table": {
+            # RESIDUAL: the shortcut section (OUT_DEPTH codes, like the out memory) in one
+            # 64-bit-wide memory; the reducer's shortcut place (an adder), its nibble (a 16:1
+            # multiplexer of 4 bits), R[code] from 16 int32 registers (a 16:1 multiplexer of
+            # 32 bits) into one more adder input; OUT_TABLE: a 16:1 multiplexer of 4 bits
+            "lut": 32 * ADD_LUT + 4 * MUX16_LUT + 32 * MUX16_LUT + 32 * ADD_LUT + 4 * MUX16_LUT,
+            "ff": 16 * 32 + 64 + 100,
+            "bram36": _bram36(params.OUT_DEPTH // 16, 64),
+            "dsp48": 0,
+        },
+        "add unit": {
+            # the ADD loop: map A's word out of P partitions (a P:1 multiplexer of 64 bits),
+            # 16 place masks, and per out-memory bank a 16:1 multiplexer of 4 bits and a place
+            # compare (BLOCKED -> FLAT); TABLE's add path: R1[k] and R2[a] (two 16:1
+            # multiplexers of 32 bits), an adder, 15 comparators of 32 bits and their count,
+            # the code table's multiplexer; R2 and the row buffer in registers
+            "lut": 64 * p // 4
+            + 16 * 8
+            + 16 * (4 * MUX16_LUT + 8)
+            + 150
+            + 2 * 32 * MUX16_LUT
+            + 32 * ADD_LUT
+            + 15 * 16
+            + 40,
+            "ff": 16 * 32 + 64 + 500,
+            "bram36": 0,
+            "dsp48": 0,
+        },
         "control, AXI-Lite and streams": {"lut": 1000, "ff": 1500, "bram36": 0, "dsp48": 0},
         # Platform IP beside the kernel, assumed from typical simple-mode AXI DMA builds:
         "AXI DMA (jobs and answers)": {"lut": 1700, "ff": 2600, "bram36": 2, "dsp48": 0},
@@ -295,6 +340,7 @@ def step_words(step: Step) -> dict:
     # every weight of the model.
     return {
         "a": int(DESCRIPTOR_WORDS + step.constants.size + step.map_words + 1)
+        + step.shortcut_words
         + sum(int(job.words_a.size) for job in step.jobs),
         "b": sum(int(job.words_b.size) for job in step.jobs),
         "out": int(step.out_words + 1),

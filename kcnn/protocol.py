@@ -1,4 +1,4 @@
-"""Protocol 2: the words the host and the kernel exchange (docs/job-format.md).
+"""Protocol 3: the words the host and the kernel exchange (docs/job-format.md).
 
 numpy only: the ``csim`` and ``board`` back-ends, the planner and the tests share it. This
 module owns the format: descriptor fields, map formats and their packers, the trailer,
@@ -32,13 +32,18 @@ LIMITS = {
     "POOL_WINDOW_MAX": 3,  # max-pool windows (the lanes' max trees)
     "POOL_STRIDE_MAX": 4,  # max-pool strides (the region buffer)
     "LRN_SIZE_MAX": 9,  # LRN window channels (and P >= size + 1)
-    "FLAT_WRITE_CYCLES": 4,  # a pooled block's 16 codes into the output memory
+    "FLAT_WRITE_CYCLES": 4,  # a block's 16 codes into the output memory (pool, add)
     "MAX_TRANSFER_WORDS": 1 << 23,  # one DMA transfer (c_sg_length_width 26)
 }
 
-OPCODES = {"PROBE": 0, "CONV": 1, "FC": 2, "POOL": 3, "LRN": 4}
-FLAGS = {"ACT_SIGNED": 1}
+OPCODES = {"PROBE": 0, "CONV": 1, "FC": 2, "POOL": 3, "LRN": 4, "ADD": 5}
+#: Descriptor flags: ACT_SIGNED (the input codebook's entries are signed bytes), OUT_TABLE
+#: (a conv / fc / add emitting codes maps the threshold bank's interval index through a
+#: table of 16 nibbles: a signed output map), RESIDUAL (a conv / fc emitting codes adds
+#: R[code] of a shortcut map to each acc before the threshold bank).
+FLAGS = {"ACT_SIGNED": 1, "OUT_TABLE": 2, "RESIDUAL": 4}
 FORMATS = {"BLOCKED": 0, "FLAT": 1, "ACC": 2, "F32": 3}
+FORMAT_NAMES = {code: name for name, code in FORMATS.items()}
 STATUS = {
     "OK": 0,
     "BAD_MAGIC": 1,
@@ -51,9 +56,27 @@ STATUS = {
     "BAD_SPARSE": 8,
     "BAD_JOB": 9,
     "BAD_INPUT": 10,
+    "BAD_CONSTANTS": 11,
 }
 #: Loops of the kernel, in the order of the C-sim's loop ids (hls/README.md).
-LOOPS = ("DESCRIPTOR", "CONST", "TABLE", "MAP", "LOAD", "JOB", "EMIT", "PLANE", "POOL", "LRN")
+LOOPS = (
+    "DESCRIPTOR",
+    "CONST",
+    "TABLE",
+    "MAP",
+    "LOAD",
+    "JOB",
+    "EMIT",
+    "PLANE",
+    "POOL",
+    "LRN",
+    "SHORTCUT",
+    "ADD",
+)
+#: int32 words of a residual table R[0..15] (RESIDUAL; an ADD step carries two).
+RESIDUAL_WORDS = 8
+#: Words of the output code table (OUT_TABLE): 16 nibbles.
+CODE_TABLE_WORDS = 1
 
 # (word, low bit, width) of every descriptor field; docs/job-format.md has the same table.
 DESCRIPTOR_FIELDS = {
@@ -92,7 +115,7 @@ DESCRIPTOR_FIELDS = {
     "job_words_b": (6, 32, 32),
     "out_words": (7, 0, 32),
     "groups": (7, 32, 16),
-    # Reserved for a batch served by one pass of the weights; protocol 2 takes only 0.
+    # Reserved for a batch served by one pass of the weights; protocol 3 takes only 0.
     "images_m1": (7, 48, 16),
 }
 
@@ -298,6 +321,29 @@ def unpack_int32(words, count: int) -> np.ndarray:
     return np.ascontiguousarray(words, "<u8").view("<i4")[:count].astype(np.int64)
 
 
+def pack_code_table(table) -> np.ndarray:
+    """The ``OUT_TABLE`` constant: ``table[i]`` (the code of the threshold bank's interval
+    index ``i``) in bits ``4i+3..4i`` of one word; entries past the given ones are 0."""
+    values = np.asarray(table, np.int64).reshape(-1)
+    if values.size > 16 or (values.size and (values.min() < 0 or values.max() > 15)):
+        raise KcnnError("an output code table is at most 16 codes of 0..15", field="table")
+    nibbles = np.zeros(16, np.uint8)
+    nibbles[: values.size] = values
+    return pack_codes(nibbles)
+
+
+def pack_residual_table(values) -> np.ndarray:
+    """A residual table ``R[0..15]`` as its ``RESIDUAL_WORDS`` int32 words (``R[0]`` is 0:
+    code 0 is exactly zero; the kernel refuses anything else as ``BAD_CONSTANTS``);
+    entries past the given ones are 0."""
+    values = np.asarray(values, np.int64).reshape(-1)
+    if values.size > 16:
+        raise KcnnError("a residual table has at most 16 entries", field="residual")
+    table = np.zeros(16, np.int64)
+    table[: values.size] = values
+    return pack_int32(table)
+
+
 # ---- map formats ----------------------------------------------------------------------
 
 
@@ -316,6 +362,19 @@ def format_words(fmt: str, channels: int, h: int, w: int) -> int:
     if fmt == "F32":
         return ceil_div(channels * h * ceil_div(w, 16) * 16, 2)
     raise ValueError(fmt)
+
+
+def shortcut_words(fields: dict) -> int:
+    """Words of a step's shortcut section, which follows the reserved word on stream A
+    (docs/job-format.md): a RESIDUAL conv / fc carries the shortcut map in the step's
+    output shape and format, an ADD step its map B in the map section's format; 0 for the
+    other steps. Derived from the descriptor, never a field of it."""
+    if fields.get("opcode") == OPCODES["ADD"]:
+        return int(fields["map_words"])
+    if int(fields.get("flags", 0)) & FLAGS["RESIDUAL"]:
+        fmt = FORMAT_NAMES[int(fields["out_format"])]
+        return format_words(fmt, fields["out_c"], fields["out_h"], fields["out_w"])
+    return 0
 
 
 def to_blocks(codes: np.ndarray) -> np.ndarray:

@@ -31,6 +31,7 @@ from kcnn.protocol import (
     pack_descriptor,
     pack_int32,
     pack_job_header,
+    shortcut_words,
 )
 from kcnn.weight_forms import encode_sparse
 
@@ -82,7 +83,7 @@ class Step:
     """One kernel invocation: a fabric layer on one frame (docs/job-format.md)."""
 
     index: int
-    op: str  # CONV, FC, POOL, LRN
+    op: str  # CONV, FC, POOL, LRN, ADD
     layer: Layer
     fields: dict
     constants: np.ndarray
@@ -136,16 +137,34 @@ class Step:
         parts = [job.words_b for job in self.jobs]
         return np.concatenate(parts).astype(np.uint64) if parts else np.zeros(0, np.uint64)
 
-    def stream_a(self, map_words: np.ndarray) -> np.ndarray:
-        """The whole transfer on stream A for one frame's input map."""
+    @property
+    def shortcut_words(self) -> int:
+        """Words of the shortcut section after the reserved word (a RESIDUAL conv / fc:
+        the shortcut map; an ADD: map B); 0 for the other steps."""
+        return shortcut_words(self.fields)
+
+    def stream_a(self, map_words: np.ndarray, shortcut: np.ndarray | None = None) -> np.ndarray:
+        """The whole transfer on stream A for one frame's input map (and, for a step with
+        a shortcut section, the shortcut map's words)."""
+        name = getattr(self.layer, "name", None)
         if map_words.size != self.map_words:
             raise KcnnError(
                 f"step {self.index}: {map_words.size} map words, expected {self.map_words}",
-                layer=self.layer.name,
+                layer=name,
                 field="map",
             )
+        shortcut = np.zeros(0, np.uint64) if shortcut is None else np.asarray(shortcut)
+        if shortcut.size != self.shortcut_words:
+            raise KcnnError(
+                f"step {self.index}: {shortcut.size} shortcut words, expected "
+                f"{self.shortcut_words}",
+                layer=name,
+                field="shortcut",
+            )
         reserved = np.zeros(1, np.uint64)
-        return np.concatenate([self.head, map_words, reserved, self.jobs_a]).astype(np.uint64)
+        return np.concatenate([self.head, map_words, reserved, shortcut, self.jobs_a]).astype(
+            np.uint64
+        )
 
     def loop_log(self) -> list[tuple[str, int]]:
         """The kernel's loop entries for this step, in order: ``(loop, trips)``."""
@@ -561,10 +580,23 @@ def loop_log(step: Step) -> list[tuple[str, int]]:
     log = [("DESCRIPTOR", DESCRIPTOR_WORDS)]
     if f["const_words"]:
         log.append(("CONST", f["const_words"]))
+    if step.op == "ADD":
+        # map A into the tile, then map B streamed against it: a word a cycle when the
+        # output keeps the format, one output row a cycle (4 a block) into the output
+        # memory for a BLOCKED -> FLAT add, which EMIT streams after
+        log.append(("TABLE", 256))
+        log.append(("MAP", f["map_words"] + 1))
+        reorder = step.in_format == "BLOCKED" and step.out_format == "FLAT"
+        log.append(("ADD", f["map_words"] * (FLAT_WRITE_CYCLES if reorder else 1)))
+        if reorder:
+            log.append(("EMIT", f["out_words"]))
+        return log
     if step.op in ("CONV", "FC"):
         tail = CONV_FLOOR if step.op == "CONV" else FC_FLOOR
         log.append(("TABLE", 256))
         log.append(("MAP", f["map_words"] + 1 + (4 if step.in_format == "F32" else 0)))
+        if step.shortcut_words:
+            log.append(("SHORTCUT", step.shortcut_words))
         log.append(("LOAD", loader_trips(step.jobs[0], params)))
         for k, job in enumerate(step.jobs):
             nxt = loader_trips(step.jobs[k + 1], params) if k + 1 < len(step.jobs) else 0

@@ -1,0 +1,127 @@
+// The fabric add layer (docs/job-format.md "Add steps", hls/KERNEL_SPEC.md "Add step"): the
+// output code of map A's code a and map B's code b at the same place is
+// table[#{m : R1[a] + R2[b] >= T[m]}]. TABLE wrote that code for all 256 pairs (a, b) into
+// the product BRAM18s (kcnn_table.h), MAP held map A in the whole tile (kcnn_map.h
+// read_map_words); here map B streams in word by word against it: the 16 codes of a word
+// are 16 lookups, one per lane, two lanes per BRAM18 (partitions 0 and 1, one port each).
+#ifndef KCNN_ADD_H_
+#define KCNN_ADD_H_
+
+#include "kcnn_descriptor.h"
+#include "kcnn_partition.h"
+
+namespace kcnn {
+
+// The add step after its map (the reserved word read): reads map B and answers the output
+// map (same format: a word per cycle; BLOCKED -> FLAT: a block's 4 output rows into the out
+// memory one per cycle, then EMIT). Returns the status; a refused step has answered the
+// words before the bad one (none for BLOCKED -> FLAT).
+template <class C>
+unsigned run_add(axis_t &in_a, in_port &pa, axis_t &out, const descriptor &d,
+                 const step_geometry &g,
+                 const typename mem<C>::tile_word_t tile[C::P][4][C::tile_depth],
+                 const prod_t products[C::P][4][KCNN_K_MAX * KCNN_J_MAX],
+                 code_t out_memory[16][C::out_depth / 16]) {
+    const bool blocked = d.in_format == KCNN_FMT_BLOCKED;
+    const bool reorder = g.buffered;  // BLOCKED -> FLAT
+    const unsigned words = (unsigned)d.map_words;
+    const unsigned trips = reorder ? words * KCNN_FLAT_WRITE_CYCLES : words;
+    unsigned status = KCNN_STATUS_OK;
+    unsigned w = 0, row = 0;    // map B's word; reorder: the output row of its block (0..3)
+    unsigned by = 0, bx = 0;    // BLOCKED: the word's block
+    unsigned flat_first = 0;    // FLAT: 16 w, the word's first code in the map
+    // reorder: c out_plane (running), the block row's first place (c out_plane + 4 by out_w)
+    // and this row's (block row + 4 bx + row out_w): running sums, no multiplier
+    unsigned channel_base = 0, block_base = 0, row_place = 0;
+    code_t pending[16];
+#pragma HLS ARRAY_PARTITION variable = pending type = complete
+    for (unsigned l = 0; l < 16; l++) {
+#pragma HLS UNROLL
+        pending[l] = 0;
+    }
+    KCNN_CSIM(unsigned long long trip_count = 0;)
+ADD:
+    for (unsigned it = 0; it < trips; it++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 65536 avg = 2000
+        KCNN_CSIM(trip_count++;)
+        const bool fresh = row == 0;
+        word_t data_b = 0;
+        if (fresh) data_b = read_checked<0>(in_a, pa, g.a_final, status);
+        if (status != KCNN_STATUS_OK) break;
+        // Map A's word w: every partition's 4 banks at w div P (one read each), the word of
+        // partition w mod P chosen after the reads.
+        const unsigned address = (w >> log2_of<C::P>::value) & (C::tile_depth - 1);
+        const unsigned part = w & (C::P - 1);
+        word_t data_a = 0;
+        for (unsigned p = 0; p < C::P; p++) {
+#pragma HLS UNROLL
+            for (unsigned r = 0; r < 4; r++) {
+#pragma HLS UNROLL
+                const typename mem<C>::tile_word_t t = tile[p][r][address];
+                if (p == part) data_a.range(16 * r + 15, 16 * r) = t;
+            }
+        }
+        // Lane l: code 16 a + b of its BRAM18 (partition l div 8, BRAM18 (l mod 8) div 2, one
+        // port per lane); places outside the map answer 0.
+        code_t codes[16];
+#pragma HLS ARRAY_PARTITION variable = codes type = complete
+        word_t answer = 0;
+        for (unsigned l = 0; l < 16; l++) {
+#pragma HLS UNROLL
+            const code_t a = nibble(data_a, l), b = nibble(data_b, l);
+            const code_t f = code_t(products[l >> 3u][(l & 7u) >> 1u][((unsigned)a << 4u) | (unsigned)b]);
+            const bool inside = blocked ? 4 * by + (l >> 2u) < d.in_h && 4 * bx + (l & 3u) < d.in_w
+                                        : flat_first + l < g.out_codes;
+            codes[l] = fresh ? (inside ? f : code_t(0)) : pending[l];
+            answer.range(4 * l + 3, 4 * l) = codes[l];
+        }
+        if (!reorder) {
+            write_word(out, answer, false);
+        } else {
+            // Output row `row` of the block: 4 consecutive places, 4 distinct banks.
+            const unsigned y = 4 * by + row;
+            for (unsigned bank = 0; bank < 16; bank++) {
+#pragma HLS UNROLL
+                const unsigned ox = (bank - row_place) & 15u;
+                if (ox < 4 && y < d.out_h && 4 * bx + ox < d.out_w) {
+                    out_memory[bank][((row_place + ox) >> 4u) & (C::out_depth / 16 - 1)] = codes[4 * row + ox];
+                }
+            }
+            for (unsigned l = 0; l < 16; l++) {
+#pragma HLS UNROLL
+                pending[l] = codes[l];
+            }
+            row_place += d.out_w;
+        }
+        const bool word_done = !reorder || row + 1 == KCNN_FLAT_WRITE_CYCLES;
+        row = word_done ? 0 : row + 1;
+        if (word_done) {
+            w++;
+            flat_first += 16;
+            if (bx + 1 < g.in_bx) {
+                bx++;
+            } else if (by + 1 < g.in_by) {
+                bx = 0;
+                by++;
+                block_base += d.out_w << 2u;
+            } else {
+                bx = by = 0;
+                channel_base += g.out_plane;
+                block_base = channel_base;
+            }
+            row_place = block_base + (bx << 2u);
+        }
+    }
+    KCNN_CSIM(csim_log_loop(KCNN_LOOP_ADD, trip_count);)
+    if (status == KCNN_STATUS_OK && reorder) {
+        const unsigned codes = g.out_codes;
+        emit_buffered<C>(out, out_memory, (codes + 15) / 16, KCNN_FMT_FLAT, codes, d.out_h, d.out_w,
+                         g.out_by, g.out_bx);
+    }
+    return status;
+}
+
+}  // namespace kcnn
+
+#endif  // KCNN_ADD_H_
