@@ -653,7 +653,11 @@ def _from_manifest(reader: _Reader) -> Model:
             field="format_version",
         )
     contract = reader.get(manifest, "contract", kind=dict)
-    if contract != ARITHMETIC_CONTRACT or any(isinstance(v, bool) for v in contract.values()):
+    # The protocol recorded is the writer's: the planner packs a file's tables for the
+    # kernel at hand, so only the arithmetic must agree.
+    arithmetic = {k: v for k, v in contract.items() if k != "protocol"}
+    expected = {k: v for k, v in ARITHMETIC_CONTRACT.items() if k != "protocol"}
+    if arithmetic != expected or any(isinstance(v, bool) for v in contract.values()):
         raise reader.fail(
             f"built for arithmetic contract {contract}, this kcnn implements {ARITHMETIC_CONTRACT}",
             field="contract",

@@ -27,10 +27,12 @@ from kcnn.protocol import (
     ceil_div,
     format_words,
     pack_bytes,
+    pack_code_table,
     pack_codes,
     pack_descriptor,
     pack_int32,
     pack_job_header,
+    pack_residual_table,
     shortcut_words,
 )
 from kcnn.weight_forms import encode_sparse
@@ -222,7 +224,7 @@ def weighted_fields(
     fields (in this order: streaming_report dumps the descriptor as it is built)."""
     return {
         **base_fields(op, index),
-        "flags": FLAGS["ACT_SIGNED"] if book.signed else 0,
+        "flags": (FLAGS["ACT_SIGNED"] if book.signed else 0) | bank_flags(layer),
         "n_jobs": len(jobs),
         "k1": layer.K - 1,
         "j1": book.J - 1,
@@ -242,10 +244,29 @@ def _threshold_count(layer: Layer) -> int:
 
 def weight_constants(layer: Layer, book) -> list[np.ndarray]:
     """The constants every conv or fc step starts with: the codebooks, then the
-    thresholds of a layer that emits codes."""
-    consts = [_codebook_words(layer.wq, book.aq)]
-    if _threshold_count(layer):
-        consts.append(pack_int32(layer.thresholds))
+    threshold bank of a layer that emits codes."""
+    return [_codebook_words(layer.wq, book.aq), *bank_constants(layer)]
+
+
+def bank_flags(layer: Layer) -> int:
+    """OUT_TABLE for a bank whose intervals map through a code table (a signed map),
+    RESIDUAL for one that adds a shortcut map's table entry first; a step that emits no
+    codes (acc, an input block) has neither."""
+    if not _threshold_count(layer):
+        return 0
+    flags = FLAGS["OUT_TABLE"] if layer.out_table is not None else 0
+    return flags | (FLAGS["RESIDUAL"] if layer.residual_table is not None else 0)
+
+
+def bank_constants(layer: Layer) -> list[np.ndarray]:
+    """The threshold bank's constants: thresholds, the code table, the residual table."""
+    if not _threshold_count(layer):
+        return []
+    consts = [pack_int32(layer.thresholds)]
+    if layer.out_table is not None:
+        consts.append(pack_code_table(layer.out_table))
+    if layer.residual_table is not None:
+        consts.append(pack_residual_table(layer.residual_table))
     return consts
 
 

@@ -410,6 +410,20 @@ def _conv_steps(
     out_fits = None
     if buffered:
         out_fits = partial(_buffered_fits, out_format, ow, params.OUT_DEPTH)
+    if layer.residual_table is not None and layer.thresholds is not None:
+        if geo.host_stride is not None:
+            raise KcnnError(
+                "a residual Add into a conv with unequal strides is not supported",
+                layer=layer.name,
+                field="strides",
+            )
+        # The band's shortcut map is held whole on chip, in OUT_DEPTH codes.
+        fits_buffer = out_fits
+        words = partial(format_words, out_format, c_out, w=ow)
+
+        def out_fits(rows, fits_buffer=fits_buffer, words=words):
+            shortcut_ok = 16 * words(h=rows) <= params.OUT_DEPTH
+            return shortcut_ok and (fits_buffer is None or fits_buffer(rows))
     bands = row_bands(
         geo.h,
         geo.w,
