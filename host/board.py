@@ -332,7 +332,9 @@ class BoardEngine:
         for step in steps:
             # Stream A with an empty map: the map slot is filled per frame (by the host for
             # step 0, by the previous step's answer for the others).
-            words = step.stream_a(np.zeros(step.map_words, np.uint64))
+            words = step.stream_a(
+                np.zeros(step.map_words, np.uint64), np.zeros(step.shortcut_words, np.uint64)
+            )
             buffer = self._allocate(words.size)
             buffer[:] = words
             buffer.flush()
@@ -383,6 +385,11 @@ class BoardEngine:
         at = self._map_at[step.index]
         return self._step_buffers[step.index][at : at + step.map_words]
 
+    def shortcut_slot(self, step: Step):
+        """The writable shortcut section of ``step``'s buffer (after the reserved word)."""
+        at = self._map_at[step.index] + step.map_words + 1
+        return self._step_buffers[step.index][at : at + step.shortcut_words]
+
     def _check_io(self, io: _StepIO) -> None:
         self._out.check(io.answer_address, io.answer_bytes, io.where)
         self._a.check(io.a_address, io.a_bytes, io.where)
@@ -415,28 +422,33 @@ class BoardEngine:
         if self._fault is not None:
             self.recover()
 
-    def execute(self, step: Step, map_words: np.ndarray | None, need: bool):
+    def execute(self, step: Step, map_words, shortcut, need: bool):
         try:
+            if shortcut is not None:
+                self._write_slot(step, self.shortcut_slot(step), shortcut, "shortcut")
             return self._execute(step, map_words, need)
         except BaseException as exc:
             if self._fault is None:
                 self._fault = f"{type(exc).__name__}: {exc}"
             raise
 
+    def _write_slot(self, step: Step, slot, words: np.ndarray, what: str) -> None:
+        """The host's words into a section of ``step``'s buffer, flushed for the DMA."""
+        if words.size != slot.size:
+            raise KcnnError(
+                f"step {step.index}: the host made {words.size} {what} words, its {what} "
+                f"slot holds {slot.size}",
+                layer=step.layer.name,
+                field=what,
+            )
+        if not np.shares_memory(words, slot):
+            slot[:] = words
+        slot.flush()
+
     def _execute(self, step: Step, map_words: np.ndarray | None, need: bool):
         io = self._io[step.index]
         if map_words is not None:
-            slot = self.map_slot(step)
-            if map_words.size != slot.size:
-                raise KcnnError(
-                    f"step {step.index}: the host made {map_words.size} map words, its map "
-                    f"slot holds {slot.size}",
-                    layer=step.layer.name,
-                    field="map",
-                )
-            if not np.shares_memory(map_words, slot):
-                slot[:] = map_words
-            slot.flush()
+            self._write_slot(step, self.map_slot(step), map_words, "map")
         self._run_step(io)
         if not need:
             return None

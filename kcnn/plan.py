@@ -26,27 +26,12 @@ def _fabric_sequence(model: Model) -> tuple[list[Layer], list[Layer]]:
     between maps run on the host, around the steps."""
     steps, tail = [], []
     for layer in model.layers:
-        if layer.out_table is not None or layer.residual is not None:
-            raise KcnnError(
-                "emits a signed map or adds a residual map: protocol 2 kernels have neither "
-                "interval codes nor a shortcut section; such layers run on the simulator only "
-                "for now",
-                layer=layer.name,
-                field="out_table" if layer.out_table is not None else "inputs",
-            )
         if layer.kind.fabric_step:
             if tail:
                 raise KcnnError(
                     "a fabric layer follows a host op on the logits", layer=layer.name, field="op"
                 )
             steps.append(layer)
-        elif layer.thresholded:
-            raise KcnnError(
-                f"the {layer.op} layer needs protocol 3 (the fabric add step); it runs on the "
-                "simulator only for now",
-                layer=layer.name,
-                field="op",
-            )
         elif layer.kind.on_logits:
             tail.append(layer)
     if not steps:
@@ -55,7 +40,7 @@ def _fabric_sequence(model: Model) -> tuple[list[Layer], list[Layer]]:
 
 
 def _reads(layer: Layer) -> str:
-    return "FLAT" if layer.kind.reads_vector else "BLOCKED"
+    return "FLAT" if layer.kind.reads_vector or len(layer.in_shape) == 1 else "BLOCKED"
 
 
 def chained_inputs(model: Model, layers: list[Layer]) -> dict[str, bool]:

@@ -127,10 +127,14 @@ class StepDevice(Protocol):
         """Where the host may write ``step``'s map section directly (the board's DMA
         buffer), or None."""
 
-    def execute(self, step: Step, map_words: np.ndarray | None, need: bool):
+    def shortcut_slot(self, step: Step) -> np.ndarray | None:
+        """Where the host may write ``step``'s shortcut section directly, or None."""
+
+    def execute(self, step: Step, map_words, shortcut, need: bool):
         """Run one step. ``map_words`` is its map section, or None when the previous step's
-        answer is its map already (the device keeps it); returns the step's output words,
-        or None when ``need`` is false and the device did not read them."""
+        answer is its map already (the device keeps it); ``shortcut`` its shortcut section
+        (None when it has none); returns the step's output words, or None when ``need`` is
+        false and the device did not read them."""
 
     def close(self) -> None: ...
 
@@ -241,10 +245,13 @@ class StepFabric:
             if step.index == 0 or step.host_in:
                 source = self._float if step.in_format == "F32" else self._source
                 words = step_map_words(step, source, self.device.map_slot(step))
+            shortcut = None
+            if step.shortcut_words:
+                shortcut = shortcut_map_words(step, inputs[1][0], self.device.shortcut_slot(step))
             whole = step.band is None and step.part is None
             ends_layer = n + 1 == len(steps)
             read = (need and ends_layer) or step.host_out or not whole
-            answer = self.device.execute(step, words, read)
+            answer = self.device.execute(step, words, shortcut, read)
             self.answers.append(answer)
             if answer is None:
                 continue
@@ -262,7 +269,7 @@ class StepFabric:
                     continue
                 value, pieces = pieces, None
                 if step.part is not None and step.layer.thresholds is not None:
-                    value = encode_thresholds(value, step.layer.thresholds)
+                    value = _finish_blocks(step.layer, value, inputs)
             if step.host_stride is not None:
                 a, b = step.host_stride
                 shape = step.layer.out_shape
@@ -276,6 +283,36 @@ class StepFabric:
 
     def close(self) -> None:
         self.device.close()
+
+
+def _finish_blocks(layer: Layer, acc: np.ndarray, inputs: list) -> np.ndarray:
+    """The threshold bank of a layer run as input blocks, on the host: the blocks' summed
+    ``acc``, plus the residual table of its shortcut, through thresholds and interval
+    codes (exact integers, as the kernel would)."""
+    if layer.residual_table is not None:
+        acc = acc + layer.residual_table[inputs[1][0].reshape(acc.shape)]
+    index = encode_thresholds(acc, layer.thresholds)
+    return index if layer.out_table is None else layer.out_table[index]
+
+
+def shortcut_map_words(step: Step, codes: np.ndarray, out: np.ndarray | None = None):
+    """A step's shortcut section from the host's copy of its second map: a residual conv
+    or fc's shortcut in the step's output shape and format (its band's output rows), an
+    add step's map B in the map section's format (its band's rows)."""
+    codes = np.asarray(codes, np.uint8)
+    if step.op == "ADD":
+        shape, fmt = step.in_shape, step.in_format
+        rows = None if step.band is None else (step.band[0], step.band[1])
+    else:
+        shape, fmt = step.out_shape, step.out_format
+        rows = None if step.band is None else (step.band[2], step.band[3])
+    if rows is not None:
+        codes = codes[:, rows[0] : rows[1]]
+    words = pack_map(codes.reshape(shape), fmt)
+    if out is None:
+        return words
+    out[:] = words
+    return out
 
 
 def _unpack(step: Step, words: np.ndarray) -> np.ndarray:

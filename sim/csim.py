@@ -296,11 +296,11 @@ class CsimKernel:
         with self._lock:
             self._lib.kcnn_csim_reset()
 
-    def run_step(self, step: Step, map_words: np.ndarray):
+    def run_step(self, step: Step, map_words: np.ndarray, shortcut: np.ndarray | None = None):
         """One step, checked like the board driver checks its transfers: every word sent
         is read, nothing past a TLAST, one TLAST on the trailer. Returns the output words
         and the loop log."""
-        a = step.stream_a(map_words)
+        a = step.stream_a(map_words, shortcut)
         b = step.jobs_b
         a_last = np.zeros(a.size, np.uint8)
         a_last[-1] = 1
@@ -373,9 +373,12 @@ class CsimEngine:
     def map_slot(self, step: Step) -> None:
         return None
 
-    def execute(self, step: Step, map_words: np.ndarray | None, need: bool) -> np.ndarray:
+    def shortcut_slot(self, step: Step) -> None:
+        return None
+
+    def execute(self, step: Step, map_words, shortcut, need: bool) -> np.ndarray:
         words = self._previous if map_words is None else map_words
-        answer, log = self.kernel.run_step(step, words)
+        answer, log = self.kernel.run_step(step, words, shortcut)
         self._previous = answer
         self.loop_logs.append(log)
         return answer

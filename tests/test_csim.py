@@ -533,3 +533,32 @@ def test_a_graph_with_branches_and_a_concat_runs_as_in_the_simulator(params):
     first = {s.layer.name: s for s in reversed(engine.plan.steps)}
     assert not first["B1"].host_in and first["B2"].host_in and first["P"].host_in
     assert first["L0"].host_out and first["B1"].host_out
+
+
+GRAPH_CASES = [
+    "residual_projection_op13",
+    "add_of_activations_op13",
+    "linear_bottleneck_op13",
+    "monotone_activations_op13",
+    "fire_concat_op13",
+    "preactivation_bn_op13",
+    "avgpool_exclude_pad_op13",
+]
+
+
+@pytest.mark.parametrize("case", GRAPH_CASES)
+def test_quantized_graphs_run_as_in_the_simulator(case):
+    """Residual Adds (into a conv's accumulator and the add step), signed maps (interval
+    codes), folded activations, Concats and host ops between steps: csim == sim on every
+    map and on the logits, the kernel's loop trips as planned."""
+    environments.importorskip("onnxruntime")
+    import onnx_cases
+
+    from kcnn.quantizer import quantize
+
+    model, x = onnx_cases.SUPPORTED[case]()
+    rng = np.random.default_rng(0)
+    calib = rng.standard_normal((64, *x.shape[1:])).astype(np.float32)
+    quantized = quantize(model, calib, log=None, density=0.6)
+    engine = assert_same_run(quantized, x[:2], BuildParams())
+    assert_trips_are_the_model(engine)

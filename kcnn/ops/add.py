@@ -12,12 +12,15 @@ from __future__ import annotations
 import numpy as np
 
 from kcnn.ops.base import Op, register
+from kcnn.protocol import FLAGS, FORMATS, format_words, pack_residual_table
+from kcnn.tiling import Step, WindowTooLarge, bank_constants, base_fields
 
 
 @register
 class Add(Op):
     name = "add"
     thresholded = True
+    fabric_step = True
     onnx_types = ("Add", "Sum")
 
     def import_node(self, imp, node) -> None:
@@ -58,3 +61,66 @@ class Add(Op):
 
     def onnx_node(self, layer):
         return "Add", {}
+
+    def tile(self, model, layer, index, in_format, out_format, params):
+        """ADD steps (docs/job-format.md): map A in the map section, held whole in the
+        tile, map B in the shortcut section; bands of 4-row multiples when map A does not
+        fit ``IN_DEPTH`` codes."""
+        c, h, w = (*layer.in_shape, 1, 1)[:3] if len(layer.in_shape) == 1 else layer.in_shape
+        constants = np.concatenate(
+            [*(pack_residual_table(t) for t in layer.add_tables), *bank_constants(layer)]
+        ).astype(np.uint64)
+
+        def fits(rows: int) -> bool:
+            held = 16 * format_words(in_format, c, rows, w) <= params.IN_DEPTH
+            reordered = in_format == "BLOCKED" and out_format == "FLAT"
+            return held and (not reordered or c * rows * w <= params.OUT_DEPTH)
+
+        rows = h
+        while not fits(rows) and rows > 4:
+            rows = (rows - 1) // 4 * 4
+        if not fits(rows) or (rows < h and in_format != "BLOCKED"):
+            raise WindowTooLarge(
+                f"a map of {c} x {rows} x {w} codes does not fit the tile "
+                f"(IN_DEPTH={params.IN_DEPTH}) or the output memory (OUT_DEPTH="
+                f"{params.OUT_DEPTH})",
+                layer=layer.name,
+                field="IN_DEPTH",
+            )
+        steps = []
+        for n, r0 in enumerate(range(0, h, rows)):
+            r1 = min(h, r0 + rows)
+            fields = {
+                **base_fields("ADD", index + n),
+                "flags": FLAGS["OUT_TABLE"] if layer.out_table is not None else 0,
+                "jo1": len(layer.thresholds),
+                "in_c": c,
+                "in_h": r1 - r0,
+                "in_w": w,
+                "out_c": c,
+                "out_h": r1 - r0,
+                "out_w": w,
+                "in_format": FORMATS[in_format],
+                "out_format": FORMATS[out_format],
+                "const_words": constants.size,
+                "map_words": format_words(in_format, c, r1 - r0, w),
+                "out_words": format_words(out_format, c, r1 - r0, w),
+            }
+            shape = (c, r1 - r0, w)
+            steps.append(
+                Step(
+                    index + n,
+                    "ADD",
+                    layer,
+                    fields,
+                    constants,
+                    [],
+                    in_format,
+                    out_format,
+                    in_shape=shape,
+                    out_shape=shape,
+                    params=params,
+                    band=None if rows >= h else (r0, r1, r0, r1),
+                )
+            )
+        return steps

@@ -424,6 +424,7 @@ def _conv_steps(
         def out_fits(rows, fits_buffer=fits_buffer, words=words):
             shortcut_ok = 16 * words(h=rows) <= params.OUT_DEPTH
             return shortcut_ok and (fits_buffer is None or fits_buffer(rows))
+
     bands = row_bands(
         geo.h,
         geo.w,
