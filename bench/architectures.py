@@ -74,6 +74,7 @@ class Row:
     result: str  # quantizes, imports, refused or crashes
     seconds: float
     error: str = ""
+    csim: str = ""  # with --csim: whether the C-sim answers as the simulator
 
 
 def zoo_folder() -> Path:
@@ -117,8 +118,30 @@ def calibration(shape: tuple[int, ...]) -> np.ndarray:
     return np.random.default_rng(SEED).standard_normal((IMAGES, *shape)).astype(np.float32)
 
 
-def census(case: Case, quantize: bool) -> Row:
-    """Import and lower ``case`` (and quantize it when asked); never raises."""
+def compare_csim(model) -> str:
+    """One seeded input through the simulator and the HLS kernel's C-sim: ``sim == csim``
+    when every map and the logits agree bit for bit, else what differs or what refused."""
+    from kcnn.errors import KcnnError
+    from kcnn.sim.csim import CsimEngine
+    from kcnn.sim.engine import simulator
+
+    x = np.random.default_rng(SEED + 1).standard_normal((1, *model.input_shape))
+    x = x.astype(np.float32)
+    try:
+        engine = CsimEngine(model)
+        _, logits, maps = engine.run(x, trace=True)
+    except KcnnError as exc:
+        return f"csim refuses: {error_text(exc)}"
+    _, want_logits, want = simulator(model).run(x, trace=True)
+    differ = [name for name in want if not np.array_equal(want[name], maps.get(name))]
+    if differ or not np.array_equal(logits, want_logits):
+        return f"differ: {', '.join(differ) or 'logits'}"
+    return f"sim == csim ({len(engine.plan.steps)} steps)"
+
+
+def census(case: Case, quantize: bool, csim: bool = False) -> Row:
+    """Import and lower ``case`` (and quantize it, and compare the C-sim with the
+    simulator, when asked); never raises."""
     from kcnn.errors import KcnnError
     from kcnn.quantizer import quantize as run_quantizer
     from kcnn.quantizer.lowering import lower
@@ -130,10 +153,12 @@ def census(case: Case, quantize: bool) -> Row:
         graph = lower(import_onnx(case.path))
         row.result = "imports"
         if quantize:
-            run_quantizer(
+            model = run_quantizer(
                 case.path, calibration(graph.input_shape), log=None, density=DENSITY, seed=SEED
             )
             row.result = "quantizes"
+            if csim:
+                row.csim = compare_csim(model)
     except KcnnError as exc:
         prefix = "quantize: " if row.result == "imports" else ""
         row.error = prefix + error_text(exc)
@@ -148,14 +173,15 @@ def census(case: Case, quantize: bool) -> Row:
 
 def markdown(rows: list[Row]) -> str:
     lines = [
-        "| architecture | source | file | result | seconds | first error |",
-        "|---|---|---|---|---:|---|",
+        "| architecture | source | file | result | seconds | sim vs csim | first error |",
+        "|---|---|---|---|---:|---|---|",
     ]
     for row in rows:
         error = row.error.replace("|", "\\|").replace("\n", " ")
+        csim = row.csim.replace("|", "\\|")
         lines.append(
             f"| {row.architecture} | {row.source} | `{row.file}` | {row.result} "
-            f"| {row.seconds:.1f} | {error} |"
+            f"| {row.seconds:.1f} | {csim} | {error} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -177,6 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=f"quantize every graph that lowers ({IMAGES} seeded inputs, density {DENSITY})",
     )
+    parser.add_argument(
+        "--csim",
+        action="store_true",
+        help="with --quantize: one input through the C-sim and the simulator, compared",
+    )
     parser.add_argument("--only", help="comma-separated file names (light_vgg19.onnx, ...)")
     parser.add_argument("--markdown", type=Path, help="also write the table into this file")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
@@ -187,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     for case in cases():
         if wanted and case.path.name not in wanted:
             continue
-        row = census(case, args.quantize)
+        row = census(case, args.quantize, args.csim)
         rows.append(row)
         print(f"{row.file:<40} {row.result:<9} {row.seconds:6.1f}s", file=sys.stderr, flush=True)
     table = markdown(rows)

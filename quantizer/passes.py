@@ -353,14 +353,24 @@ def make_codebook(name: str, values: np.ndarray, j: int, method: str, seed: int)
     """
     flat = values.reshape(-1)
     nonzero = flat[flat != 0].astype(np.float64)
-    if nonzero.size == 0:
-        what = "the calibration inputs are" if name == "input" else f"map {name!r} is"
+    if nonzero.size == 0 and name == "input":
         raise KcnnError(
-            f"{what} zero everywhere on the calibration data, so the map has no codebook and "
+            "the calibration inputs are zero everywhere, so the input has no codebook and "
             "the model would give the same output for every input; calibrate on real inputs",
             layer=name,
             field="calibration",
         )
+    if nonzero.size == 0:
+        # A dead branch: its codes stay 0, as on every calibration input (one placeholder
+        # centroid that no threshold reaches).
+        warnings.warn(
+            f"map {name!r} is zero on every calibration input: its codes are all 0 (a dead "
+            "branch); calibrate on real inputs if that is not expected",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        book = Codebook(name, np.ones(1, np.int64), 1.0, False, calib_values=int(flat.size))
+        return book, np.array([np.inf]), None
     if not np.all(np.isfinite(nonzero)):
         raise KcnnError(
             f"map {name!r} overflows to NaN or infinity on the calibration data (weights or "

@@ -536,6 +536,8 @@ def test_a_graph_with_branches_and_a_concat_runs_as_in_the_simulator(params):
 
 
 GRAPH_CASES = [
+    "residual_identity_op13",  # and a global average pool (depthwise) before an fc
+    "avgpool_op13",
     "residual_projection_op13",
     "add_of_activations_op13",
     "linear_bottleneck_op13",

@@ -230,3 +230,29 @@ def test_outliers_are_clipped_to_the_robust_range():
     with pytest.warns(RuntimeWarning, match="outliers"):
         robust = robust_range(values, "map")
     assert robust == pytest.approx(np.percentile(np.abs(values), 99.99))
+
+
+def test_a_dead_branch_quantizes_with_a_warning_and_stays_zero():
+    """A map zero on every calibration input (a dead ReLU branch next to live ones) gets
+    codes that stay 0, with a warning naming it; the rest of the model is unchanged."""
+    from onnx_cases import _Net
+
+    from kcnn.sim.engine import simulator
+
+    net = _Net(13, (3, 6, 6), seed=3)
+    live = net.relu("relu_live", net.conv("conv_live", "x", 4, 3, pads=[1, 1, 1, 1]))
+    dead = net.conv("conv_dead", "x", 4, 3, pads=[1, 1, 1, 1])
+    for init in net.inits:  # weights 0, bias -1: the ReLU after it is 0 for every input
+        if init.name.startswith("conv_dead."):
+            value = numpy_helper.to_array(init)
+            fill = -1.0 if init.name.endswith(".b") else 0.0
+            init.CopyFrom(numpy_helper.from_array(np.full_like(value, fill), init.name))
+    dead = net.relu("relu_dead", dead)
+    after = net.relu("relu_after", net.conv("conv_after", dead, 4, 1))
+    y = net.op("Concat", "concat", [live, after], axis=1)
+    model, x = net.finish(net.conv("conv_c", y, 5, 6))
+    calib = np.random.default_rng(0).standard_normal((32, 3, 6, 6)).astype(np.float32)
+    with pytest.warns(RuntimeWarning, match="'conv_dead' is zero on every calibration input"):
+        quantized = quantize(model, calib, log=None)
+    maps = simulator(quantized).run(x, trace=True)[2]
+    assert not maps["conv_dead"].any() and maps["conv_live"].any()
