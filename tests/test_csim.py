@@ -12,6 +12,7 @@ import zlib
 import environments
 import numpy as np
 import pytest
+from csim_builds import PARAMS, SMALL, require_csim
 from layer_cases import (
     assert_runs_as_the_simulator,
     branch_model,
@@ -41,22 +42,13 @@ from kcnn.runner import first_map_words
 from kcnn.sim import csim
 from kcnn.sim.engine import simulator
 
-try:
-    csim.compiler()
-    csim.ap_types_dir()
-except KcnnError as exc:  # depends on the machine; a failure in CI (tests/conftest.py)
-    environments.skip_module(str(exc))
+require_csim()
 
-#: A small build: fewer partitions, one stream, tiny memories, so jobs split and limits bite.
-SMALL = BuildParams(
-    P=8, IN_DEPTH=16384, W_DEPTH=256, OUT_DEPTH=4096, STREAMS=1, LRN_LANES=2, CH_MAX=256
-)
 #: A tile so small (512 codes a partition) that the reference models' first layers run as
 #: bands of output rows, the host cutting and joining their maps.
 BANDED = BuildParams(
     P=32, IN_DEPTH=16384, W_DEPTH=1024, OUT_DEPTH=4096, STREAMS=2, LRN_LANES=4, CH_MAX=256
 )
-PARAMS = {"default": BuildParams(), "small": SMALL}
 
 
 @pytest.fixture(scope="module", params=sorted(PARAMS))

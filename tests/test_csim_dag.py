@@ -19,13 +19,12 @@ from __future__ import annotations
 import zlib
 from dataclasses import replace
 
-import environments
 import numpy as np
 import pytest
+from csim_builds import PARAMS, require_csim
 from layer_cases import one_layer_model, random_codes
 
 from kcnn.config import BuildParams
-from kcnn.errors import KcnnError
 from kcnn.estimate import LOOP_TABLE, step_cycles, step_words
 from kcnn.protocol import (
     FLAGS,
@@ -45,17 +44,7 @@ from kcnn.protocol import (
 from kcnn.sim import csim
 from kcnn.tiling import Step
 
-try:
-    csim.compiler()
-    csim.ap_types_dir()
-except KcnnError as exc:  # depends on the machine; a failure in CI (tests/conftest.py)
-    environments.skip_module(str(exc))
-
-#: The two builds of test_csim.py (the C-sim libraries are shared through the cache).
-SMALL = BuildParams(
-    P=8, IN_DEPTH=16384, W_DEPTH=256, OUT_DEPTH=4096, STREAMS=1, LRN_LANES=2, CH_MAX=256
-)
-PARAMS = {"default": BuildParams(), "small": SMALL}
+require_csim()
 
 
 @pytest.fixture(scope="module", params=sorted(PARAMS))

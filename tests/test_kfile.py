@@ -260,36 +260,33 @@ def test_unknown_input_tensor_is_refused(dag_kcnn, tmp_path):
     expect_error(rewrite(dag_kcnn, tmp_path / "i.kcnn", manifest=edit), "inputs", "nowhere")
 
 
-def test_add_table_entry_zero_must_be_zero(tmp_path):
+def _quantized_case(case: str, path):
     pytest.importorskip("onnxruntime")
     import onnx_cases
 
     from kcnn.quantizer import quantize
 
-    model, x = onnx_cases.SUPPORTED["residual_projection_op13"]()
+    model, x = onnx_cases.SUPPORTED[case]()
     calib = np.random.default_rng(2).standard_normal((32, *x.shape[1:])).astype(np.float32)
-    path = quantize(model, calib, log=None).save(tmp_path / "r.kcnn")
-    layer = _first(path, lambda layer: layer.residual_table is not None)
-    table = layer.residual_table.copy()
-    table[0] = 3
-    bad = rewrite(path, tmp_path / "bad.kcnn", arrays={f"{layer.name}.residual_table": table})
-    expect_error(bad, "residual_table", "entry 0 = 0")
+    return quantize(model, calib, log=None).save(path)
 
 
-def test_signed_map_needs_its_interval_codes(tmp_path):
-    pytest.importorskip("onnxruntime")
-    import onnx_cases
-
-    from kcnn.quantizer import quantize
-
-    model, x = onnx_cases.SUPPORTED["linear_bottleneck_op13"]()
-    calib = np.random.default_rng(3).standard_normal((32, *x.shape[1:])).astype(np.float32)
-    path = quantize(model, calib, log=None).save(tmp_path / "s.kcnn")
-    layer = _first(path, lambda layer: layer.out_table is not None)
-    table = layer.out_table.copy()
-    table[0] = 15 + len(table)
-    bad = rewrite(path, tmp_path / "bad.kcnn", arrays={f"{layer.name}.out_table": table})
-    expect_error(bad, "out_table", "codes below")
+@pytest.mark.parametrize(
+    "case,member,value,message",
+    [
+        ("residual_projection_op13", "residual_table", 3, "entry 0 = 0"),
+        ("linear_bottleneck_op13", "out_table", 40, "codes below"),
+    ],
+)
+def test_add_and_interval_tables_are_checked(case, member, value, message, tmp_path):
+    """A residual table's entry 0 must be 0 (code 0 is exactly zero); interval codes of a
+    signed map must be codes of its codebook."""
+    path = _quantized_case(case, tmp_path / "q.kcnn")
+    layer = _first(path, lambda layer: getattr(layer, member) is not None)
+    table = getattr(layer, member).copy()
+    table[0] = value
+    bad = rewrite(path, tmp_path / "bad.kcnn", arrays={f"{layer.name}.{member}": table})
+    expect_error(bad, member, message)
 
 
 def test_version_1_files_still_load():
@@ -310,3 +307,13 @@ def test_version_1_files_still_load():
     assert [layer.activation for layer in model.layers if layer.is_fabric][:-1] == [
         {"op": "relu"}
     ] * (len(model.fabric_layers()) - 1)
+
+
+def test_a_file_written_under_another_protocol_loads(small_kcnn, tmp_path):
+    """The contract's protocol number is the writer's; only the arithmetic must agree."""
+    path = rewrite(
+        small_kcnn, tmp_path / "p.kcnn", manifest=lambda m: m["contract"].update(protocol=2)
+    )
+    assert [layer.name for layer in load(path).layers] == [
+        layer.name for layer in load(small_kcnn).layers
+    ]

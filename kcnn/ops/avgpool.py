@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from kcnn.codes import encode_thresholds
-from kcnn.ops.base import Op, check_rank, conv_output_hw, register, window_ints
+from kcnn.ops.base import Op, conv_output_hw, pool_output_shape, register
 
 
 def window_sums(x: np.ndarray, kernel, strides, pads) -> np.ndarray:
@@ -41,14 +41,7 @@ class AvgPoolExcludingPad(Op):
     keeps_sign = True
 
     def output_shape(self, layer, shapes, fail) -> tuple:
-        check_rank(self, layer, fail)
-        kernel = window_ints(layer, "kernel", 2, 1, fail)
-        strides = window_ints(layer, "strides", 2, 1, fail)
-        pads = window_ints(layer, "pads", 4, 0, fail)
-        oh, ow = conv_output_hw(layer.in_shape[1:], kernel, strides, pads, [1, 1])
-        if oh < 1 or ow < 1:
-            raise fail("the window is larger than the padded input", layer.name, "attrs")
-        return (layer.in_shape[0], oh, ow)
+        return pool_output_shape(self, layer, fail)
 
     def simulate(self, sim, layer, inputs):
         a = layer.attrs

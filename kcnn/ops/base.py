@@ -223,6 +223,18 @@ def window_ints(layer, key: str, count: int, low: int, fail) -> list:
     return value
 
 
+def pool_output_shape(op: Op, layer, fail) -> tuple:
+    """A pooling window's output shape (``kernel``, ``strides``, ``pads``; no dilation)."""
+    check_rank(op, layer, fail)
+    kernel = window_ints(layer, "kernel", 2, 1, fail)
+    strides = window_ints(layer, "strides", 2, 1, fail)
+    pads = window_ints(layer, "pads", 4, 0, fail)
+    oh, ow = conv_output_hw(layer.in_shape[1:], kernel, strides, pads, [1, 1])
+    if oh < 1 or ow < 1:
+        raise fail("the window is larger than the padded input", layer.name, "attrs")
+    return (layer.in_shape[0], oh, ow)
+
+
 def check_rank(op: Op, layer, fail) -> None:
     if op.rank is not None and len(layer.in_shape) != op.rank:
         raise fail(

@@ -13,12 +13,11 @@ from kcnn.config import BuildParams
 from kcnn.errors import KcnnError
 from kcnn.ops.base import (
     Op,
-    check_rank,
     conv_output_hw,
+    pool_output_shape,
     register,
     sliding_windows,
     window_attrs,
-    window_ints,
 )
 from kcnn.protocol import FORMATS, format_words
 from kcnn.tiling import (
@@ -58,14 +57,7 @@ class MaxPool(Op):
         imp.push(node, "maxpool", (act.shape[0], oh, ow), attrs=attrs)
 
     def output_shape(self, layer, shapes, fail) -> tuple:
-        check_rank(self, layer, fail)
-        kernel = window_ints(layer, "kernel", 2, 1, fail)
-        strides = window_ints(layer, "strides", 2, 1, fail)
-        pads = window_ints(layer, "pads", 4, 0, fail)
-        oh, ow = conv_output_hw(layer.in_shape[1:], kernel, strides, pads, [1, 1])
-        if oh < 1 or ow < 1:
-            raise fail("the window is larger than the padded input", layer.name, "attrs")
-        return (layer.in_shape[0], oh, ow)
+        return pool_output_shape(self, layer, fail)
 
     def simulate(self, sim, layer, inputs):
         a = layer.attrs
