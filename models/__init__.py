@@ -1,7 +1,8 @@
 """Reference CNNs and real MNIST digits bundled with KCNN.
 
-Two float models trained on real MNIST digits, stored as ONNX, and the 5,000 digits they
-were trained on, split once into train, validation and test parts. Everything here needs
+Float models trained on real MNIST digits, stored as ONNX, and the 5,000 digits they
+were trained on, split once into train, validation and test parts: the two chain models of
+:data:`MODELS` and the three branching ones of :data:`GRAPH_MODELS`. Everything here needs
 numpy only; ``train.py`` beside this file (which needs torch) regenerates the models.
 
 The test digits serve only the final accuracy tables and acceptance tests: never tune,
@@ -29,6 +30,7 @@ from kcnn.errors import KcnnError
 __all__ = [
     "table_path",
     "DEFAULT_CALIBRATION",
+    "GRAPH_MODELS",
     "MODELS",
     "SPLITS",
     "calibration_digits",
@@ -37,7 +39,18 @@ __all__ = [
 ]
 
 MODELS = ("lenet5", "alexnet_mnist")
-"""Names of the bundled models, each stored as ``<name>.onnx`` in this package."""
+"""Names of the bundled chain models, each stored as ``<name>.onnx`` (and quantized as
+``<name>.kcnn``) in this package."""
+
+GRAPH_MODELS = ("resnet_mnist", "mobilenet_mnist", "squeezenet_mnist")
+"""Names of the bundled models whose graphs branch, each stored as ``<name>.onnx``.
+
+They are the references of the DAG importer: residual blocks whose Add joins two maps
+(``resnet_mnist``), inverted residual blocks with depthwise convs, ReLU6 as ``Clip`` and a
+linear bottleneck before the Add (``mobilenet_mnist``), and fire modules whose branches
+meet in a ``Concat`` (``squeezenet_mnist``). All three output logits. They are kept out of
+:data:`MODELS`, and ship no ``.kcnn`` table, until the importer reads graphs with branches.
+"""
 
 SPLITS = ("train", "val", "test")
 """Names of the parts of the digit split, in the order they are usually used."""
@@ -72,8 +85,9 @@ def model_path(name: str) -> Path:
     ----------
     name : str
         One of :data:`MODELS`: ``"lenet5"`` (logits out) or ``"alexnet_mnist"``
-        (softmax probabilities out). Both take float32 input of shape (N, 1, 28, 28),
-        named ``input``, scaled as ``uint8 / 255``.
+        (softmax probabilities out), or one of :data:`GRAPH_MODELS` (logits out). All
+        take float32 input of shape (N, 1, 28, 28), named ``input``, scaled as
+        ``uint8 / 255``.
 
     Returns
     -------
@@ -85,8 +99,8 @@ def model_path(name: str) -> Path:
     KcnnError
         If ``name`` is not a bundled model, or its file is missing.
     """
-    if name not in MODELS:
-        known = ", ".join(repr(model) for model in MODELS)
+    if name not in MODELS + GRAPH_MODELS:
+        known = ", ".join(repr(model) for model in MODELS + GRAPH_MODELS)
         raise KcnnError(f"unknown model {name!r}; the bundled models are {known}")
     return _resource(f"{name}.onnx")
 
@@ -96,6 +110,7 @@ def table_path(name: str) -> Path:
 
     The board loads these by name and never quantizes; ``python -m
     kcnn.models.build_tables`` makes them from the bundled ONNX and calibration digits.
+    Only the models of :data:`MODELS` have one.
     """
     if name not in MODELS:
         known = ", ".join(repr(model) for model in MODELS)
