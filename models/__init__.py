@@ -112,8 +112,8 @@ def table_path(name: str) -> Path:
     kcnn.models.build_tables`` makes them from the bundled ONNX and calibration digits.
     Only the models of :data:`MODELS` have one.
     """
-    if name not in MODELS:
-        known = ", ".join(repr(model) for model in MODELS)
+    if name not in MODELS + GRAPH_MODELS:
+        known = ", ".join(repr(model) for model in MODELS + GRAPH_MODELS)
         raise KcnnError(f"unknown model {name!r}; the bundled models are {known}")
     return _resource(f"{name}.kcnn")
 

@@ -19,7 +19,7 @@ def build(out: Path) -> list[Path]:
     from kcnn.quantizer import quantize
 
     written = []
-    for name in models.MODELS:
+    for name in models.MODELS + models.GRAPH_MODELS:
         model = quantize(models.model_path(name), models.calibration_digits(), log=None, name=name)
         written.append(model.save(out / f"{name}.kcnn"))
     return written

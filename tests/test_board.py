@@ -45,6 +45,8 @@ from kcnn.sim.csim import CsimEngine  # noqa: E402
 from kcnn.sim.engine import simulator  # noqa: E402
 
 GOLDEN = os.environ.get("KCNN_GOLDEN_DIR")
+#: Every bundled table: the chains and the graphs (residual Adds, signed maps, Concats).
+BUNDLED = models.MODELS + models.GRAPH_MODELS
 #: A build whose planner splits LeNet's fc1 into four jobs answering 1, 2, 2 and 3 words.
 SMALL_W = {"W_DEPTH": 256}
 
@@ -75,7 +77,7 @@ def references():
     """Simulator and C-sim traces of four test digits, per model."""
     x = models.digits("test")[0][:4]
     out = {}
-    for name in models.MODELS:
+    for name in BUNDLED:
         model = load(models.table_path(name))
         sim = simulator(model).run(x, trace=True)
         csim_engine = CsimEngine(model)
@@ -109,7 +111,7 @@ def job_header_at(engine, step, job_index: int) -> int:
 # ---- bit-exact equality --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", models.MODELS)
+@pytest.mark.parametrize("name", BUNDLED)
 def test_board_reproduces_the_main_environment_bit_for_bit(tmp_path, name):
     if GOLDEN is None:
         pytest.fail("KCNN_GOLDEN_DIR is not set: tools/test.sh writes it with tools/golden.py")
@@ -127,7 +129,7 @@ def test_board_reproduces_the_main_environment_bit_for_bit(tmp_path, name):
     assert_same_maps(maps, stored)
 
 
-@pytest.mark.parametrize("name", models.MODELS)
+@pytest.mark.parametrize("name", BUNDLED)
 def test_sim_csim_and_board_agree_bit_for_bit(tmp_path, name, references):
     """Every layer's codes and the last acc (through ``trace``), and the logits."""
     x, (sim_out, sim_logits, sim_maps), (_, csim_logits, csim_maps) = references[name]

@@ -24,7 +24,7 @@ def readme_kcnn_top1(name):
     raise AssertionError(f"no acceptance row for {name} in {README}")
 
 
-@pytest.mark.parametrize("name", models.MODELS)
+@pytest.mark.parametrize("name", models.MODELS + models.GRAPH_MODELS)
 def test_bundled_table_matches_its_onnx_and_the_readme(name):
     table = load(models.table_path(name))
     digest = hashlib.sha256(models.model_path(name).read_bytes()).hexdigest()

@@ -20,7 +20,7 @@ pytestmark = [
 ]
 
 
-@pytest.mark.parametrize("name", models.MODELS)
+@pytest.mark.parametrize("name", models.MODELS + models.GRAPH_MODELS)
 def test_simulator_reproduces_the_main_environment(name):
     path = Path(GOLDEN) / f"{name}.npz"
     assert path.is_file(), f"{path} is missing: run tools/golden.py in the main environment"

@@ -23,7 +23,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     x = models.digits("test")[0][: args.count]
-    for name in models.MODELS:
+    for name in models.MODELS + models.GRAPH_MODELS:
         with Accelerator(models.table_path(name), backend="sim") as acc:
             maps = acc.trace(x)
             maps["logits"] = acc.run(x, logits=True)
