@@ -359,6 +359,13 @@ def _host(plan: Plan) -> dict:
         for step in plan.steps
     )
     tail = sum(int(np.prod(layer.out_shape)) for layer in plan.host_tail)
+    # Layers of a graph the host runs between steps: Concats and shuffles (placing codes),
+    # code tables and host ops on maps (costed as host ops, an upper bound for placing).
+    between = sum(
+        int(np.prod(layer.out_shape))
+        for layer in plan.model.layers
+        if not (layer.kind.fabric_step or layer.kind.shape_only or layer.kind.on_logits)
+    )
     # Codes of the maps the host unpacks (answers it reads) and packs (maps it writes);
     # the first step's input is counted above.
     host_codes = sum(
@@ -367,6 +374,12 @@ def _host(plan: Plan) -> dict:
         int(np.prod(step.in_shape))
         for step in plan.steps
         if step.host_in and step.layer is not first.layer
+    )
+    # The shortcut sections the host packs (a residual step's shortcut, an add's map B).
+    host_codes += sum(
+        int(np.prod(step.in_shape if step.op == "ADD" else step.out_shape))
+        for step in plan.steps
+        if step.shortcut_words
     )
     # A layer split along its input: the host adds its blocks' answers (counted with the
     # maps above) and encodes the sums with the layer's thresholds.
@@ -379,7 +392,7 @@ def _host(plan: Plan) -> dict:
         "input_copy": input_bytes / HOST_COPY_BYTES_PER_S,
         "input_flush": input_bytes * HOST_FLUSH_S_PER_BYTE,
         "driver_python": len(plan.steps) * HOST_STEP_S,
-        "host_ops": tail * HOST_OP_S_PER_ELEMENT,
+        "host_ops": (tail + between) * HOST_OP_S_PER_ELEMENT,
         "host_maps": host_codes * HOST_MAP_S_PER_CODE,
         "input_encode": encoded * HOST_ENCODE_S_PER_VALUE,
         "block_thresholds": thresholded * HOST_ENCODE_S_PER_VALUE,

@@ -147,3 +147,17 @@ def test_build_params_are_validated():
             BuildParams.from_mapping(bad)
     assert BuildParams.from_mapping({"P": "8"}).P == 8
     assert np.isclose(BuildParams().lanes, 256)
+
+
+def test_graph_host_work_counts_shortcuts_and_layers_between_steps():
+    """A residual graph: the host packs every shortcut section and places the maps the
+    steps do not chain; the estimate prices both (and runs the ADD/RESIDUAL steps)."""
+    from kcnn import models
+    from kcnn.estimate import HOST_MAP_S_PER_CODE
+
+    model = load(models.table_path("resnet_mnist"))
+    plan = plan_model(model)
+    shortcut_codes = sum(int(np.prod(s.out_shape)) for s in plan.steps if s.shortcut_words)
+    assert shortcut_codes > 0
+    host = estimate(model)["host"]
+    assert host["parts"]["host_maps"] >= shortcut_codes * HOST_MAP_S_PER_CODE
