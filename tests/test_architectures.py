@@ -117,3 +117,40 @@ def test_manifest_matches_the_committed_files():
         assert opsets[""] == entry["opset"], name
         dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
         assert dims == entry["input_shape"], name
+
+
+#: The corpus graphs that quantize and run on the kernel as they are (EfficientNet-B0 is
+#: refused by design: SiLU and squeeze-excitation multiply maps).
+REFUSED_BY_DESIGN = ("efficientnet_b0",)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in sorted(CORPUS.glob("*.onnx")) if not p.name.startswith(REFUSED_BY_DESIGN)],
+    ids=lambda p: p.name,
+)
+def test_reduced_graphs_quantize_and_the_csim_answers_as_the_simulator(path):
+    """Each reduced torchvision graph (both exporters) quantizes, and one input through the
+    HLS kernel's C-sim gives every map and the logits of the simulator, bit for bit."""
+    environments.importorskip("onnxruntime")
+    import numpy as np
+
+    from kcnn.quantizer import quantize
+    from kcnn.sim.csim import CsimEngine
+    from kcnn.sim.engine import simulator
+
+    shape = lower(import_onnx(path)).input_shape
+    rng = np.random.default_rng(0)
+    calib = rng.standard_normal((4, *shape)).astype(np.float32)
+    model = quantize(path, calib, log=None, density=0.5)
+    x = rng.standard_normal((1, *shape)).astype(np.float32)
+    engine = CsimEngine(model)
+    try:
+        _, logits, maps = engine.run(x, trace=True)
+    finally:
+        engine.close()
+    _, want_logits, want = simulator(model).run(x, trace=True)
+    assert sorted(maps) == sorted(want)
+    for name, codes in want.items():
+        assert np.array_equal(maps[name], codes), name
+    assert np.array_equal(logits, want_logits)
