@@ -116,7 +116,7 @@ ADD:
     KCNN_CSIM(csim_log_loop(KCNN_LOOP_ADD, trip_count);)
     if (status == KCNN_STATUS_OK && reorder) {
         const unsigned codes = g.out_codes;
-        emit_buffered<C>(out, out_memory, (codes + 15) / 16, KCNN_FMT_FLAT, codes, d.out_h, d.out_w,
+        emit_buffered<C>(out, out_memory, 0, (codes + 15) / 16, KCNN_FMT_FLAT, codes, d.out_h, d.out_w,
                          g.out_by, g.out_bx);
     }
     return status;

@@ -45,8 +45,8 @@ unsigned run_jobs(axis_t &in_a, in_port &pa, axis_t &in_b, in_port &pb, axis_t &
     cs.running = cs.reducing = false;
     job_header loaded = {0, 0, 0, 0};
     unsigned status = KCNN_STATUS_OK;
-    // The codes of the jobs before in the output's format: where a job's shortcut codes
-    // start (RESIDUAL).
+    // The codes of the jobs before in the output's format: where a job's outputs start in
+    // the step's output (its out-memory place, its shortcut codes with RESIDUAL).
     unsigned sc_base = 0;
     bad_job = KCNN_STEP_LEVEL;
 JOBS:
@@ -75,15 +75,18 @@ JOBS:
         }
         KCNN_CSIM(csim_log_loop(k < 0 ? KCNN_LOOP_LOAD : KCNN_LOOP_JOB, trips);)
         loader_settle(ls);
-        if (k >= 0) sc_base += cs.header.codes;
         if (k >= 0 && g.buffered) {
             // The job's codes in the out memory (the header check formed them): FLAT one per
-            // output, ACC 8 per int32, subsampled BLOCKED 16 per block; 16 codes a word.
-            const unsigned codes = cs.header.codes;
-            const unsigned outputs = d.out_format == KCNN_FMT_ACC ? codes >> 3u : codes;
-            emit_buffered<C>(out, out_memory, (codes + 15) >> 4u, d.out_format, outputs, d.out_h,
-                             d.out_w, g.out_by, g.out_bx);
+            // output, ACC 8 per int32, subsampled BLOCKED 16 per block; 16 codes a word. They
+            // follow the `lead` codes of the partial word the jobs before left in row
+            // sc_base / 16 (FLAT, ACC; BLOCKED jobs are whole words, lead 0): the job answers
+            // the words its outputs complete, the last job the partial tail too.
+            const unsigned lead = sc_base & 15u, end = lead + cs.header.codes;
+            const bool last = k + 1 == (int)d.n_jobs;
+            emit_buffered<C>(out, out_memory, sc_base >> 4u, last ? (end + 15) >> 4u : end >> 4u,
+                             d.out_format, end, d.out_h, d.out_w, g.out_by, g.out_bx);
         }
+        if (k >= 0) sc_base += cs.header.codes;
         if (ls.status != KCNN_STATUS_OK) {
             status = ls.status;
             bad_job = (unsigned)(k + 1);

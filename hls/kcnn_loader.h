@@ -32,6 +32,9 @@ struct job_header {
 struct loader_state {
     unsigned phase, status, late, job;
     unsigned next_ch0, group_end, group_size;
+    // Buffered formats: the codes of the jobs before mod 16, the partial word's codes that
+    // the next job's outputs follow in the out memory (FLAT, ACC: 0 or 8; BLOCKED: 0).
+    unsigned lead;
     count_t left_a, left_b;  // job words of the descriptor not yet claimed by a header
     word_t head0;
     job_header header;
@@ -56,6 +59,7 @@ inline void loader_start_step(loader_state &s, const descriptor &d, const step_g
     s.late = KCNN_STATUS_OK;
     s.job = 0;
     s.next_ch0 = 0;
+    s.lead = 0;
     s.group_size = g.group_size;
     s.group_end = g.group_size;
     s.left_a = d.job_words_a;
@@ -108,15 +112,17 @@ unsigned check_job_header(loader_state &s, const descriptor &d, const step_geome
     // Tag, index, channel order (BAD_JOB).
     const bool bad_order = tag != KCNN_JOB_TAG || index != s.job || ch0 != s.next_ch0;
     const unsigned group_end = ch0 >= s.group_end ? s.group_end + s.group_size : s.group_end;
-    // Buffered outputs of one job must fit the out memory (an int32 takes 8 code places).
-    // codes_per_channel saturates at OUT_DEPTH + 1 and more than 256 channels are refused
-    // anyway, so the 9-bit channel count gives the same verdict as the full product.
+    // Buffered outputs of one job must fit the out memory (an int32 takes 8 code places)
+    // behind the partial word the jobs before left in it (`lead` codes, below 16): the job's
+    // writes must not wrap onto that word. codes_per_channel saturates at OUT_DEPTH + 1 and
+    // more than 256 channels are refused anyway, so the 9-bit channel count gives the same
+    // verdict as the full product.
     typedef ap_uint<width_of<C::out_depth + 1>::value> per_channel_t;
     const bool wide = channels > C::job_channels;
     const ap_uint<9> ch9 = wide ? ap_uint<9>(C::job_channels) : ap_uint<9>(channels);
     const ap_uint<32> job_codes = ap_uint<32>(ch9 * per_channel_t(g.codes_per_channel));
     const bool count = wide || (!sparse && span > (1u << C::pos_bits)) ||
-                       (g.buffered && job_codes > C::out_depth);
+                       (g.buffered && job_codes + s.lead > C::out_depth);
     // Words this job claims on A and B: header, biases, its share of the weight words
     // (a step is P nibbles or P bytes: ceil(steps * P * 4 or 8 / 64) words).
     const ap_uint<34> bits = ap_uint<34>(steps) * (C::P * (sparse ? 8u : 4u));
@@ -130,14 +136,9 @@ unsigned check_job_header(loader_state &s, const descriptor &d, const step_geome
     const ap_uint<22> dense_steps = ch9 * ap_uint<13>(span);
     bad = bad || (sparse ? span != 0 : (span == 0 || steps != dense_steps));
     bad = bad || (fc && slot0 != 0) || (last_job && ch0 + channels != d.out_c);
-    // A conv job's buffered outputs leave in whole words, so its jobs must end on word
-    // boundaries except the last; an fc step packs on across its jobs. The job's outputs
-    // are channels * out_plane: modulo 16 only the low 4 bits of each factor count.
-    if (!last_job) {
-        const ap_uint<4> outputs_mod16 = ap_uint<4>(channels) * ap_uint<4>(g.out_plane);
-        if (!fc && d.out_format == KCNN_FMT_FLAT) bad = bad || outputs_mod16 != 0;
-        if (!fc && d.out_format == KCNN_FMT_ACC) bad = bad || outputs_mod16[0] != 0;
-    }
+    // Conv FLAT and ACC outputs pack on across the jobs, as an fc step's do (a job answers
+    // the words its outputs complete, the last job the partial tail): no job need end on a
+    // word boundary.
     const unsigned status = bad_order  ? (unsigned)KCNN_STATUS_BAD_JOB
                             : count    ? (unsigned)KCNN_STATUS_COUNT_ABOVE_MAX
                             : geometry ? (unsigned)KCNN_STATUS_BAD_GEOMETRY
@@ -151,6 +152,7 @@ unsigned check_job_header(loader_state &s, const descriptor &d, const step_geome
     s.header.channels = channels;
     s.header.slot0 = slot0;
     s.header.codes = job_codes;
+    s.lead = (s.lead + (unsigned)job_codes.range(3, 0)) & 15u;
     s.next_ch0 = ch0 + channels;
     s.sparse = sparse;
     s.steps = steps;

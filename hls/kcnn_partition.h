@@ -53,10 +53,13 @@ struct compute_state {
     block_position shadow_block;
     unsigned shadow_cw, shadow_cb;
     word_t out_word;  // BLOCKED / FLAT / ACC word being packed
-    // RESIDUAL: the job's first code in the shortcut section (the codes of the jobs before;
-    // the shortcut has the output's format, so a conv output's place in the job plus this
-    // is its code's place in the section)
-    unsigned sc_base;
+    // Conv: the place of the job's first output in the step's output, in the format's units
+    // (codes; ACC: int32), the outputs of the jobs before. A buffered output's out-memory
+    // place is this plus its place in the job (modulo the memory): the jobs' outputs follow
+    // one another in the out memory, so a job whose outputs end mid-word leaves the partial
+    // word there for the next job to complete. RESIDUAL: the shortcut has the output's
+    // format, so the same sum is the output's code place in the shortcut section.
+    unsigned out_base;
 };
 
 // k small: k * x for k in 0..4 from x and 3x (shifts and a multiplexer, no multiplier).
@@ -207,9 +210,9 @@ template <class C>
 void compute_begin(compute_state &s, compute_lanes<C> &lanes, unsigned cur, const job_header &h,
                    const descriptor &d, const step_geometry &g,
                    const typename mem<C>::wcount_t counts[C::P][2 * C::job_channels],
-                   unsigned sc_base) {
+                   unsigned codes_before) {
     s.fc = d.opcode == KCNN_OP_FC;
-    s.sc_base = sc_base;
+    s.out_base = d.out_format == KCNN_FMT_ACC ? codes_before >> 3u : codes_before;
     s.buffered = g.buffered;
     s.cur = cur;
     s.header = h;
@@ -279,12 +282,16 @@ void reduce_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &d
     const unsigned block_row = b.yb + (((b.qy & 3u) + ky) >= 4 ? g.out_bx : 0u);
     const unsigned blocked = ((s.shadow_cb + block_row + (x >> 2u)) << 4u) + ((y & 3u) << 2u) + (x & 3u);
     const unsigned place = d.out_format == KCNN_FMT_BLOCKED ? blocked : flat;
+    // The output's place in the step (one adder: a per-job register plus the running sums):
+    // its out-memory place (modulo the memory) and, with RESIDUAL (never ACC), its code's
+    // place in the shortcut section.
+    const unsigned step_place = s.out_base + place;
     // Packed by the output's index in the step, not in the job (fc).
     const unsigned n = s.header.ch0 + c;
     // RESIDUAL: the shortcut map has the output's shape and format, so the output's code
-    // place in the step (fc: n; conv: the job's first code plus its place in the job) is
-    // its shortcut code's nibble in the shortcut memory.
-    const unsigned sc_place = s.fc ? n : s.sc_base + place;
+    // place in the step (fc: n; conv: step_place) is its shortcut code's nibble in the
+    // shortcut memory.
+    const unsigned sc_place = s.fc ? n : step_place;
     const ap_uint<64> sc_word = shortcut[(sc_place >> 4u) & (C::out_depth / 16 - 1)];
     const code_t sc_code = nibble(sc_word, sc_place & 15u);
     // A P-input adder tree over the partitions' partial sums of this lane, plus the bias
@@ -315,13 +322,14 @@ void reduce_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &d
             packed.range(4 * lane + 3, 4 * lane) = kept ? code : code_t(0);
             emit = lane == 15;
         } else {
-            // ACC: int32 n fills banks 8 (n mod 2) .. + 7 of row n / 2 (EMIT's row w is output
-            // word w); a code: bank place mod 16 of row place / 16.
-            const unsigned row = (acc_format ? place >> 1u : place >> 4u) & (C::out_depth / 16 - 1);
+            // ACC: int32 n of the step fills banks 8 (n mod 2) .. + 7 of row n / 2; a code:
+            // bank n mod 16 of row n / 16 (rows modulo the memory: output word w of the step
+            // is row w mod OUT_DEPTH / 16, so a partial word is completed in its own row).
+            const unsigned row = (acc_format ? step_place >> 1u : step_place >> 4u) & (C::out_depth / 16 - 1);
             const ap_uint<32> bits = sum.range(31, 0);
             for (unsigned bank = 0; bank < 16; bank++) {
 #pragma HLS UNROLL
-                const bool here = acc_format ? (bank >> 3u) == (place & 1u) : (place & 15u) == bank;
+                const bool here = acc_format ? (bank >> 3u) == (step_place & 1u) : (step_place & 15u) == bank;
                 const code_t value = acc_format ? code_t(bits.range(4 * (bank & 7u) + 3, 4 * (bank & 7u))) : code;
                 if (kept && here) out_memory[bank][row] = value;
             }
@@ -454,28 +462,31 @@ void compute_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &
     }
 }
 
-// A buffered job's output words from the out memory (FLAT: the job's codes in C order;
-// ACC: its int32 values in C order, 2 per word; BLOCKED with sub > 1: its output blocks),
-// one word per cycle; places outside the output are 0 (the memory still holds whatever an
-// earlier job left there).
+// A buffered job's output words from the out memory, one word per cycle, rows `first`,
+// `first + 1`, ... (modulo the memory): FLAT its codes in C order, ACC its int32 values in C
+// order, 2 per word (both after the `lead` codes of the partial word the jobs before left in
+// row `first`; `end` = lead + the job's codes, in code places), BLOCKED with sub > 1 its
+// output blocks. Places past `end` (the last job's tail) and outside the output map are 0
+// (the memory still holds whatever an earlier job or step left there).
 template <class C>
-void emit_buffered(axis_t &out, const code_t out_memory[16][C::out_depth / 16], unsigned words,
-                   unsigned format, unsigned outputs, unsigned out_h, unsigned out_w,
+void emit_buffered(axis_t &out, const code_t out_memory[16][C::out_depth / 16], unsigned first,
+                   unsigned words, unsigned format, unsigned end, unsigned out_h, unsigned out_w,
                    unsigned out_by, unsigned out_bx) {
     unsigned by = 0, bx = 0;
     KCNN_CSIM(unsigned long long trips = 0;)
 EMIT:
     for (unsigned w = 0; w < words; w++) {
 #pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1024 avg = 100
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = 1024 avg = 100
         KCNN_CSIM(trips++;)
         word_t data = 0;
+        const unsigned row = (first + w) & (C::out_depth / 16 - 1);
         for (unsigned b = 0; b < 16; b++) {
 #pragma HLS UNROLL
-            const code_t code = out_memory[b][w & (C::out_depth / 16 - 1)];
-            const bool inside = format == KCNN_FMT_FLAT  ? 16 * w + b < outputs
-                                : format == KCNN_FMT_ACC ? 2 * w + (b >> 3u) < outputs
-                                                         : 4 * by + (b >> 2u) < out_h && 4u * bx + (b & 3u) < out_w;
+            const code_t code = out_memory[b][row];
+            const bool inside = format == KCNN_FMT_BLOCKED
+                                    ? 4 * by + (b >> 2u) < out_h && 4u * bx + (b & 3u) < out_w
+                                    : 16 * w + b < end;
             data.range(4 * b + 3, 4 * b) = inside ? code : code_t(0);
         }
         write_word(out, data, false);

@@ -231,7 +231,7 @@ CHANNELS:
     }
     if (status == KCNN_STATUS_OK && flat) {
         const unsigned codes = g.out_codes;
-        emit_buffered<C>(out, out_memory, (codes + 15) / 16, KCNN_FMT_FLAT, codes, d.out_h,
+        emit_buffered<C>(out, out_memory, 0, (codes + 15) / 16, KCNN_FMT_FLAT, codes, d.out_h,
                          d.out_w, g.out_by, g.out_bx);
     }
     return status;

@@ -611,6 +611,15 @@ std::vector<long long> thresholds_on(std::vector<long long> accs, size_t count) 
     return t;
 }
 
+// A conv channel's code places in the out memory (0: the output is not buffered): FLAT one
+// per output, ACC 8 per int32, subsampled BLOCKED 16 per output block.
+long long out_places(const conv_case &cc, int out_h, int out_w) {
+    if (cc.out_format == FLAT) return (long long)out_h * out_w;
+    if (cc.out_format == ACC) return 8ll * out_h * out_w;
+    if (cc.sub > 1) return 16 * cdiv(out_h, 4) * cdiv(out_w, 4);
+    return 0;
+}
+
 step_io build_conv(const conv_case &given) {
     step_io s;
     conv_case cc = given;
@@ -685,10 +694,8 @@ step_io build_conv(const conv_case &given) {
             counts[o][p] = (int)all[p][o].size();
         }
     }
-    int align = 1;
-    if (cc.out_format == FLAT) align = 16 / gcd(out_h * out_w, 16);
-    if (cc.out_format == ACC) align = 2 / gcd(out_h * out_w, 2);
-    const std::vector<int> sizes = cc.fit ? fit_weight_cache(cc.jobs, counts, align) : cc.jobs;
+    // Conv FLAT / ACC outputs pack on across the jobs: no job need end on a word boundary.
+    const std::vector<int> sizes = cc.fit ? fit_weight_cache(cc.jobs, counts, 1) : cc.jobs;
     std::vector<packed_job> jobs;
     int ch0 = 0;
     for (size_t k = 0; k < sizes.size(); k++) {
@@ -759,14 +766,19 @@ step_io build_conv(const conv_case &given) {
     expect_loop(s, L_MAP, (long long)map.size() + 1 + (cc.f32 ? 4 : 0));
     expect_loop(s, L_SHORTCUT, (long long)shortcut.size());
     expect_loop(s, L_LOAD, jobs[0].loader_trips);
+    long long before = 0;  // buffered: the code places of the jobs before (an int32 takes 8)
     for (size_t k = 0; k < jobs.size(); k++) {
         long long compute = 0;
         for (long long m : jobs[k].longest) compute += std::max<long long>(CONV_FLOOR, m) * blocks;
         const long long next = k + 1 < jobs.size() ? jobs[k + 1].loader_trips : 0;
         expect_loop(s, L_JOB, std::max(compute + CONV_FLOOR, next));
         if (buffered) {
-            const long long n = sizes[k];
-            expect_loop(s, L_EMIT, (long long)format_words(cc.out_format, n, out_h, out_w));
+            // The words the job's outputs complete after the jobs before; the last job's tail.
+            const long long codes = (long long)sizes[k] * out_places(cc, out_h, out_w);
+            const long long end = before + codes;
+            const long long done = k + 1 < jobs.size() ? end / 16 : cdiv(end, 16);
+            expect_loop(s, L_EMIT, done - before / 16);
+            before = end;
         }
     }
     char note[128];
@@ -814,25 +826,21 @@ void random_input(conv_case &cc, random_source &rng, double zeros) {
     for (long long &v : cc.input.v) v = rng.chance(zeros) ? 0 : rng.range(1, (int)cc.cb.aq.size());
 }
 
-// Jobs of at most `most` channels inside the groups, aligned for FLAT / ACC outputs, their
-// buffered outputs inside the out memory.
+// Jobs of at most `most` channels inside the groups (FLAT / ACC outputs need not fill whole
+// words: they pack on across the jobs), their buffered outputs inside the out memory behind
+// the partial word the jobs before left there.
 void split_jobs(conv_case &cc, int most, int out_h, int out_w) {
-    const int og = cc.out_c / cc.groups, out_plane = out_h * out_w;
-    int align = 1;
-    if (cc.out_format == FLAT) align = 16 / gcd(out_plane, 16);
-    if (cc.out_format == ACC) align = 2 / gcd(out_plane, 2);
-    int places = 0;  // out-memory code places per channel
-    if (cc.out_format == FLAT) places = out_plane;
-    if (cc.out_format == ACC) places = 8 * out_plane;
-    if (cc.out_format == BLOCKED && cc.sub > 1) places = 16 * (int)(cdiv(out_h, 4) * cdiv(out_w, 4));
-    if (places) most = std::max(1, std::min(most, (int)build::out_depth / places));
+    const int og = cc.out_c / cc.groups;
+    const int places = (int)out_places(cc, out_h, out_w);
     cc.jobs.clear();
+    long long before = 0;
     for (int g = 0; g < cc.groups; g++) {
         int left = og;
         while (left > 0) {
             int n = std::min(left, most);
-            if (n < left) n = std::min(left, std::max(align, n / align * align));
+            if (places) n = std::min(n, std::max(1, (int)(((long long)build::out_depth - before % 16) / places)));
             cc.jobs.push_back(n);
+            before += (long long)n * places;
             left -= n;
         }
     }
@@ -1274,6 +1282,40 @@ void good_cases(std::vector<std::pair<std::string, step_io>> &steps, std::vector
         finish_conv(cc, rng, 1, 0.6, 4);
         cc.name = "conv_acc_out";
         convs.push_back(cc);
+    }
+    {   // FLAT outputs packed on across jobs: groups 2 of 9 channels of 3x3 outputs, jobs of at
+        // most 4 channels (36 outputs): most jobs end mid-word, the group ends too
+        conv_case cc = base_conv(rng, 4, 5, 5, 18, 3, 3);
+        cc.groups = 2;
+        cc.out_format = FLAT;
+        finish_conv(cc, rng, 1, 0.7, 4);
+        cc.name = "conv_groups2_flat_mid_word";
+        convs.push_back(cc);
+    }
+    {   // a global average pool as a depthwise conv (kernel = the whole map, one output a
+        // channel, a job a channel): ACC logits, then FLAT codes into an fc
+        for (int f = 0; f < 2; f++) {
+            conv_case cc = base_conv(rng, f ? 7 : 5, 6, 6, f ? 7 : 5, 6, 6);
+            cc.groups = cc.in_c;
+            cc.out_format = f ? FLAT : ACC;
+            cc.cb = random_books(rng, rng.range(2, 15), rng.range(2, 15), f ? rng.range(1, 15) : 0, false);
+            finish_conv(cc, rng, 1, 0.8, 256);
+            cc.name = f ? "conv_gap_flat" : "conv_gap_acc";
+            convs.push_back(cc);
+        }
+    }
+    {   // the jobs' outputs run past the out memory's end and wrap (13x13 = 169 outputs a
+        // channel: every job ends mid-word), FLAT and ACC
+        for (int f = 0; f < 2; f++) {
+            const int places = (f ? 8 : 1) * 169;
+            const int channels = (int)build::out_depth / places + 3;
+            conv_case cc = base_conv(rng, 1, 13, 13, channels, 1, 1);
+            cc.out_format = f ? ACC : FLAT;
+            cc.cb = random_books(rng, rng.range(2, 15), rng.range(2, 15), f ? 0 : rng.range(1, 15), false);
+            finish_conv(cc, rng, 1, 0.9, std::max(1, channels / 3));
+            cc.name = f ? "conv_acc_wraps_out_memory" : "conv_flat_wraps_out_memory";
+            convs.push_back(cc);
+        }
     }
     {   // F32 input, s2d 4 (an 8x8 stride-4 conv as 2x2 on 48 channels), signed input
         conv_case cc;
@@ -1774,6 +1816,21 @@ void bad_cases() {
         const step_io s = build_fc(fc);
         words_t before(s.expect.begin(), s.expect.begin() + 1);
         check("count_above_max_job_channels", refused(s, KCNN_STATUS_COUNT_ABOVE_MAX, 1, before));
+    }
+    {   // FLAT: job 1's codes fit OUT_DEPTH but not behind the partial word job 0 left (a plane
+        // of 4^k - 1 = (2^k - 1)(2^k + 1) outputs: lead 15, then 4 channels = OUT_DEPTH - 4)
+        int k = 0;
+        while ((4u << (2 * k)) < build::out_depth) k++;
+        if ((4u << (2 * k)) == build::out_depth) {
+            conv_case f = base_conv(rng, 1, (1 << k) - 1, (1 << k) + 1, 5, 1, 1);
+            f.out_format = FLAT;
+            f.jobs = {1, 4};
+            finish_conv(f, rng, 1, 0.9, 256);
+            const step_io s = build_conv(f);
+            const long long plane = ((1ll << k) - 1) * ((1ll << k) + 1);
+            words_t before(s.expect.begin(), s.expect.begin() + plane / 16);
+            check("count_above_max_behind_a_partial_word", refused(s, KCNN_STATUS_COUNT_ABOVE_MAX, 1, before));
+        }
     }
     {   // a NaN and an infinity in the F32 input
         conv_case f;

@@ -43,15 +43,6 @@ def _reads(layer: Layer) -> str:
     return "FLAT" if layer.kind.reads_vector or len(layer.in_shape) == 1 else "BLOCKED"
 
 
-def _whole_words_per_group(layer: Layer, per_word: int) -> bool:
-    """Whether each group's outputs of a conv fill whole words of ``per_word`` outputs."""
-    groups = layer.attrs.get("groups", 1)
-    if not layer.is_fabric or groups == 1 or len(layer.out_shape) != 3:
-        return True
-    c, h, w = layer.out_shape
-    return (c // groups * h * w) % per_word == 0
-
-
 def chained_inputs(model: Model, layers: list[Layer]) -> dict[str, bool]:
     """Per step layer: whether its input map is the answer of the step layer before it
     (possibly through a flatten), which the kernel then leaves in its map slot."""
@@ -80,24 +71,9 @@ def plan_model(model: Model, params: BuildParams | None = None) -> Plan:
                     layer=layer.name,
                     field="thresholds",
                 )
-            if not _whole_words_per_group(layer, 2):
-                raise KcnnError(
-                    f"emits logits as {layer.attrs['groups']} groups of an odd number of "
-                    "outputs: the kernel's conv jobs stay inside a group and pack int32 "
-                    "outputs two to a word; a grouped logits layer needs an even number of "
-                    "outputs per group (or a Gemm head)",
-                    layer=layer.name,
-                    field="groups",
-                )
             formats.append("ACC")
         elif nxt is not None and chained[nxt.name]:
             formats.append(_reads(nxt))
-            if formats[-1] == "FLAT" and not _whole_words_per_group(layer, 16):
-                # The kernel's conv jobs stay inside a group and pack FLAT outputs in whole
-                # words; this layer's groups do not fill them, so the host repacks its
-                # BLOCKED answer for the next step.
-                formats[-1] = "BLOCKED"
-                chained[nxt.name] = False
         else:
             # The host takes the answer (a feature extractor's end, a branch, a Concat).
             formats.append("FLAT" if len(layer.out_shape) == 1 else "BLOCKED")

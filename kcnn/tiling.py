@@ -375,13 +375,16 @@ def make_job(index, ch0, rows_per_part, slot0, span, bias, params, floor, out_wo
 def split_jobs(
     entries: np.ndarray,
     params: BuildParams,
-    align: int,
     limit_outputs: int,
     outputs_per_channel: int,
+    lead: int = 0,
+    per_word: int = 1,
 ) -> list[tuple[int, int]]:
     """Channel blocks ``(start, stop)``: each within the weight cache (entries per
-    partition), the channel tables and the buffered-output memory, and a multiple of
-    ``align`` channels except the last."""
+    partition), the channel tables and the buffered-output memory (``limit_outputs``; 0:
+    not buffered). Buffered outputs pack on across the jobs, ``per_word`` to a word: a job
+    shares the memory with the partial word the outputs before it left (``lead`` outputs
+    before the first block, mod ``per_word``)."""
     blocks, start, n = [], 0, entries.shape[0]
     per_part = entries.astype(np.int64)
     if per_part.max(initial=0) > params.W_DEPTH:
@@ -390,24 +393,23 @@ def split_jobs(
             f"more than the weight cache holds (W_DEPTH={params.W_DEPTH})",
             field="W_DEPTH",
         )
-    if limit_outputs and outputs_per_channel > limit_outputs:
-        raise KcnnError(
-            f"one output channel is {outputs_per_channel} buffered outputs, more than the "
-            f"output memory holds ({limit_outputs}; OUT_DEPTH={params.OUT_DEPTH} codes)",
-            field="OUT_DEPTH",
-        )
     cum = np.vstack([np.zeros((1, per_part.shape[1]), np.int64), np.cumsum(per_part, axis=0)])
     while start < n:
         fits = np.all(cum[start + 1 :] - cum[start] <= params.W_DEPTH, axis=1)
         stop = start + int(np.argmin(fits)) if not fits.all() else n
         stop = min(stop, start + JOB_CHANNELS)
         if limit_outputs:
-            stop = min(stop, start + max(1, limit_outputs // max(1, outputs_per_channel)))
-        if stop < n and align > 1:
-            stop = start + ((stop - start) // align) * align
-            if stop == start:
-                raise WindowTooLarge(f"{align} output channels do not fit one job", field="W_DEPTH")
+            room = limit_outputs - lead
+            if outputs_per_channel > room:
+                raise KcnnError(
+                    f"one output channel is {outputs_per_channel} buffered outputs, more than "
+                    f"the output memory holds behind {lead} outputs of a partial word "
+                    f"({limit_outputs}; OUT_DEPTH={params.OUT_DEPTH} codes)",
+                    field="OUT_DEPTH",
+                )
+            stop = min(stop, start + room // max(1, outputs_per_channel))
         blocks.append((start, stop))
+        lead = (lead + (stop - start) * outputs_per_channel) % per_word
         start = stop
     return blocks
 
@@ -622,7 +624,8 @@ def loop_log(step: Step) -> list[tuple[str, int]]:
         for k, job in enumerate(step.jobs):
             nxt = loader_trips(step.jobs[k + 1], params) if k + 1 < len(step.jobs) else 0
             log.append(("JOB", max(compute_trips(step, job) + tail, nxt)))
-            if job.buffered:
+            if job.buffered and job.out_words:
+                # the words its outputs complete (a job may complete none)
                 log.append(("EMIT", job.out_words))
         return log
     c, h, w = step.in_shape

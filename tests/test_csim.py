@@ -120,6 +120,80 @@ def test_one_layer_models_equal_the_simulator_and_the_model(name, params):
     assert_trips_are_the_model(engine)
 
 
+#: A global average pool as the kernel runs it: a depthwise conv whose kernel is the whole
+#: 6x6 map (one output a channel, one weight value), one job a group.
+GAP = {"hw": (6, 6), "kernel": (6, 6), "pads": (0, 0, 0, 0), "K": 2}
+
+
+def gap_model(rng, channels, head):
+    """A global average pool of ``channels`` channels emitting the logits (``head`` None) or
+    feeding a last fc of ``head`` outputs; returns ``(model, pool layer)``."""
+    pool = {**GAP, "c_in": channels, "c_out": channels, "groups": channels}
+    if head is None:
+        model, layer = one_layer_model(rng, **pool, last=True)
+    else:
+        model, layer = chain_model(rng, pool, {"op": "fc", "c_out": head, "last": True})
+    layer.codes[:] = 1  # an average: every tap the one weight
+    return model, layer
+
+
+def assert_packs_across_jobs(step, per_word):
+    """The step's conv jobs answer the words their outputs complete (C order over the step,
+    across its groups), the last job the tail; at least one job ends mid-word."""
+    c, h, w = step.out_shape
+    before, mid_word = 0, False
+    for job in step.jobs:
+        after = before + job.channels * h * w
+        last = job is step.jobs[-1]
+        done = -(-after // per_word) if last else after // per_word
+        assert job.out_words == done - before // per_word
+        mid_word |= not last and after % per_word != 0
+        before = after
+    assert mid_word and step.out_words == -(-c * h * w // per_word)
+
+
+@pytest.mark.parametrize("head", [None, 5], ids=["acc_logits", "flat_into_fc"])
+def test_a_global_average_pool_packs_its_groups_outputs_on_across_jobs(head, params):
+    """A depthwise global average pool (groups = channels, one output each) emits its
+    outputs directly: ACC logits (2 a word) as the last layer, or FLAT codes (16 a word)
+    into an fc's map slot; every job is one group and most end mid-word. csim == sim bit
+    for bit and the loop trips (EMIT only for jobs that complete a word) as planned."""
+    rng = np.random.default_rng(seed(f"gap{head}"))
+    model, layer = gap_model(rng, 6 if head is None else 10, head)
+    x = floats_for(model, random_codes(rng, layer, 2, model.maps["input"].J, 0.2))
+    if head is not None:
+        spread_thresholds(model, layer, x)
+    engine = assert_same_run(model, x, params)
+    assert_trips_are_the_model(engine)
+    step = engine.plan.steps[0]
+    assert step.out_format == ("ACC" if head is None else "FLAT")
+    assert len(step.jobs) == layer.attrs["groups"]
+    assert_packs_across_jobs(step, 2 if head is None else 16)
+    if head is not None:  # the FLAT answer lands in the fc's map slot, no host repack
+        assert not step.host_out and not engine.plan.steps[1].host_in
+
+
+def test_jobs_inside_a_group_end_mid_word():
+    """Groups of 9 output channels of 3x3 outputs (81 a group) whose weights fill the
+    small build's weight cache after 5 channels: each group runs as jobs of 5 and 4
+    channels (45 and 36 outputs), ending mid-word inside a group and at its end, FLAT
+    into an fc."""
+    rng = np.random.default_rng(seed("mid_word"))
+    conv = {"c_in": 32, "c_out": 18, "groups": 2, "hw": (7, 7), "kernel": (5, 5)}
+    conv |= {"pads": (0, 0, 0, 0), "weight_density": 1.0, "K": 3}
+    model, layer = chain_model(rng, conv, {"op": "fc", "c_out": 7, "last": True})
+    x = floats_for(model, random_codes(rng, layer, 2, model.maps["input"].J))
+    spread_thresholds(model, layer, x)
+    engine = assert_same_run(model, x, SMALL)
+    assert_trips_are_the_model(engine)
+    step = engine.plan.steps[0]
+    assert step.out_format == "FLAT" and step.out_shape == (18, 3, 3)
+    assert [job.channels for job in step.jobs] == [5, 4, 5, 4]
+    assert [job.out_words for job in step.jobs] == [2, 3, 2, 4]
+    assert_packs_across_jobs(step, 16)
+    assert not engine.plan.steps[1].host_in
+
+
 @pytest.mark.parametrize("zero_fraction", [0.0, 1.0])
 @pytest.mark.parametrize("form", ["dense", "sparse"])
 def test_all_zero_and_no_zero_inputs(zero_fraction, form, params):

@@ -212,3 +212,29 @@ def test_a_depthwise_conv_above_ch_max_is_refused_naming_the_layer_and_field():
     with pytest.raises(KcnnError, match="CH_MAX") as info:
         plan_model(model, BuildParams(CH_MAX=256))
     assert (info.value.layer, info.value.field) == ("L", "CH_MAX")
+
+
+@pytest.mark.parametrize("out_format", ["ACC", "FLAT"])
+def test_a_grouped_conv_packs_its_flat_and_acc_outputs_on_across_jobs(out_format):
+    """A depthwise global average pool (7 groups of one output each) answers ACC logits or
+    FLAT codes into an fc directly (no host repack): one job a group, each answering the
+    words its outputs complete after the jobs before, the last job the tail; the trips of
+    EMIT are those words (a job that completes none does not enter it)."""
+    from layer_cases import chain_model
+
+    rng = np.random.default_rng(5)
+    pool = {"c_in": 7, "c_out": 7, "groups": 7, "hw": (6, 6), "kernel": (6, 6)}
+    pool["pads"] = (0, 0, 0, 0)
+    if out_format == "ACC":
+        model, _ = one_layer_model(rng, **pool, last=True)
+    else:
+        model, _ = chain_model(rng, pool, {"op": "fc", "c_out": 3, "last": True})
+    plan = plan_model(model, BuildParams())
+    step = plan.steps[0]
+    assert step.out_format == out_format and len(step.jobs) == 7
+    words = [0, 1, 0, 1, 0, 1, 1] if out_format == "ACC" else [0, 0, 0, 0, 0, 0, 1]
+    assert [job.out_words for job in step.jobs] == words
+    assert step.fields["out_words"] == sum(words)
+    assert [t for loop, t in step.loop_log() if loop == "EMIT"] == [w for w in words if w]
+    if out_format == "FLAT":
+        assert not plan.steps[1].host_in and not step.host_out

@@ -405,7 +405,8 @@ def _conv_steps(
         )
     # FLAT and ACC outputs are in C order and a subsampled map in its own blocks: the
     # reducer writes them into the output memory and EMIT streams it after the job, so a
-    # band's smallest job (the channels that fill whole words) must fit it.
+    # band's smallest job (one channel, behind the partial word the jobs before left) must
+    # fit it.
     buffered = out_format in ("FLAT", "ACC") or geo.sub > 1
     out_fits = None
     if buffered:
@@ -454,29 +455,32 @@ def _conv_steps(
     constants = np.concatenate(consts).astype(np.uint64)
     banded = len(bands) > 1
     steps = []
+    # FLAT and ACC outputs pack on across the jobs (C order over the whole step, also
+    # across groups): a job answers the words its outputs complete, the last job the tail.
+    per_word = {"FLAT": 16, "ACC": 2}.get(out_format, 1)
     for n_band, (r0, r1, o0, o1) in enumerate(bands):
         band_oh = o1 - o0
         jobs = []
+        limit, per_channel = 0, band_oh * ow
+        if buffered:
+            # an int32 takes 8 codes of the output memory; blocks are stored whole
+            limit = params.OUT_DEPTH // 8 if out_format == "ACC" else params.OUT_DEPTH
+            if out_format == "BLOCKED":
+                per_channel = ceil_div(band_oh, 4) * ceil_div(ow, 4) * 16
+        before = 0  # outputs of the jobs before (FLAT, ACC)
         for g, (rows, slot0, entries) in enumerate(group_rows):
-            align = 1
-            if out_format == "FLAT":
-                align = 16 // np.gcd(band_oh * ow, 16)
-            elif out_format == "ACC":
-                align = 2 // np.gcd(band_oh * ow, 2)
-            limit, per_channel = 0, band_oh * ow
-            if buffered:
-                # an int32 takes 8 codes of the output memory; blocks are stored whole
-                limit = params.OUT_DEPTH // 8 if out_format == "ACC" else params.OUT_DEPTH
-                if out_format == "BLOCKED":
-                    per_channel = ceil_div(band_oh, 4) * ceil_div(ow, 4) * 16
-            for start, stop in split_jobs(entries, params, align, limit, per_channel):
+            blocks = split_jobs(entries, params, limit, per_channel, before % per_word, per_word)
+            for start, stop in blocks:
                 ch0 = g * per_group + start
                 n = stop - start
-                out_words = (
-                    answer_words(out_format, (n, band_oh, ow))
-                    if out_format != "ACC"
-                    else ceil_div(n * band_oh * ow, 2)
-                )
+                if out_format == "BLOCKED":
+                    out_words = answer_words(out_format, (n, band_oh, ow))
+                else:
+                    after = before + n * per_channel
+                    out_words = after // per_word - before // per_word
+                    if ch0 + n == c_out and after % per_word:
+                        out_words += 1  # the last job's partial tail
+                    before = after
                 jobs.append(
                     make_job(
                         len(jobs),
@@ -545,13 +549,14 @@ def _conv_steps(
 
 def _buffered_fits(out_format: str, ow: int, depth: int, rows: int) -> bool:
     """Whether one conv job of ``rows`` output rows fits the output memory (``depth``
-    codes; an int32 takes 8): a FLAT or ACC job's channels fill whole words, a BLOCKED
-    (subsampled) channel is stored as whole blocks."""
+    codes; an int32 takes 8): a FLAT or ACC channel behind the largest partial word the
+    jobs before can leave (outputs pack on across jobs: a multiple of the channel's
+    outputs mod a word), a BLOCKED (subsampled) channel as whole blocks."""
     per_channel = rows * ow
     if out_format == "FLAT":
-        return 16 // np.gcd(per_channel, 16) * per_channel <= depth
+        return per_channel + 16 - np.gcd(per_channel, 16) <= depth
     if out_format == "ACC":
-        return 2 // np.gcd(per_channel, 2) * per_channel <= depth // 8
+        return per_channel + 2 - np.gcd(per_channel, 2) <= depth // 8
     return ceil_div(rows, 4) * ceil_div(ow, 4) * 16 <= depth
 
 

@@ -148,7 +148,7 @@ def _fc_step(
     # The kernel packs an fc step's outputs on across its jobs: a job writes the words it
     # completes, the last job the partial tail.
     per_word = 16 if out_format == "FLAT" else 2
-    blocks = split_jobs(entries, params, 1, 0, 1)
+    blocks = split_jobs(entries, params, 0, 1)
     jobs = []
     for n, (start, stop) in enumerate(blocks):
         out_words = stop // per_word - start // per_word
