@@ -1819,15 +1819,15 @@ void bad_cases() {
     }
     {   // FLAT: job 1's codes fit OUT_DEPTH but not behind the partial word job 0 left (a plane
         // of 4^k - 1 = (2^k - 1)(2^k + 1) outputs: lead 15, then 4 channels = OUT_DEPTH - 4)
-        int k = 0;
-        while ((4u << (2 * k)) < build::out_depth) k++;
-        if ((4u << (2 * k)) == build::out_depth) {
-            conv_case f = base_conv(rng, 1, (1 << k) - 1, (1 << k) + 1, 5, 1, 1);
+        unsigned side = 1;  // 2^k
+        while (4 * side * side < build::out_depth) side *= 2;
+        if (4 * side * side == build::out_depth) {
+            conv_case f = base_conv(rng, 1, (int)side - 1, (int)side + 1, 5, 1, 1);
             f.out_format = FLAT;
             f.jobs = {1, 4};
             finish_conv(f, rng, 1, 0.9, 256);
             const step_io s = build_conv(f);
-            const long long plane = ((1ll << k) - 1) * ((1ll << k) + 1);
+            const long long plane = ((long long)side - 1) * ((long long)side + 1);
             words_t before(s.expect.begin(), s.expect.begin() + plane / 16);
             check("count_above_max_behind_a_partial_word", refused(s, KCNN_STATUS_COUNT_ABOVE_MAX, 1, before));
         }
