@@ -360,7 +360,10 @@ void compute_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &
     if (!s.running) return;
 
     const bool vector_end = s.t + 1 == s.length;
-    const bool channel_end = vector_end && (s.fc || (s.block.bx + 1 == g.o_bx && s.block.by + 1 == g.o_by));
+    // The block counters compare for equality with per-step last values (no add before the
+    // compare); the advance below only selects among values formed from the registers.
+    const bool bx_end = s.block.bx == g.o_bx_last, by_end = s.block.by == g.o_by_last;
+    const bool channel_end = vector_end && (s.fc || (bx_end && by_end));
     const unsigned ahead_address = s.cur * C::job_channels + ((s.channel + 2) & (C::job_channels - 1));
     // What the registers hold at this cycle's start: the previous cycle's read and the max of
     // the one before (they name channel c + 2 whenever the last advance is 3 or more cycles
@@ -429,7 +432,7 @@ void compute_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &
         s.t++;
     } else if (!channel_end) {
         s.t = 0;
-        if (s.block.bx + 1 < g.o_bx) {
+        if (!bx_end) {
             s.block.bx++;
             advance_by_four(s.block.qx, s.block.rx, d.sub, g.sub3);
         } else {
