@@ -36,10 +36,12 @@ inline code_t threshold_bank(acc_t acc, const acc_t thresholds[KCNN_J_MAX - 1], 
     return code_t(code);
 }
 
-// The output code of an interval index: a 16:1 multiplexer of 4 bits (OUT_TABLE).
+// The output code of an interval index: a 16:1 multiplexer of 4 bits (OUT_TABLE). A shift by
+// 4 index (6 bits) and the low nibble, not a bit-select with run-time bounds (which HLS
+// builds as a general part-select: masks and shifters of both bounds).
 inline code_t table_code(ap_uint<64> table, code_t index) {
 #pragma HLS INLINE
-    return code_t(table.range(4 * (unsigned)index + 3, 4 * (unsigned)index));
+    return code_t(table >> ap_uint<6>((unsigned)index << 2u));
 }
 
 inline entry_t codebook_byte(word_t w, unsigned i, bool is_signed) {

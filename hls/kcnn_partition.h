@@ -310,16 +310,16 @@ void reduce_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &d
     if (s.fc) {
         const bool last_output = n + 1 == d.out_c;
         if (acc_format) {
-            packed.range(32 * (n & 1u) + 31, 32 * (n & 1u)) = sum.range(31, 0);
+            packed = put_half(packed, (n & 1u) != 0, ap_uint<32>(sum.range(31, 0)));
             emit = (n & 1u) == 1 || last_output;
         } else {
-            packed.range(4 * (n & 15u) + 3, 4 * (n & 15u)) = code;
+            packed = put_nibble(packed, n & 15u, code);
             emit = (n & 15u) == 15 || last_output;
         }
     } else {
         if (!s.buffered) {
             // BLOCKED, stride 1: the vector's 16 lanes are one output word.
-            packed.range(4 * lane + 3, 4 * lane) = kept ? code : code_t(0);
+            packed = put_nibble(packed, lane, kept ? code : code_t(0));
             emit = lane == 15;
         } else {
             // ACC: int32 n of the step fills banks 8 (n mod 2) .. + 7 of row n / 2; a code:
