@@ -61,18 +61,24 @@ ADD:
         word_t data_b = 0;
         if (fresh) data_b = read_checked<0>(in_a, pa, g.a_final, status);
         if (status != KCNN_STATUS_OK) break;
-        // Map A's word w: every partition's 4 banks at w div P (one read each), the word of
-        // partition w mod P chosen after the reads.
+        // Map A's word w: every partition's 4 banks at w div P (one read each) into registers,
+        // then the word of partition w mod P: per bank row one balanced P:1 multiplexer
+        // indexed by w mod P (not a chain of P conditional assignments).
         const unsigned address = (w >> log2_of<C::P>::value) & (C::tile_depth - 1);
         const unsigned part = w & (C::P - 1);
-        word_t data_a = 0;
+        typename mem<C>::tile_word_t rows[C::P][4];
+#pragma HLS ARRAY_PARTITION variable = rows type = complete dim = 0
         for (unsigned p = 0; p < C::P; p++) {
 #pragma HLS UNROLL
             for (unsigned r = 0; r < 4; r++) {
 #pragma HLS UNROLL
-                const typename mem<C>::tile_word_t t = tile[p][r][address];
-                if (p == part) data_a.range(16 * r + 15, 16 * r) = t;
+                rows[p][r] = tile[p][r][address];
             }
+        }
+        word_t data_a = 0;
+        for (unsigned r = 0; r < 4; r++) {
+#pragma HLS UNROLL
+            data_a.range(16 * r + 15, 16 * r) = rows[part][r];
         }
         // Lane l: code 16 a + b of its BRAM18 (partition l div 8, BRAM18 (l mod 8) div 2, one
         // port per lane); places outside the map answer 0.
