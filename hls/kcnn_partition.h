@@ -297,7 +297,7 @@ void reduce_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &d
     // A P-input adder tree over the partitions' partial sums of this lane, plus the bias
     // and R[shortcut code] (0 without RESIDUAL).
     acc_t sum = bias[s.cur][c & 1u][(c >> 1u) & (C::job_channels / 2 - 1)];
-    sum += g.residual ? regs.resid[sc_code] : acc_t(0);
+    sum += g.residual ? acc_entry(regs.resid, sc_code) : acc_t(0);
     for (unsigned p = 0; p < C::P; p++) {
 #pragma HLS UNROLL
         sum += lanes.shadow[p][lane & 15u];

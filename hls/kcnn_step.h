@@ -133,10 +133,7 @@ unsigned run_step(axis_t &in_a, axis_t &in_b, axis_t &out) {
     step_registers regs;
 #pragma HLS ARRAY_PARTITION variable = regs.wq type = complete
 #pragma HLS ARRAY_PARTITION variable = regs.aq type = complete
-#pragma HLS ARRAY_PARTITION variable = regs.thresholds type = complete
 #pragma HLS ARRAY_PARTITION variable = regs.keys type = complete
-#pragma HLS ARRAY_PARTITION variable = regs.resid type = complete
-#pragma HLS ARRAY_PARTITION variable = regs.resid2 type = complete
     ap_uint<16> slots[C::P];
 #pragma HLS ARRAY_PARTITION variable = slots type = complete
 
