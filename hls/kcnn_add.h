@@ -14,7 +14,7 @@ namespace kcnn {
 
 // The add step after its map (the reserved word read): reads map B and answers the output
 // map (same format: a word per cycle; BLOCKED -> FLAT: a block's 4 output rows into the out
-// memory one per cycle, then EMIT). Returns the status; a refused step has answered the
+// memory one per cycle, then run_step's EMIT). Returns the status; a refused step has answered the
 // words before the bad one (none for BLOCKED -> FLAT).
 template <class C>
 unsigned run_add(axis_t &in_a, in_port &pa, axis_t &out, const descriptor &d,
@@ -137,12 +137,7 @@ ADD:
         }
     }
     KCNN_CSIM(csim_log_loop(KCNN_LOOP_ADD, trip_count);)
-    if (status == KCNN_STATUS_OK && reorder) {
-        const unsigned codes = g.out_codes;
-        emit_buffered<C>(out, out_memory, 0, (codes + 15) / 16, KCNN_FMT_FLAT, codes, d.out_h, d.out_w,
-                         g.out_by, g.out_bx);
-    }
-    return status;
+    return status;  // BLOCKED -> FLAT: run_step's EMIT streams the out memory
 }
 
 }  // namespace kcnn
