@@ -14,7 +14,7 @@ namespace kcnn {
 
 // The add step after its map (the reserved word read): reads map B and answers the output
 // map (same format: a word per cycle; BLOCKED -> FLAT: a block's 4 output rows into the out
-// memory one per cycle, then EMIT). Returns the status; a refused step has answered the
+// memory one per cycle, then run_step's EMIT). Returns the status; a refused step has answered the
 // words before the bad one (none for BLOCKED -> FLAT).
 template <class C>
 unsigned run_add(axis_t &in_a, in_port &pa, axis_t &out, const descriptor &d,
@@ -26,13 +26,25 @@ unsigned run_add(axis_t &in_a, in_port &pa, axis_t &out, const descriptor &d,
     const bool reorder = g.buffered;  // BLOCKED -> FLAT
     const unsigned words = (unsigned)d.map_words;
     const unsigned trips = reorder ? words * KCNN_FLAT_WRITE_CYCLES : words;
+    static_assert(KCNN_FLAT_WRITE_CYCLES == 4, "a block's 4 output rows: a 2-bit row counter");
+    // Out-memory places: only their low log2(OUT_DEPTH) bits address it (bank: bits 3..0,
+    // row: the bits above, modulo the memory), so running sums of this width are exact.
+    typedef ap_uint<mem<C>::out_addr_bits + 5> place_t;
     unsigned status = KCNN_STATUS_OK;
-    unsigned w = 0, row = 0;    // map B's word; reorder: the output row of its block (0..3)
+    unsigned w = 0;             // map B's word
+    ap_uint<2> row = 0;         // reorder: the output row of the word's block (0..3)
     unsigned by = 0, bx = 0;    // BLOCKED: the word's block
+    // The block counters' last values, per step (a running step has in_h, in_w >= 1): the
+    // loop compares for equality, no add before the compare.
+    const unsigned bx_last = g.in_bx - 1, by_last = g.in_by - 1;
     unsigned flat_first = 0;    // FLAT: 16 w, the word's first code in the map
-    // reorder: c out_plane (running), the block row's first place (c out_plane + 4 by out_w)
-    // and this row's (block row + 4 bx + row out_w): running sums, no multiplier
-    unsigned channel_base = 0, block_base = 0, row_place = 0;
+    // reorder: running sums, no multiplier: c out_plane (channel_base), the block row's first
+    // place (block_base = channel_base + 4 by out_w), the block's (col_place = block_base +
+    // 4 bx) and this row's (row_place = col_place + row out_w). Every next value is one of
+    // four sums of a register and a per-step constant, formed in parallel; the counters only
+    // select among them (one adder and one select on each loop-carried path).
+    const place_t out_w = d.out_w, out_w4 = place_t(d.out_w) << 2u, out_plane = g.out_plane;
+    place_t channel_base = 0, block_base = 0, col_place = 0, row_place = 0;
     code_t pending[16];
 #pragma HLS ARRAY_PARTITION variable = pending type = complete
     for (unsigned l = 0; l < 16; l++) {
@@ -49,18 +61,24 @@ ADD:
         word_t data_b = 0;
         if (fresh) data_b = read_checked<0>(in_a, pa, g.a_final, status);
         if (status != KCNN_STATUS_OK) break;
-        // Map A's word w: every partition's 4 banks at w div P (one read each), the word of
-        // partition w mod P chosen after the reads.
+        // Map A's word w: every partition's 4 banks at w div P (one read each) into registers,
+        // then the word of partition w mod P: per bank row one balanced P:1 multiplexer
+        // indexed by w mod P (not a chain of P conditional assignments).
         const unsigned address = (w >> log2_of<C::P>::value) & (C::tile_depth - 1);
         const unsigned part = w & (C::P - 1);
-        word_t data_a = 0;
+        typename mem<C>::tile_word_t rows[C::P][4];
+#pragma HLS ARRAY_PARTITION variable = rows type = complete dim = 0
         for (unsigned p = 0; p < C::P; p++) {
 #pragma HLS UNROLL
             for (unsigned r = 0; r < 4; r++) {
 #pragma HLS UNROLL
-                const typename mem<C>::tile_word_t t = tile[p][r][address];
-                if (p == part) data_a.range(16 * r + 15, 16 * r) = t;
+                rows[p][r] = tile[p][r][address];
             }
+        }
+        word_t data_a = 0;
+        for (unsigned r = 0; r < 4; r++) {
+#pragma HLS UNROLL
+            data_a.range(16 * r + 15, 16 * r) = rows[part][r];
         }
         // Lane l: code 16 a + b of its BRAM18 (partition l div 8, BRAM18 (l mod 8) div 2, one
         // port per lane); places outside the map answer 0.
@@ -80,46 +98,46 @@ ADD:
             write_word(out, answer, false);
         } else {
             // Output row `row` of the block: 4 consecutive places, 4 distinct banks.
-            const unsigned y = 4 * by + row;
+            const unsigned y = 4 * by + (unsigned)row;
             for (unsigned bank = 0; bank < 16; bank++) {
 #pragma HLS UNROLL
-                const unsigned ox = (bank - row_place) & 15u;
+                const unsigned ox = (bank - (unsigned)row_place) & 15u;
                 if (ox < 4 && y < d.out_h && 4 * bx + ox < d.out_w) {
-                    out_memory[bank][((row_place + ox) >> 4u) & (C::out_depth / 16 - 1)] = codes[4 * row + ox];
+                    const place_t at = row_place + place_t(ox);
+                    out_memory[bank][(unsigned)(at >> 4u) & (C::out_depth / 16 - 1)] = codes[4 * (unsigned)row + ox];
                 }
             }
             for (unsigned l = 0; l < 16; l++) {
 #pragma HLS UNROLL
                 pending[l] = codes[l];
             }
-            row_place += d.out_w;
         }
-        const bool word_done = !reorder || row + 1 == KCNN_FLAT_WRITE_CYCLES;
-        row = word_done ? 0 : row + 1;
-        if (word_done) {
+        // The running places' candidates, in parallel from the current registers.
+        const place_t next_row = row_place + out_w, next_col = col_place + 4;
+        const place_t next_block = block_base + out_w4, next_channel = channel_base + out_plane;
+        const bool word_done = !reorder || row == 3;
+        const bool bx_end = bx == bx_last, by_end = by == by_last;
+        row = word_done ? ap_uint<2>(0) : ap_uint<2>(row + 1);
+        if (!word_done) {
+            row_place = next_row;
+        } else {
             w++;
             flat_first += 16;
-            if (bx + 1 < g.in_bx) {
+            if (!bx_end) {
                 bx++;
-            } else if (by + 1 < g.in_by) {
+                col_place = row_place = next_col;
+            } else if (!by_end) {
                 bx = 0;
                 by++;
-                block_base += d.out_w << 2u;
+                block_base = col_place = row_place = next_block;
             } else {
                 bx = by = 0;
-                channel_base += g.out_plane;
-                block_base = channel_base;
+                channel_base = block_base = col_place = row_place = next_channel;
             }
-            row_place = block_base + (bx << 2u);
         }
     }
     KCNN_CSIM(csim_log_loop(KCNN_LOOP_ADD, trip_count);)
-    if (status == KCNN_STATUS_OK && reorder) {
-        const unsigned codes = g.out_codes;
-        emit_buffered<C>(out, out_memory, 0, (codes + 15) / 16, KCNN_FMT_FLAT, codes, d.out_h, d.out_w,
-                         g.out_by, g.out_bx);
-    }
-    return status;
+    return status;  // BLOCKED -> FLAT: run_step's EMIT streams the out memory
 }
 
 }  // namespace kcnn

@@ -8,38 +8,63 @@
 
 namespace kcnn {
 
+// Sixteen acc_t values packed into one wide register: entry i in bits 32 i + 31 .. 32 i. The
+// tables read at a run-time code (R, R1, R2) and the thresholds live in these, not in arrays:
+// an array member of a struct passed to non-inlined functions becomes registers only if its
+// ARRAY_PARTITION pragma takes effect, and as a RAM it would cost CONST its II (two writes an
+// iteration) and put a RAM read on the reducer's path. A scalar cannot become a RAM.
+typedef ap_uint<KCNN_ACC_BITS * KCNN_J_MAX> acc_table_t;
+
+// Entry i (a run-time code, 0..15): a shift by 32 i and the low 32 bits (a 16:1 multiplexer).
+inline acc_t acc_entry(const acc_table_t &t, unsigned i) {
+#pragma HLS INLINE
+    return acc_t(ap_uint<KCNN_ACC_BITS>(t >> ap_uint<9>((i & 15u) * KCNN_ACC_BITS)));
+}
+
+// Entry i (a run-time index, 0..15) set to v: 16 constant slices, each with its write enable.
+inline void set_acc_entry(acc_table_t &t, unsigned i, acc_t v) {
+#pragma HLS INLINE
+    for (unsigned e = 0; e < KCNN_J_MAX; e++) {
+#pragma HLS UNROLL
+        if ((i & 15u) == e) t.range(KCNN_ACC_BITS * e + KCNN_ACC_BITS - 1, KCNN_ACC_BITS * e) = v;
+    }
+}
+
 // Registers a conv / fc / LRN / add step keeps from its constants.
 struct step_registers {
     entry_t wq[KCNN_K_MAX];           // Wq[k] at [k]; [0] unused (code 0 is zero)
     entry_t aq[KCNN_J_MAX];           // Aq[a] at [a]
-    acc_t thresholds[KCNN_J_MAX - 1]; // T[m + 1] at [m]
+    acc_table_t thresholds;           // T[m + 1] at entry m (entries 0..14; 15 unused)
     ap_int<32> keys[KCNN_J_MAX - 1];  // F32 encoder: K[m + 1] at [m]
     // OUT_TABLE: the code of interval index i in bits 4i+3..4i (the identity without it).
     ap_uint<64> out_table;
     // RESIDUAL: R[code] of the shortcut map (an ADD step's R1, of map A); ADD: R2 of map B.
-    // 0 without them. R[0] = 0: code 0 is exactly zero.
-    acc_t resid[KCNN_J_MAX];
-    acc_t resid2[KCNN_J_MAX];
+    // 0 without them. R[0] = 0: code 0 is exactly zero. R[code] is acc_entry(resid, code).
+    acc_table_t resid;
+    acc_table_t resid2;
 };
 
 // The identity code table: interval index i is code i (a step without OUT_TABLE).
 const unsigned long long identity_code_table = 0xFEDCBA9876543210ull;
 
 // The threshold bank: #{m < jo1 : acc >= T[m + 1]}, 15 comparators.
-inline code_t threshold_bank(acc_t acc, const acc_t thresholds[KCNN_J_MAX - 1], unsigned jo1) {
+inline code_t threshold_bank(acc_t acc, const acc_table_t &thresholds, unsigned jo1) {
 #pragma HLS INLINE
     unsigned code = 0;
     for (unsigned m = 0; m < KCNN_J_MAX - 1; m++) {
 #pragma HLS UNROLL
-        if (m < jo1 && acc >= thresholds[m]) code++;
+        const acc_t t = acc_t(thresholds.range(KCNN_ACC_BITS * m + KCNN_ACC_BITS - 1, KCNN_ACC_BITS * m));
+        if (m < jo1 && acc >= t) code++;
     }
     return code_t(code);
 }
 
-// The output code of an interval index: a 16:1 multiplexer of 4 bits (OUT_TABLE).
+// The output code of an interval index: a 16:1 multiplexer of 4 bits (OUT_TABLE). A shift by
+// 4 index (6 bits) and the low nibble, not a bit-select with run-time bounds (which HLS
+// builds as a general part-select: masks and shifters of both bounds).
 inline code_t table_code(ap_uint<64> table, code_t index) {
 #pragma HLS INLINE
-    return code_t(table.range(4 * (unsigned)index + 3, 4 * (unsigned)index));
+    return code_t(table >> ap_uint<6>((unsigned)index << 2u));
 }
 
 inline entry_t codebook_byte(word_t w, unsigned i, bool is_signed) {
@@ -94,11 +119,8 @@ unsigned read_constants(axis_t &in_a, in_port &pa, const descriptor &d, const st
         slots[p] = 0;
     }
     regs.out_table = identity_code_table;
-    for (unsigned a = 0; a < KCNN_J_MAX; a++) {
-#pragma HLS UNROLL
-        regs.resid[a] = 0;
-        regs.resid2[a] = 0;
-    }
+    regs.resid = 0;
+    regs.resid2 = 0;
     KCNN_CSIM(unsigned long long trips = 0;)
 CONST:
     for (unsigned w = 0; w < words; w++) {
@@ -116,9 +138,9 @@ CONST:
                 const acc_t value = acc_t(half_word(data, i));
                 if (a == 0 && value != 0) status = KCNN_STATUS_BAD_CONSTANTS;
                 if (second) {
-                    regs.resid2[a] = value;
+                    set_acc_entry(regs.resid2, a, value);
                 } else {
-                    regs.resid[a] = value;
+                    set_acc_entry(regs.resid, a, value);
                 }
             }
             if (status != KCNN_STATUS_OK) break;
@@ -136,7 +158,7 @@ CONST:
             for (unsigned i = 0; i < 2; i++) {
 #pragma HLS UNROLL
                 const unsigned m = 2 * (w - end_books) + i;
-                if (m < d.jo1) regs.thresholds[m] = acc_t(half_word(data, i));
+                if (m < d.jo1) set_acc_entry(regs.thresholds, m, acc_t(half_word(data, i)));
             }
         } else if (w < end_table) {
             regs.out_table = data;  // 16 nibbles: every entry is a code (0..15)
@@ -147,7 +169,7 @@ CONST:
                 const unsigned a = (2 * (w - end_table) + i) & 15u;
                 const acc_t value = acc_t(half_word(data, i));
                 if (a == 0 && value != 0) status = KCNN_STATUS_BAD_CONSTANTS;
-                regs.resid[a] = value;
+                set_acc_entry(regs.resid, a, value);
             }
             if (status != KCNN_STATUS_OK) break;
         } else if (w < end_placement) {

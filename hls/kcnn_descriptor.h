@@ -68,6 +68,7 @@ struct step_geometry {
     unsigned out_blocks;              // out_by * out_bx
     unsigned out_w3;                  // 3 * out_w (the reducer's row offsets 0..4 out_w)
     unsigned h1, w1, o_by, o_bx;      // conv: the stride-1 output map and its blocks
+    unsigned o_by_last, o_bx_last;    // o_by - 1, o_bx - 1: the block counters' last values
     unsigned sub3;                    // conv: 3 * sub (the block counters' multiples of sub)
     unsigned pos_shift;               // khb + kwb: a position's slot bits start here
     unsigned s2d_log;                 // F32 input: log2(s2d)
@@ -177,6 +178,9 @@ unsigned check_descriptor(const descriptor &d, step_geometry &g) {
     g.w1 = d.out_w == 0 ? 0 : (unsigned)mul_32x16(d.out_w - 1, sub) + 1;
     g.o_by = (g.h1 + 3) / 4;
     g.o_bx = (g.w1 + 3) / 4;
+    // A step that runs has out_h, out_w >= 1, so o_by, o_bx >= 1 (no wrap where they are used).
+    g.o_by_last = g.o_by - 1;
+    g.o_bx_last = g.o_bx - 1;
     // ADD: a BLOCKED -> FLAT add reorders its codes through the out memory.
     g.buffered = (conv && (d.out_format != KCNN_FMT_BLOCKED || d.sub > 1)) ||
                  (pool && d.out_format == KCNN_FMT_FLAT) ||

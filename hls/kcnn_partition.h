@@ -297,7 +297,7 @@ void reduce_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &d
     // A P-input adder tree over the partitions' partial sums of this lane, plus the bias
     // and R[shortcut code] (0 without RESIDUAL).
     acc_t sum = bias[s.cur][c & 1u][(c >> 1u) & (C::job_channels / 2 - 1)];
-    sum += g.residual ? regs.resid[sc_code] : acc_t(0);
+    sum += g.residual ? acc_entry(regs.resid, sc_code) : acc_t(0);
     for (unsigned p = 0; p < C::P; p++) {
 #pragma HLS UNROLL
         sum += lanes.shadow[p][lane & 15u];
@@ -310,16 +310,16 @@ void reduce_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &d
     if (s.fc) {
         const bool last_output = n + 1 == d.out_c;
         if (acc_format) {
-            packed.range(32 * (n & 1u) + 31, 32 * (n & 1u)) = sum.range(31, 0);
+            packed = put_half(packed, (n & 1u) != 0, ap_uint<32>(sum.range(31, 0)));
             emit = (n & 1u) == 1 || last_output;
         } else {
-            packed.range(4 * (n & 15u) + 3, 4 * (n & 15u)) = code;
+            packed = put_nibble(packed, n & 15u, code);
             emit = (n & 15u) == 15 || last_output;
         }
     } else {
         if (!s.buffered) {
             // BLOCKED, stride 1: the vector's 16 lanes are one output word.
-            packed.range(4 * lane + 3, 4 * lane) = kept ? code : code_t(0);
+            packed = put_nibble(packed, lane, kept ? code : code_t(0));
             emit = lane == 15;
         } else {
             // ACC: int32 n of the step fills banks 8 (n mod 2) .. + 7 of row n / 2; a code:
@@ -360,7 +360,10 @@ void compute_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &
     if (!s.running) return;
 
     const bool vector_end = s.t + 1 == s.length;
-    const bool channel_end = vector_end && (s.fc || (s.block.bx + 1 == g.o_bx && s.block.by + 1 == g.o_by));
+    // The block counters compare for equality with per-step last values (no add before the
+    // compare); the advance below only selects among values formed from the registers.
+    const bool bx_end = s.block.bx == g.o_bx_last, by_end = s.block.by == g.o_by_last;
+    const bool channel_end = vector_end && (s.fc || (bx_end && by_end));
     const unsigned ahead_address = s.cur * C::job_channels + ((s.channel + 2) & (C::job_channels - 1));
     // What the registers hold at this cycle's start: the previous cycle's read and the max of
     // the one before (they name channel c + 2 whenever the last advance is 3 or more cycles
@@ -429,7 +432,7 @@ void compute_cycle(compute_state &s, compute_lanes<C> &lanes, const descriptor &
         s.t++;
     } else if (!channel_end) {
         s.t = 0;
-        if (s.block.bx + 1 < g.o_bx) {
+        if (!bx_end) {
             s.block.bx++;
             advance_by_four(s.block.qx, s.block.rx, d.sub, g.sub3);
         } else {

@@ -25,7 +25,7 @@ inline unsigned thermometer_code(ap_uint<15> t) {
 }
 
 // The pool step after its descriptor; reads the map and the reserved word. The answer's
-// words are written here (BLOCKED: per block; FLAT: EMIT at the end).
+// words are written here (BLOCKED: per block; FLAT: run_step's EMIT at the end).
 template <class C>
 unsigned run_pool(axis_t &in_a, in_port &pa, axis_t &out, const descriptor &d,
                   const step_geometry &g,
@@ -229,12 +229,7 @@ CHANNELS:
         // The reserved word ends stream A.
         read_checked<0>(in_a, pa, g.a_final, status);
     }
-    if (status == KCNN_STATUS_OK && flat) {
-        const unsigned codes = g.out_codes;
-        emit_buffered<C>(out, out_memory, 0, (codes + 15) / 16, KCNN_FMT_FLAT, codes, d.out_h,
-                         d.out_w, g.out_by, g.out_bx);
-    }
-    return status;
+    return status;  // FLAT: run_step's EMIT streams the out memory
 }
 
 }  // namespace kcnn

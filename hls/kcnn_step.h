@@ -133,10 +133,7 @@ unsigned run_step(axis_t &in_a, axis_t &in_b, axis_t &out) {
     step_registers regs;
 #pragma HLS ARRAY_PARTITION variable = regs.wq type = complete
 #pragma HLS ARRAY_PARTITION variable = regs.aq type = complete
-#pragma HLS ARRAY_PARTITION variable = regs.thresholds type = complete
 #pragma HLS ARRAY_PARTITION variable = regs.keys type = complete
-#pragma HLS ARRAY_PARTITION variable = regs.resid type = complete
-#pragma HLS ARRAY_PARTITION variable = regs.resid2 type = complete
     ap_uint<16> slots[C::P];
 #pragma HLS ARRAY_PARTITION variable = slots type = complete
 
@@ -242,14 +239,17 @@ DESCRIPTOR:
         } else {
             status = read_constants<C>(in_a, pa, d, g, regs, placement, slots, squares, cut0, cut1,
                                        cut2, cut3);
+            // ADD, CONV and FC build the lanes' tables at this one call site: one instance of
+            // TABLE (one multiplier, no multiplexer on the product BRAM18s' write ports).
+            if (status == KCNN_STATUS_OK && d.opcode != KCNN_OP_LRN) {
+                build_tables<C>(wvalue, avalue, products, tap_lo, tap_hi, regs, d);
+            }
             if (status == KCNN_STATUS_OK && d.opcode == KCNN_OP_LRN) {
                 status = run_lrn<C>(in_a, pa, out, d, g, tile, squares, cut0, cut1, cut2, cut3);
             } else if (status == KCNN_STATUS_OK && d.opcode == KCNN_OP_ADD) {
-                build_tables<C>(wvalue, avalue, products, tap_lo, tap_hi, regs, d);
                 status = read_map_words<C>(in_a, pa, d, g, tile);
                 if (status == KCNN_STATUS_OK) status = run_add<C>(in_a, pa, out, d, g, tile, products, out_memory);
             } else if (status == KCNN_STATUS_OK) {
-                build_tables<C>(wvalue, avalue, products, tap_lo, tap_hi, regs, d);
                 if (d.opcode == KCNN_OP_FC) {
                     status = read_map_flat<C>(in_a, pa, d, g, tile);
                 } else if (g.f32) {
@@ -266,6 +266,14 @@ DESCRIPTOR:
                                          shortcut, out_memory, job);
                 }
             }
+        }
+        // A buffered POOL or ADD (FLAT through the out memory) streams it here, at one call
+        // site shared by both: the step's codes from row 0. (A conv step's jobs emit inside
+        // run_jobs, the second and last EMIT instance.)
+        if (status == KCNN_STATUS_OK && (d.opcode == KCNN_OP_POOL || d.opcode == KCNN_OP_ADD) && g.buffered) {
+            const unsigned codes = g.out_codes;
+            emit_buffered<C>(out, out_memory, 0, (codes + 15) / 16, KCNN_FMT_FLAT, codes, d.out_h, d.out_w,
+                             g.out_by, g.out_bx);
         }
     }
     if (status != KCNN_STATUS_OK) {

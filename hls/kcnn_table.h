@@ -42,7 +42,7 @@ TABLE:
         // From the written codebook values (0 for an unused code): one pair of 16:1 operand
         // multiplexers, and the BRAM lanes' P[k][a] is the DSP lanes' wvalue[k] * avalue[a].
         // ADD: R1[k] + R2[a] through the threshold bank and the code table.
-        const acc_t sum = regs.resid[k] + regs.resid2[a];
+        const acc_t sum = acc_entry(regs.resid, k) + acc_entry(regs.resid2, a);
         const code_t code = table_code(regs.out_table, threshold_bank(sum, regs.thresholds, d.jo1));
         const prod_t product = add ? prod_t(code) : prod_t(w * v);
         const tap_hi_t row_hi = tap_hi_t(ap_int<18>(row_sum) * 16 - pad_t);

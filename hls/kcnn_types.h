@@ -219,6 +219,22 @@ inline code_t nibble(ap_uint<64> w, unsigned i) {
     return code_t((w >> (4 * i)) & 15);
 }
 
+// A word with nibble i (a run-time index, 0..15) replaced by c: mask and OR at a 6-bit shift,
+// not a bit-select with run-time bounds.
+inline word_t put_nibble(word_t w, unsigned i, code_t c) {
+#pragma HLS INLINE
+    const ap_uint<6> at = ap_uint<6>((i & 15u) << 2u);
+    return (w & ~(word_t(15) << at)) | (word_t(c) << at);
+}
+
+// A word with int32 half `high` (a run-time choice) replaced by v: a 2:1 choice of two
+// masked words.
+inline word_t put_half(word_t w, bool high, ap_uint<32> v) {
+#pragma HLS INLINE
+    const word_t low_mask = word_t(0xFFFFFFFFull);
+    return high ? word_t((w & low_mask) | (word_t(v) << 32u)) : word_t((w & ~low_mask) | word_t(v));
+}
+
 }  // namespace kcnn
 
 #endif  // KCNN_TYPES_H_
