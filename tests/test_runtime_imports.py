@@ -29,11 +29,7 @@ def test_runtime_imports_no_heavy_package(tmp_path):
         f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
     )
     # A fresh interpreter outside the repository, so the installed package is imported.
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == []
+    assert printed_in_fresh_interpreter(code, tmp_path) == []
 
 
 BOARD_MODULES = [
@@ -66,11 +62,7 @@ def test_board_runtime_imports_only_stdlib_numpy_tqdm_and_pynq(tmp_path):
         "allowed |= {'kcnn', 'numpy', 'tqdm', 'pynq', 'cython_runtime'}\n"
         "print(json.dumps(sorted(t for t in tops if t not in allowed and not t.startswith('_'))))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == []
+    assert printed_in_fresh_interpreter(code, tmp_path) == []
 
 
 def test_board_path_imports_neither_the_simulator_nor_the_quantizer(tmp_path):
@@ -82,8 +74,14 @@ def test_board_path_imports_neither_the_simulator_nor_the_quantizer(tmp_path):
         "print(json.dumps(sorted(m for m in sys.modules\n"
         "    if m.startswith(('kcnn.sim', 'kcnn.quantizer')))))\n"
     )
+    assert printed_in_fresh_interpreter(code, tmp_path) == []
+
+
+def printed_in_fresh_interpreter(code: str, folder):
+    """What ``code`` prints as JSON, run in a fresh interpreter outside the repository (so
+    the installed package is imported)."""
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=folder
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == []
+    return json.loads(result.stdout)
