@@ -166,3 +166,12 @@ def test_weights_are_pruned_and_shared(name):
             weight = constants[node.input[1]]
             # Deep Compression's weight sharing: at most 15 values besides the pruned zeros.
             assert len(np.unique(weight[weight != 0])) <= 15, node.name
+
+
+@pytest.mark.parametrize("name", models.GRAPH_MODELS)
+def test_bundled_graph_table_matches_its_onnx_and_the_readme(name):
+    """As the chains' tables (tests/test_bundled_tables.py), in the main environment only:
+    the board environment checks the graph tables' codes through the golden files."""
+    from test_bundled_tables import check_table
+
+    check_table(name)
