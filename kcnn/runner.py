@@ -59,8 +59,7 @@ class GraphRunner:
     def __init__(self, model: Model, fabric: Fabric):
         self.model = model
         self.fabric = fabric
-        readers = model.consumers()
-        self._readers = {name: readers.get(name, []) for name in readers}
+        self._readers = model.consumers()
         last = model.layers[model.last_fabric_index()]
         self._logits_layer = last if last.thresholds is None else None
         self._last_read: dict[str, list[str]] = {}  # layer -> tensors it is the last to read

@@ -490,6 +490,8 @@ def build_tables(run: Run) -> Model:
     maps = dict(run.maps)
     acc_bits = ARITHMETIC_CONTRACT["ACC_BITS"]
     reach = float(1 << (acc_bits - 1)) - 1
+    # The layers built so far, to follow codebooks through code-only ops (the list grows).
+    built = Model(graph.name, graph.input_shape, layers, maps)
     for layer in graph.layers:
         in_map, out_map = run.links.get(layer.name, (None, None))
         q = Layer(
@@ -512,8 +514,7 @@ def build_tables(run: Run) -> Model:
             q.code_table = _code_table(layer, maps[q.in_map], run, q.out_map)
         if not layer.thresholded:
             continue
-        partial = graph_model(graph, layers, maps)
-        books = [maps[partial.codebook_of(t)] for t in q.inputs]
+        books = [maps[built.codebook_of(t)] for t in q.inputs]
         if layer.is_fabric:
             table = run.weights[layer.name]
             acc_scale = table.scale * books[0].scale
@@ -541,7 +542,7 @@ def build_tables(run: Run) -> Model:
             t = _integer_thresholds(q, run.float_thresholds[q.out_map], acc_scale, bound)
             q.thresholds = t
             q.out_table = run.interval_codes[q.out_map]
-    model = Model(graph.name, graph.input_shape, layers, maps)
+    model = built
 
     def fail(message, layer, field):
         return KcnnError(message, layer=layer, field=field)
@@ -566,11 +567,6 @@ def _code_table(layer: Layer, book: Codebook, run: Run, out_map: str) -> np.ndar
 
 #: The add layer's unit is the finer map's scale over this.
 ADD_UNIT_STEPS = 16
-
-
-def graph_model(graph: Model, layers: list[Layer], maps) -> Model:
-    """The layers built so far as a model (to follow codebooks through code-only ops)."""
-    return Model(graph.name, graph.input_shape, layers, maps)
 
 
 def _value_table(book: Codebook, unit: float, where: str) -> np.ndarray:
