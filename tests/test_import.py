@@ -128,3 +128,49 @@ def test_concat_and_clip_and_linear_bottleneck_lower():
 def test_batchnorm_no_layer_can_take_becomes_a_code_table():
     layers = _structure("preactivation_bn_op13")
     assert layers["bn_pre"] == ("codemap", ["concat"], "relu")
+
+
+def test_the_calibration_session_loads_a_conv_read_by_an_add_and_as_an_output():
+    """The calibration session makes every map an output. A projection shortcut's Conv
+    that is both an output and an operand of the residual Add made onnxruntime 1.32 fuse
+    it away and refuse the model (found on ResNet-50 at a reduced width); the session
+    must load it and give both tensors."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+
+    def weight(name, *shape):
+        return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+
+    nodes = [
+        helper.make_node("Conv", ["shortcut_in", "ws", "bs"], ["shortcut"], name="shortcut"),
+        helper.make_node("Conv", ["main_in", "wm", "bm"], ["main"], strides=[2, 2], name="main"),
+        helper.make_node("Add", ["main", "shortcut"], ["sum"], name="residual"),
+    ]
+    inputs = [
+        helper.make_tensor_value_info("main_in", TensorProto.FLOAT, ["N", 43, 4, 4]),
+        helper.make_tensor_value_info("shortcut_in", TensorProto.FLOAT, ["N", 22, 2, 2]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("sum", "shortcut")
+    ]
+    inits = [
+        weight("ws", 86, 22, 1, 1),
+        weight("bs", 86),
+        weight("wm", 86, 43, 1, 1),
+        weight("bm", 86),
+    ]
+    graph = helper.make_graph(nodes, "residual", inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    feeds = {
+        "main_in": rng.standard_normal((1, 43, 4, 4)).astype(np.float32),
+        "shortcut_in": rng.standard_normal((1, 22, 2, 2)).astype(np.float32),
+    }
+    total, shortcut = session(model).run(None, feeds)
+    w = {i.name: numpy_helper.to_array(i).astype(np.float64) for i in inits}
+    expected_shortcut = np.einsum("oc,nchw->nohw", w["ws"][:, :, 0, 0], feeds["shortcut_in"])
+    expected_shortcut += w["bs"].reshape(1, -1, 1, 1)
+    main = np.einsum("oc,nchw->nohw", w["wm"][:, :, 0, 0], feeds["main_in"][:, :, ::2, ::2])
+    main += w["bm"].reshape(1, -1, 1, 1)
+    np.testing.assert_allclose(shortcut, expected_shortcut, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(total, main + expected_shortcut, rtol=1e-4, atol=1e-4)

@@ -66,10 +66,8 @@ class Reduction:
 #: Per graph: an input that leaves the last stage's map 2x2 (SqueezeNet's 3x3), so that
 #: every stride and pool of the real model still has more than one pixel to work on, and
 #: widths that keep each file under MAX_FILE_BYTES and its C-sim run to a few seconds.
-#: ResNet-50 is at 1/32: at 1/24 (an 86-wide last stage) the quantizer's calibration
-#: session fails to load ("Failed to find node output ... producing output: n146", a conv
-#: output that is both read out and added as a residual) with onnxruntime's
-#: ORT_ENABLE_ALL optimizations, and loads with ORT_ENABLE_EXTENDED.
+#: (At 1/24 ResNet-50 found an onnxruntime fusion bug that the quantizer's session now
+#: avoids: kcnn.quantizer.export_onnx.DISABLED_OPTIMIZERS.)
 REDUCTIONS = {
     "bvlc_alexnet": Reduction(divisor=16, side=99, multiple=2, gemm_divisor=64),
     "zfnet512": Reduction(divisor=16, side=96, gemm_divisor=64),
