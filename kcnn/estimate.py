@@ -366,10 +366,10 @@ def _host(plan: Plan) -> dict:
         for layer in plan.model.layers
         if not (layer.kind.fabric_step or layer.kind.shape_only or layer.kind.on_logits)
     )
-    # Codes of the maps the host unpacks (answers it reads) and packs (maps it writes);
-    # the first step's input is counted above.
+    # Codes of the maps the host unpacks (answers it reads, every piece it joins) and
+    # packs (maps it writes, every piece it cuts); the first step's input is counted above.
     host_codes = sum(
-        int(np.prod(step.out_shape)) for step in plan.steps if step.host_out or step.band
+        int(np.prod(step.out_shape)) for step in plan.steps if step.host_out or step.is_piece
     ) + sum(
         int(np.prod(step.in_shape))
         for step in plan.steps

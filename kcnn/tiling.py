@@ -12,7 +12,7 @@ the C-sim test use the same numbers. numpy only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -80,6 +80,16 @@ class Job:
     buffered: bool
 
 
+class GroupBlock(NamedTuple):
+    """A block of whole groups of a grouped conv run as a step of its own: its input
+    channels ``in0..in1`` and output channels ``out0..out1`` of the layer's maps."""
+
+    in0: int
+    in1: int
+    out0: int
+    out1: int
+
+
 @dataclass
 class Step:
     """One kernel invocation: a fabric layer on one frame (docs/job-format.md)."""
@@ -109,12 +119,22 @@ class Step:
     #: partial ``acc`` (``ACC``, the biases in the first block only); the host adds the
     #: blocks' answers in int64 and applies the layer's thresholds.
     part: tuple | None = None
-    #: The layer's whole output as the kernel answers it (its bands joined), when the host
-    #: subsamples it (``host_stride``); else the layer's output shape.
+    #: A block of whole groups of a conv whose groups do not fit the tile together: the
+    #: step reads the block's input channels and answers its output channels, which the
+    #: host cuts from the input map and places in the output map.
+    group_block: GroupBlock | None = None
+    #: The layer's whole output as the kernel answers it (its bands and group blocks
+    #: joined), when the host joins or subsamples it; else the layer's output shape.
     grid_shape: tuple = ()
     #: ``(a, b)``: the host keeps every a-th row and b-th column of the joined answer (a
     #: conv with unequal strides, computed by the kernel at their common stride).
     host_stride: tuple | None = None
+
+    @property
+    def is_piece(self) -> bool:
+        """Whether the step computes only a piece of its layer (a band, an input block, a
+        group block): the host cuts its map from its copy and joins its answer."""
+        return self.band is not None or self.part is not None or self.group_block is not None
 
     @property
     def head(self) -> np.ndarray:
