@@ -411,7 +411,7 @@ def _dense_baseline(plan: Plan, rows: list[dict], clock: float) -> float:
     whichever is longer; the pool and LRN steps as ours."""
     macs_per_s = int(DEVICE["dsp48"] * BUDGET["dsp48"]) * 2 * clock
     total = 0.0
-    seen = set()  # a layer run as bands or input blocks is one layer of the dense design
+    seen = set()  # a layer run as pieces (bands, blocks) is one layer of the dense design
     for step, row in zip(plan.steps, rows, strict=True):
         layer = step.layer
         if not layer.is_fabric:

@@ -189,18 +189,19 @@ def split_along_groups(model, layer: Layer, index, in_format, out_format, params
     groups = layer.attrs["groups"]
     failure: WindowTooLarge | None = None
 
-    def largest_fits(count: int, whole: bool) -> bool:
+    def largest_fits(count: int, banded: bool) -> bool:
         # The fit depends on a block's size (its slots in the tile), so the largest block
-        # decides; every block is checked when the steps are made.
+        # decides; every block is checked when the steps are made. Without bands a block
+        # too large is refused before any job is packed: most tries are cheap.
         nonlocal failure
         g0, g1 = max(_group_cuts(groups, count), key=lambda cut: cut[1] - cut[0])
         sub_layer = _group_block_layer(layer, g0, g1)[0]
         try:
-            made = _tiled(model, sub_layer, index, in_format, out_format, params)
+            layer.kind.tile(model, sub_layer, index, in_format, out_format, params, banded=banded)
         except WindowTooLarge as exc:
             failure = exc
             return False
-        return len(made) == 1 or not whole
+        return True
 
     def blocks(count: int) -> list[Step]:
         steps: list[Step] = []
@@ -213,13 +214,15 @@ def split_along_groups(model, layer: Layer, index, in_format, out_format, params
                 steps.append(step)
         return steps
 
-    for whole in (True, False):
-        if not largest_fits(groups, whole):
+    # Whole maps when one group a step fits whole (then blocks never need bands), else
+    # bands in every block.
+    for banded in (False, True):
+        if not largest_fits(groups, banded):
             continue
         low, high = 2, groups  # the smallest count in low..high that fits is wanted
         while low < high:
             middle = (low + high) // 2
-            if largest_fits(middle, whole):
+            if largest_fits(middle, banded):
                 high = middle
             else:
                 low = middle + 1
@@ -228,6 +231,7 @@ def split_along_groups(model, layer: Layer, index, in_format, out_format, params
                 return blocks(count)
             except WindowTooLarge as exc:
                 failure = exc  # a block's weights, not its size, did not fit: smaller blocks
+        break
     raise failure
 
 

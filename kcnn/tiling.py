@@ -546,11 +546,14 @@ def place(
     return Placement(masks, slots, sets, lc)
 
 
-def row_bands(h, w, oh, stride, pt, span, slots, params, layer, *, out_fits=None, align=4):
+def row_bands(
+    h, w, oh, stride, pt, span, slots, params, layer, *, out_fits=None, align=4, banded=True
+):
     """Output-row bands ``(r0, r1, o0, o1)`` of a map of ``h`` x ``w`` whose input rows fit
     one partition with ``slots`` slots (and whose outputs ``out_fits``): one band when the
-    whole map fits, else bands of a multiple of ``align`` output rows, each reading its
-    input rows with the window's halo (``span`` rows at ``stride``, top padding ``pt``)."""
+    whole map fits, else (``banded``) bands of a multiple of ``align`` output rows, each
+    reading its input rows with the window's halo (``span`` rows at ``stride``, top
+    padding ``pt``)."""
     capacity = params.IN_DEPTH // params.P
     bx = ceil_div(w, 4)
 
@@ -563,6 +566,14 @@ def row_bands(h, w, oh, stride, pt, span, slots, params, layer, *, out_fits=None
 
     if fits(oh, h):
         return [(0, h, 0, oh)]
+    if not banded:
+        raise WindowTooLarge(
+            f"the whole map needs {slots * ceil_div(h, 4) * bx * 16} input codes in a "
+            f"partition (IN_DEPTH/P={capacity}) or more output than the output memory holds "
+            f"(OUT_DEPTH={params.OUT_DEPTH})",
+            layer=layer.name,
+            field="IN_DEPTH",
+        )
     band = min(align, oh)
     if not fits(band, rows_for(band)):
         raise WindowTooLarge(
