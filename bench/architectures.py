@@ -6,12 +6,12 @@
 
 Runs in the main environment (extras quantize, csim, test; no torch). The graphs are the
 model zoo's "light" graphs that the onnx package ships (full-size layers whose weights are
-ConstantOfShape fills) and the reduced torchvision exports of tests/data/architectures/
-(made by tools/architectures.py). Each is imported with
-``kcnn.quantizer.onnx_import.import_onnx`` and lowered with ``kcnn.quantizer.lowering.lower``;
-with ``--quantize``, a graph that lowers is quantized with fixed densities on a few seeded
-calibration inputs. Prints one Markdown row per graph; ``--markdown FILE`` also writes the
-table into FILE between its census markers.
+ConstantOfShape fills) and, in tests/data/architectures/, the reduced torchvision exports
+(made by tools/architectures.py) and reduced light graphs (made by tools/zoo_graphs.py).
+Each is imported with ``kcnn.quantizer.onnx_import.import_onnx`` and lowered with
+``kcnn.quantizer.lowering.lower``; with ``--quantize``, a graph that lowers is quantized with
+fixed densities on a few seeded calibration inputs. Prints one Markdown row per graph;
+``--markdown FILE`` also writes the table into FILE between its census markers.
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ def zoo_folder() -> Path:
 
 
 def cases(corpus: Path = CORPUS) -> list[Case]:
-    """Every graph of the census: the zoo's light graphs, then the torchvision exports."""
+    """Every graph of the census: the zoo's light graphs, the torchvision exports, then the
+    reduced light graphs."""
     found = []
     folder = zoo_folder()
     for key, name in ZOO.items():
@@ -98,6 +99,12 @@ def cases(corpus: Path = CORPUS) -> list[Case]:
                 TORCHVISION[entry["architecture"]],
                 f"torchvision, {exporter}, opset {entry['opset']}",
                 corpus / entry["file"],
+            )
+        )
+    for entry in manifest["zoo"]["files"]:
+        found.append(
+            Case(
+                ZOO[entry["architecture"]], "zoo (light, opset 9), reduced", corpus / entry["file"]
             )
         )
     return found
@@ -200,7 +207,7 @@ def census(case: Case, quantize: bool, csim: bool = False) -> Row:
         row.result = "imports"
         if quantize:
             source = case.path
-            if case.source.startswith("zoo"):
+            if case.path.parent == zoo_folder():  # the reduced files have their weights
                 source = seeded_zoo_graph(case.path)
             model = run_quantizer(
                 source, calibration(graph.input_shape), log=None, density=DENSITY, seed=SEED

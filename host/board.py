@@ -15,7 +15,10 @@ words of every step sit in one more buffer, sent by the second DMA. Everything b
 slots is written and flushed once, at load; per frame the host writes the network input
 into step 0's map slot and flushes that slot only.
 
-Per step the host makes exactly the register accesses ``kcnn.estimate`` counts
+The transfers themselves are the kernel driver's (:class:`kcnn.overlay.driver.KcnnIP`,
+pynq's idiom: the ``DefaultIP`` bound by VLNV carries the IP's methods): this module lays
+out the buffers, checks answers and recovers. Per step the host makes exactly the register
+accesses ``kcnn.estimate`` counts
 (``STEP_ACCESSES`` + ``STREAM_B_ACCESSES``): it arms the answer channel (S2MM address and
 length), starts the weight DMA (address and length) when the step has stream-B words,
 starts stream A (address and length), reads the S2MM status until it sees the end, and
@@ -32,7 +35,6 @@ says so.
 
 from __future__ import annotations
 
-import time
 import warnings
 from dataclasses import dataclass
 
@@ -42,16 +44,7 @@ from kcnn.config import ARITHMETIC_CONTRACT, BUILD_PARAMETERS
 from kcnn.errors import KcnnError
 from kcnn.host.hwh import register_offset
 from kcnn.model import Model
-from kcnn.protocol import (
-    INFO_WORDS,
-    MAGIC,
-    StepFault,
-    check_answer,
-    decode_info,
-    decode_trailer,
-    probe_step,
-    status_name,
-)
+from kcnn.protocol import INFO_WORDS, MAGIC, StepFault, check_answer, probe_step
 from kcnn.runner import GraphRunner, StepFabric
 from kcnn.tiling import Step
 
@@ -190,19 +183,28 @@ class Channel:
         return bool(self._read(self.dmacr) & DMACR_RESET)
 
 
-@dataclass
-class _StepIO:
-    """The fixed transfers of one step (addresses and byte counts never change)."""
+@dataclass(frozen=True)
+class Transfer:
+    """The DMA transfers of one step: stream A, stream B (0 bytes when none) and the
+    answer, as physical addresses and byte counts; ``where`` names the step in errors."""
 
-    step: Step
     where: str
     a_address: int
     a_bytes: int
     b_address: int
     b_bytes: int
-    answer: object  # PynqBuffer view the answer lands in (next map slot, or the output)
     answer_address: int
     answer_bytes: int
+
+
+@dataclass
+class _StepIO:
+    """A step's fixed transfers (addresses and byte counts never change) and the buffer
+    view its answer lands in (the next step's map slot, or the output)."""
+
+    step: Step
+    transfer: Transfer
+    answer: object  # PynqBuffer view
 
 
 class BoardEngine:
@@ -213,20 +215,14 @@ class BoardEngine:
     ----------
     model
         The loaded ``.kcnn``.
-    jobs_dma
-        The ``pynq.lib.dma.DMA`` whose MM2S feeds the kernel's ``in_a`` and whose S2MM takes
-        its ``out_stream``.
-    weights_dma
-        The ``pynq.lib.dma.DMA`` whose MM2S feeds ``in_b`` (None when ``STREAMS`` is 1).
     ip
-        The kernel's driver (:class:`kcnn.overlay.driver.KcnnIP`).
+        The kernel's driver (:class:`kcnn.overlay.driver.KcnnIP`), connected to the DMAs
+        that feed and drain it (``KCNNOverlay.connected_kernel``); it makes the transfers.
     overlay_config
         ``kcnn.json`` as :func:`kcnn.overlay.read_overlay_config` returns it (``params``
         are the overlay's :class:`~kcnn.config.BuildParams`).
     reload
         Reloads the bitstream after a fault (``KCNNOverlay.download``).
-    timeout_s
-        Deadline of each wait.
     pl_clock_mhz
         The PL clock the PS registers give (``pynq.Clocks.fclk0_mhz``), checked against
         ``CLOCK_MHZ``.
@@ -235,19 +231,15 @@ class BoardEngine:
     def __init__(
         self,
         model: Model,
-        jobs_dma,
-        weights_dma,
         ip,
         overlay_config: dict,
         *,
         reload=None,
-        timeout_s: float = 5.0,
         source=None,
         pl_clock_mhz: float | None = None,
     ):
         self.ip = ip
         self.reload = reload
-        self.timeout_s = float(timeout_s)
         self.source = source
         self.overlay_config = overlay_config
         self._buffers: list = []
@@ -257,17 +249,11 @@ class BoardEngine:
         self.fabric = StepFabric(model, self.params, self)
         self.plan = self.fabric.plan
         self.runner = GraphRunner(model, self.fabric)
-        self._a = Channel(jobs_dma, "send", "stream A (jobs DMA, MM2S)", source)
-        self._out = Channel(jobs_dma, "recv", "answer channel (jobs DMA, S2MM)", source)
-        self._b = None
-        if weights_dma is not None:
-            self._b = Channel(weights_dma, "send", "stream B (weights DMA, MM2S)", source)
         self._check_plan()
         self._check_clock(pl_clock_mhz)
-        self._device = jobs_dma.device
         try:
             self._lay_out()
-            self._start_channels()
+            self.ip.start_channels()
             self.ip.start()
             self.info = self.probe()
         except BaseException:
@@ -295,7 +281,7 @@ class BoardEngine:
                     layer=step.layer.name,
                     field="out_words",
                 )
-            if step.jobs_b.size and self._b is None:
+            if step.jobs_b.size and self.ip.stream_b is None:
                 raise KcnnError(
                     f"step {step.index} sends {step.jobs_b.size} words on stream B but the "
                     "overlay has no weights DMA (kcnn.json says STREAMS="
@@ -318,7 +304,9 @@ class BoardEngine:
     def _allocate(self, words: int):
         import pynq
 
-        buffer = pynq.allocate(shape=(max(1, words),), dtype=np.uint64, target=self._device)
+        buffer = pynq.allocate(
+            shape=(max(1, words),), dtype=np.uint64, target=self.ip.buffer_device
+        )
         self._buffers.append(buffer)
         return buffer
 
@@ -365,20 +353,18 @@ class BoardEngine:
             else:
                 answer, answer_address = self._output[:answer_words], self._output.physical_address
             b_bytes = WORD_BYTES * b_parts[n].size
-            io = _StepIO(
-                step,
+            transfer = Transfer(
                 f"step {step.index} (layer {step.layer.name!r})",
                 buffer.physical_address,
                 WORD_BYTES * buffer.size,
                 (self._weights.physical_address + WORD_BYTES * b_at) if b_bytes else 0,
                 b_bytes,
-                answer,
                 answer_address,
                 WORD_BYTES * answer_words,
             )
             b_at += b_parts[n].size
-            self._check_io(io)
-            self._io.append(io)
+            self.ip.check_transfer(transfer)
+            self._io.append(_StepIO(step, transfer, answer))
 
     def map_slot(self, step: Step):
         """The writable map section of ``step``'s persistent buffer."""
@@ -389,12 +375,6 @@ class BoardEngine:
         """The writable shortcut section of ``step``'s buffer (after the reserved word)."""
         at = self._map_at[step.index] + step.map_words + 1
         return self._step_buffers[step.index][at : at + step.shortcut_words]
-
-    def _check_io(self, io: _StepIO) -> None:
-        self._out.check(io.answer_address, io.answer_bytes, io.where)
-        self._a.check(io.a_address, io.a_bytes, io.where)
-        if io.b_bytes:
-            self._b.check(io.b_address, io.b_bytes, io.where)
 
     def close(self) -> None:
         """Free every buffer this engine allocated (also done by ``Accelerator.close``)."""
@@ -449,79 +429,24 @@ class BoardEngine:
         io = self._io[step.index]
         if map_words is not None:
             self._write_slot(step, self.map_slot(step), map_words, "map")
-        self._run_step(io)
+        # The transfers were checked once at load (_lay_out): their numbers never change.
+        received = self.ip.transfer(io.transfer)
+        if received != io.transfer.answer_bytes:
+            self._short_answer(io, received)
         if not need:
             return None
         io.answer.invalidate()
-        return np.array(check_answer(step, io.answer, io.answer_bytes // WORD_BYTES), np.uint64)
-
-    def _run_step(self, io: _StepIO) -> None:
-        # The transfers were checked once at load (_lay_out): their numbers never change.
-        self._out.start(io.answer_address, io.answer_bytes)
-        if io.b_bytes:
-            self._b.start(io.b_address, io.b_bytes)
-        self._a.start(io.a_address, io.a_bytes)
-        self._wait_answer(io.where, io.a_bytes, io.b_bytes, io.answer_bytes)
-        received = self._out.received()
-        if received != io.answer_bytes:
-            self._short_answer(io, received)
-
-    def _wait_answer(self, where: str, sent_a: int, sent_b: int, expected: int) -> None:
-        """Poll the S2MM status until the answer's end; the deadline starts only when the
-        first read has not seen it, so the fast path costs one register read."""
-        deadline = None
-        spins = 0
-        while True:
-            status = self._out.status()
-            if status & (DMASR_ERROR_MASK | DMASR_HALTED):
-                self._fault = f"{where}: {self._out.label} {decode_dmasr(status)}"
-                raise BoardFault(
-                    f"{where}: the {self._out.label} stopped: {decode_dmasr(status)}; "
-                    f"{self._diagnose(sent_a, sent_b, expected)}; the DMAs are reset and the "
-                    "overlay reloaded before the next run",
-                    field="dma",
-                )
-            if status & DMASR_IDLE:
-                return
-            now = time.monotonic()
-            if deadline is None:
-                deadline = now + self.timeout_s
-            elif now > deadline:
-                self._fault = f"{where}: no answer within {self.timeout_s:g} s"
-                raise TimeoutError(
-                    f"{where}: no answer within {self.timeout_s:g} s; "
-                    f"{self._diagnose(sent_a, sent_b, expected)}; the DMAs are reset and the "
-                    "overlay reloaded before the next run"
-                )
-            spins += 1
-            if spins > 1000:  # a long step: stop hogging the ARM core
-                time.sleep(5e-5)
-
-    def _diagnose(self, sent_a: int, sent_b: int, expected: int) -> str:
-        """Byte counts and every channel's state, for an error message (fault path only)."""
-        parts = [f"stream A {sent_a} bytes ({decode_dmasr(self._a.status())})"]
-        if self._b is not None:
-            parts.append(f"stream B {sent_b} bytes ({decode_dmasr(self._b.status())})")
-        status = self._out.status()
-        # LENGTH holds the received count only once the channel is idle again.
-        got = f", {self._out.received()} received" if status & DMASR_IDLE else ""
-        parts.append(f"answer {expected} bytes expected{got} ({decode_dmasr(status)})")
-        try:
-            control = self.ip.control()
-            states = [k for k in ("idle", "auto_restart") if control.get(k)]
-            parts.append("kernel " + (", ".join(states) or "busy"))
-        except Exception as exc:  # the diagnosis must not hide the fault
-            parts.append(f"kernel control unreadable ({exc})")
-        return "; ".join(parts)
+        words = io.transfer.answer_bytes // WORD_BYTES
+        return np.array(check_answer(step, io.answer, words), np.uint64)
 
     def _short_answer(self, io: _StepIO, received: int) -> None:
         """An answer of the wrong length: read it back and let its trailer name the job and
         the status (check_answer raises)."""
-        self._fault = f"{io.where}: {received} of {io.answer_bytes} answer bytes"
+        where, expected = io.transfer.where, io.transfer.answer_bytes
         if received % WORD_BYTES:
             raise BoardFault(
-                f"{io.where}: {received} answer bytes, not a whole number of words "
-                f"(expected {io.answer_bytes})",
+                f"{where}: {received} answer bytes, not a whole number of words "
+                f"(expected {expected})",
                 layer=io.step.layer.name,
                 field="answer",
             )
@@ -529,56 +454,16 @@ class BoardEngine:
         io.answer.invalidate()
         check_answer(io.step, np.array(io.answer, np.uint64), min(words, io.answer.size))
         raise StepFault(  # check_answer accepted a length it should not have
-            f"{io.where}: {words} answer words, expected {io.answer.size}",
+            f"{where}: {words} answer words, expected {io.answer.size}",
             layer=io.step.layer.name,
             field="answer",
         )
 
-    # ---- probe, channels, recovery -----------------------------------------------------
+    # ---- probe, recovery --------------------------------------------------------------
     def probe(self) -> dict:
-        """Send the probe step; refuse an overlay whose answer differs from ``kcnn.json`` or
-        from this release's arithmetic contract."""
-        where = "the probe"
-        answer_at = probe_step().size
-        sent = WORD_BYTES * answer_at
-        expected = WORD_BYTES * PROBE_ANSWER_WORDS
-        address = self._probe.physical_address
-        answer_address = address + WORD_BYTES * answer_at
-        self._out.check(answer_address, expected, where)
-        self._a.check(address, sent, where)
-        self._out.start(answer_address, expected)
-        self._a.start(address, sent)
-        self._wait_answer(where, sent, 0, expected)
-        received = self._out.received()
-        answer = self._probe[answer_at:]
-        answer.invalidate()
-        words = [int(w) for w in answer]
-        last = min(received // WORD_BYTES, PROBE_ANSWER_WORDS) - 1
-        trailer = decode_trailer(words[last]) if last >= 0 else None
-        if received != expected or trailer is None or trailer[0] != "OK":
-            self._fault = f"probe answered {received} of {expected} bytes"
-            status = f"status {trailer[0]}" if trailer else "no trailer"
-            raise KcnnError(
-                f"the kernel answered the probe with {received} of {expected} bytes and "
-                f"{status}: it is not a protocol-{ARITHMETIC_CONTRACT['protocol']} KCNN kernel "
-                "(refused)",
-                file=self.source,
-                field="probe",
-            )
-        info = decode_info(words[:INFO_WORDS])
-        registers = self.ip.info()
-        if registers != words[:INFO_WORDS]:
-            # The same values reach the host by two paths; a difference means the register
-            # map pynq read from the .hwh is not the kernel's.
-            raise KcnnError(
-                "the kernel's info registers ("
-                + ", ".join(f"0x{v:X}" for v in registers)
-                + ") differ from its probe answer ("
-                + ", ".join(f"0x{v:X}" for v in words[:INFO_WORDS])
-                + "): the .hwh register map does not fit the kernel (refused)",
-                file=self.source,
-                field="registers",
-            )
+        """The kernel's probe answer; refuse an overlay whose answer differs from
+        ``kcnn.json`` or from this release's arithmetic contract."""
+        info = self.ip.probe(self._probe, self.source)
         config = self.overlay_config
         checks = [("magic", info["magic"], MAGIC, MAGIC)]
         for key in ARITHMETIC_CONTRACT:
@@ -600,30 +485,6 @@ class BoardEngine:
             )
         return info
 
-    def _channels(self) -> list[Channel]:
-        return [c for c in (self._a, self._out, self._b) if c is not None]
-
-    def _poll(self, done, what: str) -> None:
-        deadline = time.monotonic() + self.timeout_s
-        while not done():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{what} did not happen within {self.timeout_s:g} s")
-
-    def _start_channels(self) -> None:
-        for channel in self._channels():
-            channel.run()
-        for channel in self._channels():
-            self._poll(
-                lambda c=channel: not c.status() & DMASR_HALTED, f"the {channel.label}'s start"
-            )
-
-    def _reset_dmas(self) -> None:
-        # A soft reset on either channel resets the whole DMA: one per DMA.
-        for channel in (self._a, self._b):
-            if channel is not None:
-                channel.reset()
-                self._poll(lambda c=channel: not c.resetting(), f"the {channel.label}'s reset")
-
     def recover(self) -> None:
         """After a fault: reset both DMAs, reload the overlay, start the channels, re-arm
         auto-restart and probe again; says so with a RuntimeWarning."""
@@ -635,35 +496,14 @@ class BoardEngine:
             RuntimeWarning,
             stacklevel=3,
         )
-        self._reset_dmas()
+        self.ip.reset_dmas()
         if self.reload is not None:
             self.reload()
-        self._start_channels()
+        self.ip.start_channels()
         self.ip.start()
         self.info = self.probe()
         self._fault = None
 
     def status(self) -> dict:
         """What the registers say now (README "On the board", check 2)."""
-        return board_status(self.ip, self._channels())
-
-
-def board_status(ip, channels: list[Channel]) -> dict:
-    """The kernel's control bits, info words and status register, and every DMA channel's
-    state, read from the registers (reading CTRL clears ``ap_done``)."""
-    info = ip.info()
-    dmas = {}
-    for channel in channels:
-        value = channel.status()
-        entry = {"dmasr": value, "state": decode_dmasr(value)}
-        if channel.label.startswith("answer") and value & DMASR_IDLE:
-            entry["received_bytes"] = channel.received()
-        dmas[channel.label] = entry
-    return {
-        "kernel": {
-            **ip.control(),
-            "info": decode_info(info) if any(info) else None,
-            "status": status_name(ip.status_register()),
-        },
-        "dma": dmas,
-    }
+        return self.ip.status()

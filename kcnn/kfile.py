@@ -430,7 +430,8 @@ def _read_activation(reader: _Reader, entry: dict, name: str) -> dict | None:
 
 
 def _read_tables(reader: _Reader, layer: Layer, contract: dict) -> None:
-    """The threshold bank's arrays (thresholds, interval codes) and the Add tables."""
+    """The threshold bank's arrays (thresholds, interval codes), the residual table and
+    the arrays of the layer's op (an add's tables, a code map's table)."""
     name, j_max = layer.name, contract["J_MAX"]
     if layer.thresholded and layer.out_map is not None:
         layer.thresholds = reader.array(f"{name}.thresholds", np.int64, name, max_len=j_max)
@@ -445,24 +446,7 @@ def _read_tables(reader: _Reader, layer: Layer, contract: dict) -> None:
                 )
     if layer.is_fabric and len(layer.inputs) > 1:
         layer.residual_table = reader.array(f"{name}.residual_table", np.int64, name, max_len=j_max)
-    if layer.kind.name == "add":
-        layer.add_tables = [
-            reader.array(f"{name}.add_table{k}", np.int64, name, max_len=j_max) for k in (0, 1)
-        ]
-    if layer.kind.name == "codemap":
-        if layer.in_map is None or layer.out_map is None:
-            raise reader.fail(
-                "a code table maps one codebook to another", layer=name, field="in_map"
-            )
-        rows, columns = layer.in_shape[0], reader.maps[layer.in_map].J
-        table = reader.array(f"{name}.code_table", np.uint8, name, shape=rows * columns)
-        if table.max() >= reader.maps[layer.out_map].J:
-            raise reader.fail(
-                f"code_table holds codes beyond J'={reader.maps[layer.out_map].J}",
-                layer=name,
-                field="code_table",
-            )
-        layer.code_table = table.reshape(rows, columns)
+    layer.kind.read_tables(reader, layer, j_max)
 
 
 def _shape_any(reader, entry, key, layer):
@@ -836,7 +820,7 @@ def _check_emitters(model: Model, emitters: dict[str, list[str]], fail) -> None:
     emitters' codes reach one common Concat."""
     joined: dict[str, set] = {}
     for layer in model.layers:
-        if layer.kind.name == "concat":
+        if layer.kind.joins_maps:
             group = set()
             for tensor in layer.inputs:
                 while tensor != "input" and model.layer(tensor).kind.acts_on_codes:

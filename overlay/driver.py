@@ -7,9 +7,24 @@ built.
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 from pynq import Clocks, DefaultIP, Overlay
 
+from kcnn.config import ARITHMETIC_CONTRACT
 from kcnn.errors import KcnnError
+from kcnn.host.board import (
+    DMASR_ERROR_MASK,
+    DMASR_HALTED,
+    DMASR_IDLE,
+    PROBE_ANSWER_WORDS,
+    WORD_BYTES,
+    BoardFault,
+    Channel,
+    Transfer,
+    decode_dmasr,
+)
 from kcnn.host.hwh import scalar_output, stream_connections
 from kcnn.overlay import (
     DMA_VLNV_PREFIX,
@@ -18,6 +33,7 @@ from kcnn.overlay import (
     find_overlay,
     read_overlay_config,
 )
+from kcnn.protocol import INFO_WORDS, decode_info, decode_trailer, probe_step, status_name
 
 #: ap_ctrl_hs control register bits (Vitis HLS s_axilite).
 AP_START, AP_DONE, AP_IDLE, AP_READY, AUTO_RESTART = 0x1, 0x2, 0x4, 0x8, 0x80
@@ -28,7 +44,8 @@ DMA_MM2S, DMA_S2MM = "M_AXIS_MM2S", "S_AXIS_S2MM"
 
 class KcnnIP(DefaultIP):
     """The ``kcnn_top`` HLS IP: AXI-Lite control (``bundle=CTRL``, ``ap_ctrl_hs``), the info
-    words and the status register.
+    words and the status register; once :meth:`connect` has given it the DMAs that feed and
+    drain it, the transfers of a step (:meth:`transfer`) and the probe (:meth:`probe`).
 
     Register offsets come from pynq's own parse of the ``.hwh`` (``description['registers']``),
     never from constants: Vitis HLS lays scalar outputs out differently from Vivado HLS, and
@@ -73,6 +90,178 @@ class KcnnIP(DefaultIP):
 
     def status_register(self) -> int:
         return self.read(self._status)
+
+    # ---- the DMAs ------------------------------------------------------------------------
+    def connect(self, jobs_dma, weights_dma=None, *, timeout_s: float = 5.0, source=None):
+        """The DMAs the overlay found wired to this kernel in the ``.hwh``: ``jobs_dma``
+        feeds ``in_a`` and takes ``out_stream``, ``weights_dma`` (or None) feeds ``in_b``.
+        Only reads their descriptions; no register is written."""
+        self.timeout_s = float(timeout_s)
+        self.stream_a = Channel(jobs_dma, "send", "stream A (jobs DMA, MM2S)", source)
+        self.answers = Channel(jobs_dma, "recv", "answer channel (jobs DMA, S2MM)", source)
+        self.stream_b = None
+        if weights_dma is not None:
+            self.stream_b = Channel(weights_dma, "send", "stream B (weights DMA, MM2S)", source)
+        #: Where the buffers these DMAs read and write must be allocated.
+        self.buffer_device = jobs_dma.device
+        return self
+
+    @property
+    def channels(self) -> list[Channel]:
+        return [c for c in (self.stream_a, self.answers, self.stream_b) if c is not None]
+
+    def check_transfer(self, t: Transfer) -> None:
+        """Byte counts and addresses every channel of ``t`` can take (checked once, at load:
+        a step's transfers never change)."""
+        self.answers.check(t.answer_address, t.answer_bytes, t.where)
+        self.stream_a.check(t.a_address, t.a_bytes, t.where)
+        if t.b_bytes:
+            self.stream_b.check(t.b_address, t.b_bytes, t.where)
+
+    def transfer(self, t: Transfer) -> int:
+        """One step: arm the answer channel, start stream B (if any) and stream A, wait for
+        the answer's end; the bytes received. Exactly the register accesses
+        ``kcnn.estimate`` counts per step."""
+        self.answers.start(t.answer_address, t.answer_bytes)
+        if t.b_bytes:
+            self.stream_b.start(t.b_address, t.b_bytes)
+        self.stream_a.start(t.a_address, t.a_bytes)
+        self._wait_answer(t)
+        return self.answers.received()
+
+    def _wait_answer(self, t: Transfer) -> None:
+        """Poll the S2MM status until the answer's end; the deadline starts only when the
+        first read has not seen it, so the fast path costs one register read."""
+        deadline = None
+        spins = 0
+        while True:
+            status = self.answers.status()
+            if status & (DMASR_ERROR_MASK | DMASR_HALTED):
+                raise BoardFault(
+                    f"{t.where}: the {self.answers.label} stopped: {decode_dmasr(status)}; "
+                    f"{self._diagnose(t)}; the DMAs are reset and the overlay reloaded before "
+                    "the next run",
+                    field="dma",
+                )
+            if status & DMASR_IDLE:
+                return
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + self.timeout_s
+            elif now > deadline:
+                raise TimeoutError(
+                    f"{t.where}: no answer within {self.timeout_s:g} s; {self._diagnose(t)}; "
+                    "the DMAs are reset and the overlay reloaded before the next run"
+                )
+            spins += 1
+            if spins > 1000:  # a long step: stop hogging the ARM core
+                time.sleep(5e-5)
+
+    def _diagnose(self, t: Transfer) -> str:
+        """Byte counts and every channel's state, for an error message (fault path only)."""
+        parts = [f"stream A {t.a_bytes} bytes ({decode_dmasr(self.stream_a.status())})"]
+        if self.stream_b is not None:
+            parts.append(f"stream B {t.b_bytes} bytes ({decode_dmasr(self.stream_b.status())})")
+        status = self.answers.status()
+        # LENGTH holds the received count only once the channel is idle again.
+        got = f", {self.answers.received()} received" if status & DMASR_IDLE else ""
+        parts.append(f"answer {t.answer_bytes} bytes expected{got} ({decode_dmasr(status)})")
+        try:
+            control = self.control()
+            states = [k for k in ("idle", "auto_restart") if control.get(k)]
+            parts.append("kernel " + (", ".join(states) or "busy"))
+        except Exception as exc:  # the diagnosis must not hide the fault
+            parts.append(f"kernel control unreadable ({exc})")
+        return "; ".join(parts)
+
+    def probe(self, buffer, source=None) -> dict:
+        """Send the probe step from ``buffer`` (its words, then room for the answer) and
+        return the info words it answers, decoded; refuse a kernel that answers otherwise
+        or whose info registers differ from its answer."""
+        answer_at = probe_step().size
+        expected = WORD_BYTES * PROBE_ANSWER_WORDS
+        t = Transfer(
+            "the probe",
+            buffer.physical_address,
+            WORD_BYTES * answer_at,
+            0,
+            0,
+            buffer.physical_address + WORD_BYTES * answer_at,
+            expected,
+        )
+        self.check_transfer(t)
+        received = self.transfer(t)
+        answer = buffer[answer_at:]
+        answer.invalidate()
+        words = [int(w) for w in np.asarray(answer)]
+        last = min(received // WORD_BYTES, PROBE_ANSWER_WORDS) - 1
+        trailer = decode_trailer(words[last]) if last >= 0 else None
+        if received != expected or trailer is None or trailer[0] != "OK":
+            status = f"status {trailer[0]}" if trailer else "no trailer"
+            raise KcnnError(
+                f"the kernel answered the probe with {received} of {expected} bytes and "
+                f"{status}: it is not a protocol-{ARITHMETIC_CONTRACT['protocol']} KCNN kernel "
+                "(refused)",
+                file=source,
+                field="probe",
+            )
+        registers = self.info()
+        if registers != words[:INFO_WORDS]:
+            # The same values reach the host by two paths; a difference means the register
+            # map pynq read from the .hwh is not the kernel's.
+            raise KcnnError(
+                "the kernel's info registers ("
+                + ", ".join(f"0x{v:X}" for v in registers)
+                + ") differ from its probe answer ("
+                + ", ".join(f"0x{v:X}" for v in words[:INFO_WORDS])
+                + "): the .hwh register map does not fit the kernel (refused)",
+                file=source,
+                field="registers",
+            )
+        return decode_info(words[:INFO_WORDS])
+
+    def _poll(self, done, what: str) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        while not done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what} did not happen within {self.timeout_s:g} s")
+
+    def start_channels(self) -> None:
+        """Run every channel (simple mode: once, at load and after a reset)."""
+        for channel in self.channels:
+            channel.run()
+        for channel in self.channels:
+            self._poll(
+                lambda c=channel: not c.status() & DMASR_HALTED, f"the {channel.label}'s start"
+            )
+
+    def reset_dmas(self) -> None:
+        # A soft reset on either channel resets the whole DMA: one per DMA.
+        for channel in (self.stream_a, self.stream_b):
+            if channel is not None:
+                channel.reset()
+                self._poll(lambda c=channel: not c.resetting(), f"the {channel.label}'s reset")
+
+    def status(self) -> dict:
+        """The control bits, info words and status register, and every DMA channel's state,
+        read from the registers (reading CTRL clears ``ap_done``; README "On the board",
+        check 2)."""
+        info = self.info()
+        dmas = {}
+        for channel in self.channels:
+            value = channel.status()
+            entry = {"dmasr": value, "state": decode_dmasr(value)}
+            if channel is self.answers and value & DMASR_IDLE:
+                entry["received_bytes"] = channel.received()
+            dmas[channel.label] = entry
+        return {
+            "kernel": {
+                **self.control(),
+                "info": decode_info(info) if any(info) else None,
+                "status": status_name(self.status_register()),
+            },
+            "dma": dmas,
+        }
 
 
 class KCNNOverlay(Overlay):
@@ -148,6 +337,15 @@ class KCNNOverlay(Overlay):
     def _weights(self):
         return None if self.weights_dma_name is None else self.driver(self.weights_dma_name)
 
+    def connected_kernel(self, timeout_s: float = 5.0) -> KcnnIP:
+        """The kernel's driver, given the DMAs the ``.hwh`` wires to it."""
+        return self.kernel.connect(
+            self.driver(self.jobs_dma_name),
+            self._weights(),
+            timeout_s=timeout_s,
+            source=self.files.json,
+        )
+
     def engine(self, model, timeout_s: float = 5.0):
         """A :class:`kcnn.host.board.BoardEngine` for ``model`` on this overlay."""
         from kcnn.host.board import BoardEngine
@@ -158,25 +356,13 @@ class KCNNOverlay(Overlay):
             clock = None
         return BoardEngine(
             model,
-            self.driver(self.jobs_dma_name),
-            self._weights(),
-            self.kernel,
+            self.connected_kernel(timeout_s),
             self.config,
             reload=self.download,
-            timeout_s=timeout_s,
             source=self.files.json,
             pl_clock_mhz=clock,
         )
 
     def status(self) -> dict:
         """The kernel's and the DMAs' registers in words (README "On the board", check 2)."""
-        from kcnn.host.board import Channel, board_status
-
-        jobs = self.driver(self.jobs_dma_name)
-        channels = [
-            Channel(jobs, "send", "stream A (jobs DMA, MM2S)"),
-            Channel(jobs, "recv", "answer channel (jobs DMA, S2MM)"),
-        ]
-        if self.weights_dma_name is not None:
-            channels.append(Channel(self._weights(), "send", "stream B (weights DMA, MM2S)"))
-        return board_status(self.kernel, channels)
+        return self.connected_kernel().status()

@@ -11,6 +11,7 @@ import numpy as np
 from kcnn.errors import KcnnError
 from kcnn.model import Layer, Model
 from kcnn.ops.activations import activation_of
+from kcnn.ops.codemap import CodeMap
 
 
 def _error(layer: Layer, message: str) -> KcnnError:
@@ -66,7 +67,7 @@ def _fold_targets(graph: _Graph, layer: Layer) -> list[Layer]:
     target = graph.sole_reader(layer.inputs[0])
     if target is not None and op.folds_past_commuting and target.kind.commutes_with_activation:
         target = graph.sole_reader(target.inputs[0])
-    if target is not None and op.folds_past_commuting and target.op == "concat":
+    if target is not None and op.folds_past_commuting and target.kind.joins_maps:
         # A branch that cannot take the activation may already be non-negative, where a
         # ReLU changes nothing.
         takers = []
@@ -84,7 +85,7 @@ def _fold_targets(graph: _Graph, layer: Layer) -> list[Layer]:
 def _taker(graph: _Graph, target: Layer | None, op) -> Layer | None:
     if target is None or target.activation is not None or not target.kind.folds_activation:
         return None
-    takes_affine = target.is_fabric and target.residual is None or target.op == "codemap"
+    takes_affine = target.is_fabric and target.residual is None or target.kind.is_code_table
     if op.needs_weights and not takes_affine:
         return None
     return target
@@ -126,7 +127,7 @@ def fold_into_weighted(graph: Model) -> Model:
     for layer in graph.layers:
         layer.inputs = [alias.get(t, t) for t in layer.inputs]
         op = layer.kind
-        if op.name == "add":
+        if op.adds_maps:
             producer = _fuse_residual(lowered, layer)
             if producer is not None:
                 alias[layer.name] = producer.name
@@ -156,7 +157,7 @@ def fold_into_weighted(graph: Model) -> Model:
             if layer.float_bias.size not in (1, channels):
                 raise _error(layer, f"adds a constant of {layer.float_bias.size} values per map")
             layer.float_bias = np.broadcast_to(layer.float_bias.reshape(-1), (channels,)).copy()
-            layer.op = "codemap"
+            layer.op = CodeMap.name
             layers.append(layer)
         else:
             raise _error(layer, op.refusal(layer))

@@ -302,7 +302,7 @@ def map_plan(graph: Model) -> tuple[dict[str, MapPlan], dict[str, tuple]]:
             if layer.inputs[0] not in source:
                 continue  # reshapes the logits
             source[layer.name] = source[layer.inputs[0]]
-            if layer.kind.name == "concat":
+            if layer.kind.joins_maps:
                 roots = sorted({root(source[t]) for t in layer.inputs}, key=_order(graph))
                 for other in roots[1:]:
                     group[other] = roots[0]
@@ -510,7 +510,7 @@ def build_tables(run: Run) -> Model:
         layers.append(q)
         if layer.kind.host and q.out_map is not None:
             maps[q.out_map].boundaries = run.float_thresholds[q.out_map]
-        if layer.op == "codemap":
+        if layer.kind.is_code_table:
             q.code_table = _code_table(layer, maps[q.in_map], run, q.out_map)
         if not layer.thresholded:
             continue

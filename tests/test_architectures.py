@@ -1,10 +1,12 @@
 """Issue 12's acceptance corpus: every well-known architecture either imports and lowers, or
 is refused with a KcnnError that names the node and its op.
 
-The corpus is the reduced torchvision exports committed in tests/data/architectures/ (made
-by tools/architectures.py, which needs torch; this module does not) and the model zoo's
-light graphs that the onnx package ships. Only import and lowering run here; the quantizer's
-results are bench/architectures.py's table (docs/architectures.md).
+The corpus is the model zoo's light graphs that the onnx package ships and, committed in
+tests/data/architectures/, reduced versions of them (made by tools/zoo_graphs.py) and reduced
+torchvision exports (made by tools/architectures.py, which needs torch; this module does
+not). Every graph is imported and lowered here; the committed reduced graphs are also
+quantized and run through the C-sim. The full-size graphs' quantizer results are
+bench/architectures.py's table (docs/architectures.md).
 """
 
 import hashlib
@@ -100,14 +102,21 @@ def test_the_check_fails_a_refusal_that_does_not_name_the_node():
 
 def test_manifest_matches_the_committed_files():
     manifest = json.loads((CORPUS / "manifest.json").read_text())
-    entries = {entry["file"]: entry for entry in manifest["files"]}
+    torchvision = {entry["file"]: entry for entry in manifest["files"]}
+    zoo = {entry["file"]: entry for entry in manifest["zoo"]["files"]}
+    entries = torchvision | zoo
+    assert len(entries) == len(torchvision) + len(zoo)
     assert sorted(entries) == sorted(p.name for p in CORPUS.glob("*.onnx"))
-    assert {(e["exporter"], e["opset"]) for e in entries.values()} == {
+    assert {(e["exporter"], e["opset"]) for e in torchvision.values()} == {
         ("torchscript", 13),
         ("torchscript", 17),
         ("dynamo", 18),
     }
-    assert len({e["architecture"] for e in entries.values()}) == 6
+    assert len({e["architecture"] for e in torchvision.values()}) == 6
+    assert [e["architecture"] for e in zoo.values()] == ZOO_GRAPHS
+    for entry in zoo.values():
+        assert entry["opset"] == 9, entry["file"]
+        assert entry["source"] == f"onnx/backend/test/data/light/light_{entry['architecture']}.onnx"
     for name, entry in entries.items():
         blob = (CORPUS / name).read_bytes()
         assert len(blob) == entry["bytes"], name
@@ -117,6 +126,26 @@ def test_manifest_matches_the_committed_files():
         assert opsets[""] == entry["opset"], name
         dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
         assert dims == entry["input_shape"], name
+
+
+def test_reduced_zoo_graphs_keep_the_light_graphs_nodes():
+    """tools/zoo_graphs.py narrows the light graphs; it keeps every node but the weight fills
+    (now initializers), in order, with its name, op and tensors, and the opset and IR
+    version that the Caffe2 converter wrote."""
+    for key in ZOO_GRAPHS:
+        light = onnx.load(str(ZOO / f"light_{key}.onnx"))
+        reduced = onnx.load(str(CORPUS / f"zoo_{key}_reduced.onnx"))
+        want = [
+            (n.name, n.op_type, list(n.input), list(n.output))
+            for n in light.graph.node
+            if n.op_type != "ConstantOfShape"
+        ]
+        got = [(n.name, n.op_type, list(n.input), list(n.output)) for n in reduced.graph.node]
+        assert got == want, key
+        assert reduced.opset_import == light.opset_import, key
+        assert reduced.ir_version == light.ir_version, key
+        inputs = {i.name for i in reduced.graph.input}
+        assert {t.name for t in reduced.graph.initializer} < inputs, key
 
 
 #: The corpus graphs that quantize and run on the kernel as they are (EfficientNet-B0 is
@@ -130,8 +159,9 @@ REFUSED_BY_DESIGN = ("efficientnet_b0",)
     ids=lambda p: p.name,
 )
 def test_reduced_graphs_quantize_and_the_csim_answers_as_the_simulator(path):
-    """Each reduced torchvision graph (both exporters) quantizes, and one input through the
-    HLS kernel's C-sim gives every map and the logits of the simulator, bit for bit."""
+    """Each reduced graph (the zoo's and torchvision's, both exporters) quantizes, and one
+    input through the HLS kernel's C-sim gives every map and the logits of the simulator,
+    bit for bit."""
     environments.importorskip("onnxruntime")
     import numpy as np
 

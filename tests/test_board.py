@@ -306,7 +306,7 @@ def test_a_frame_reaches_the_dma_registers_through_their_array_only(lenet, monke
     def refused(*args, **kwargs):
         raise AssertionError("a frame called MMIO.read or MMIO.write")
 
-    for channel in engine._channels():
+    for channel in engine.ip.channels:
         mmio = channel.dma.mmio
         monkeypatch.setattr(mmio, "read", refused)
         monkeypatch.setattr(mmio, "write", refused)
@@ -669,12 +669,13 @@ def test_fake_kernel_waits_for_stream_b(lenet):
     engine, device = lenet
     step = engine.plan.steps[0]
     assert step.jobs_b.size
-    engine._out.start(engine._io[0].answer_address, engine._io[0].answer_bytes)
-    engine._a.start(engine._io[0].a_address, engine._io[0].a_bytes)
+    kernel, transfer = engine.ip, engine._io[0].transfer
+    kernel.answers.start(transfer.answer_address, transfer.answer_bytes)
+    kernel.stream_a.start(transfer.a_address, transfer.a_bytes)
     runs = len(device.invocations)
-    assert len(device.invocations) == runs and not engine._out.status() & 0x2
-    engine._b.start(engine._io[0].b_address, engine._io[0].b_bytes)
-    assert len(device.invocations) == runs + 1 and engine._out.status() & 0x2
+    assert len(device.invocations) == runs and not kernel.answers.status() & 0x2
+    kernel.stream_b.start(transfer.b_address, transfer.b_bytes)
+    assert len(device.invocations) == runs + 1 and kernel.answers.status() & 0x2
 
 
 def test_fake_kernel_without_auto_restart_runs_one_step(lenet):

@@ -44,11 +44,6 @@ stage "install kcnn[quantize,csim,test]"
 "$venv/bin/ruff" format --check .
 stage "ruff"
 
-# The console script, not `python -m pytest`: the repository root must not shadow the
-# installed package on sys.path.
-KCNN_TEST_ENV=main "$venv/bin/pytest" -p no:cacheprovider -m main_env "$@"
-stage "pytest in the main environment"
-
 # The board's Python: 3.10 with the lowest numpy the project admits, pynq 3.x (the board
 # images' version) and the C-sim, never `quantize` or `train`. It must reproduce the main
 # environment's simulator codes bit for bit, also through the board back-end on a fake
@@ -56,16 +51,40 @@ stage "pytest in the main environment"
 golden="$PWD/build/golden"
 "$venv/bin/python" tools/golden.py "$golden" >/dev/null
 stage "golden codes (main environment)"
+
+# The two environments' suites are independent single-process runs, so they run side by
+# side (one per core of a 2-core CI machine); the board run's output is shown after the
+# main run's. The C-sim cache is keyed by source and header contents and its builds appear
+# atomically, so the two share it safely.
 board_venv=${KCNN_BOARD_VENV:-.venv-board}
-if [ ! -x "$board_venv/bin/python" ]; then
-    PYENV_VERSION=${KCNN_BOARD_PYENV:-3.10.13} python3.10 -m venv "$board_venv"
+board_log=$(mktemp)
+(
+    set -euo pipefail
+    if [ ! -x "$board_venv/bin/python" ]; then
+        PYENV_VERSION=${KCNN_BOARD_PYENV:-3.10.13} python3.10 -m venv "$board_venv"
+    fi
+    "$board_venv/bin/python" -m pip install --quiet --upgrade pip
+    "$board_venv/bin/python" -m pip install --quiet --force-reinstall --no-deps .
+    "$board_venv/bin/python" -m pip install --quiet ".[board,csim,test]" "numpy==1.21.5"
+    stage "board environment (Python 3.10, numpy 1.21.5, pynq 3)"
+    KCNN_TEST_ENV=board KCNN_GOLDEN_DIR="$golden" \
+        "$board_venv/bin/pytest" -p no:cacheprovider -m board_env
+    stage "pytest in the board environment"
+) >"$board_log" 2>&1 &
+board_pid=$!
+
+# The console script, not `python -m pytest`: the repository root must not shadow the
+# installed package on sys.path.
+main_status=0
+KCNN_TEST_ENV=main "$venv/bin/pytest" -p no:cacheprovider -m main_env "$@" || main_status=$?
+stage "pytest in the main environment"
+
+board_status=0
+wait "$board_pid" || board_status=$?
+echo "[test.sh] ---- board environment ----" >&2
+cat "$board_log" >&2
+rm -f "$board_log"
+if [ "$main_status" -ne 0 ] || [ "$board_status" -ne 0 ]; then
+    echo "[test.sh] failed: main environment $main_status, board environment $board_status" >&2
+    exit 1
 fi
-"$board_venv/bin/python" -m pip install --quiet --upgrade pip
-"$board_venv/bin/python" -m pip install --quiet --force-reinstall --no-deps .
-"$board_venv/bin/python" -m pip install --quiet ".[board,csim,test]" "numpy==1.21.5"
-stage "board environment (Python 3.10, numpy 1.21.5, pynq 3)"
-# The C-sim cache is keyed by source and header contents, so this environment reuses the
-# main one's builds.
-KCNN_TEST_ENV=board KCNN_GOLDEN_DIR="$golden" \
-    "$board_venv/bin/pytest" -p no:cacheprovider -m board_env
-stage "pytest in the board environment"

@@ -21,6 +21,7 @@ class Add(Op):
     name = "add"
     thresholded = True
     fabric_step = True
+    adds_maps = True
     onnx_types = ("Add", "Sum")
 
     def import_node(self, imp, node) -> None:
@@ -49,6 +50,12 @@ class Add(Op):
 
     def input_counts(self) -> tuple[int, ...]:
         return (2,)
+
+    def read_tables(self, reader, layer, j_max: int) -> None:
+        layer.add_tables = [
+            reader.array(f"{layer.name}.add_table{k}", np.int64, layer.name, max_len=j_max)
+            for k in (0, 1)
+        ]
 
     def output_shape(self, layer, shapes, fail) -> tuple:
         if len(set(map(tuple, shapes))) != 1:

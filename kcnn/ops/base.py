@@ -64,6 +64,15 @@ class Op:
     #: It exists only between import and lowering: a lowering pass folds it into a
     #: neighbour, and no model file holds it.
     folded = False
+    #: Its inputs' maps are parts of one map (a Concat): their producers share one
+    #: codebook, and an activation of the joined map is the activation of every part.
+    joins_maps = False
+    #: A per-channel code-to-code table: a BatchNorm, Scale or bias Add on the map it
+    #: reads folds into the table (no weighted layer needed).
+    is_code_table = False
+    #: An Add of two maps: the weighted layer in front of one operand may take it into
+    #: its accumulator (DESIGN section 1, residual Add).
+    adds_maps = False
 
     @property
     def reads_codebook(self) -> bool:
@@ -88,6 +97,12 @@ class Op:
         if self.thresholded:
             return not (self.weighted and last_weighted)
         return self.emits_codes or (self.host and not self.on_logits)
+
+    # ---- the file's arrays of its own ----------------------------------------------------
+    def read_tables(self, reader, layer, j_max: int) -> None:
+        """Read the arrays only this op's layers have (``kcnn.kfile``'s ``reader``, which
+        checks every array's name, dtype and size and fails naming the layer); ``j_max``
+        bounds a table indexed by codes."""
 
     # ---- import -------------------------------------------------------------------
     def import_node(self, imp, node) -> None:

@@ -21,6 +21,7 @@ class CodeMap(Op):
     name = "codemap"
     rank = 3
     emits_codes = True
+    is_code_table = True
 
     @property
     def reads_codebook(self) -> bool:
@@ -29,6 +30,22 @@ class CodeMap(Op):
     @property
     def folds_activation(self) -> bool:
         return True
+
+    def read_tables(self, reader, layer, j_max: int) -> None:
+        name = layer.name
+        if layer.in_map is None or layer.out_map is None:
+            raise reader.fail(
+                "a code table maps one codebook to another", layer=name, field="in_map"
+            )
+        rows, columns = layer.in_shape[0], reader.maps[layer.in_map].J
+        table = reader.array(f"{name}.code_table", np.uint8, name, shape=rows * columns)
+        if table.max() >= reader.maps[layer.out_map].J:
+            raise reader.fail(
+                f"code_table holds codes beyond J'={reader.maps[layer.out_map].J}",
+                layer=name,
+                field="code_table",
+            )
+        layer.code_table = table.reshape(rows, columns)
 
     def output_shape(self, layer, shapes, fail) -> tuple:
         table = layer.code_table

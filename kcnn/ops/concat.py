@@ -15,6 +15,7 @@ from kcnn.ops.base import Op, register
 class Concat(Op):
     name = "concat"
     acts_on_codes = True
+    joins_maps = True
     keeps_sign = True
     onnx_types = ("Concat",)
 
