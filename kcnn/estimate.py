@@ -366,10 +366,10 @@ def _host(plan: Plan) -> dict:
         for layer in plan.model.layers
         if not (layer.kind.fabric_step or layer.kind.shape_only or layer.kind.on_logits)
     )
-    # Codes of the maps the host unpacks (answers it reads) and packs (maps it writes);
-    # the first step's input is counted above.
+    # Codes of the maps the host unpacks (answers it reads, every piece it joins) and
+    # packs (maps it writes, every piece it cuts); the first step's input is counted above.
     host_codes = sum(
-        int(np.prod(step.out_shape)) for step in plan.steps if step.host_out or step.band
+        int(np.prod(step.out_shape)) for step in plan.steps if step.host_out or step.is_piece
     ) + sum(
         int(np.prod(step.in_shape))
         for step in plan.steps
@@ -411,7 +411,7 @@ def _dense_baseline(plan: Plan, rows: list[dict], clock: float) -> float:
     whichever is longer; the pool and LRN steps as ours."""
     macs_per_s = int(DEVICE["dsp48"] * BUDGET["dsp48"]) * 2 * clock
     total = 0.0
-    seen = set()  # a layer run as bands or input blocks is one layer of the dense design
+    seen = set()  # a layer run as pieces (bands, blocks) is one layer of the dense design
     for step, row in zip(plan.steps, rows, strict=True):
         layer = step.layer
         if not layer.is_fabric:

@@ -17,7 +17,7 @@ from kcnn.config import BuildParams
 from kcnn.errors import KcnnError
 from kcnn.model import Layer, Model
 from kcnn.protocol import ceil_div
-from kcnn.tiling import Plan, Step, WindowTooLarge
+from kcnn.tiling import GroupBlock, Plan, Step, WindowTooLarge
 
 
 def _fabric_sequence(model: Model) -> tuple[list[Layer], list[Layer]]:
@@ -83,16 +83,16 @@ def plan_model(model: Model, params: BuildParams | None = None) -> Plan:
         if layer.inputs[0] == "input" and layer.is_fabric and not layer.kind.reads_vector:
             in_format = "F32"  # the kernel encodes the float image itself
         steps.extend(_layer_steps(model, layer, len(steps), in_format, formats[n], params))
-    # The host writes a step's map when it is a band or an input block (cut from the
-    # host's copy), when its layer reads a map the step before did not answer, or when
-    # the step before answers something the host must finish first (bands to join, blocks
-    # to add, a grid to subsample); otherwise the answer before it lands in its map slot.
+    # The host writes a step's map when it is a piece of its layer (a band, an input block
+    # or a group block, cut from the host's copy), when its layer reads a map the step
+    # before did not answer, or when the step before answers something the host must
+    # finish first (pieces to join, a grid to subsample); otherwise the answer before it
+    # lands in its map slot.
     for before, step in zip([None, *steps[:-1]], steps, strict=True):
-        # Bands, input blocks and the pools of a chain share their layer's name.
+        # Pieces of a layer and the pools of a chain share their layer's name.
         starts = before is None or before.layer.name != step.layer.name
         step.host_in = (
-            step.band is not None
-            or step.part is not None
+            step.is_piece
             or (before is not None and _host_finishes(before))
             or (starts and before is not None and not chained.get(step.layer.name, False))
         )
@@ -120,20 +120,119 @@ def _read_elsewhere(model: Model, step: Step, nxt: Step, readers) -> bool:
 
 def _host_finishes(step: Step) -> bool:
     """Whether the host must finish ``step``'s answer before the next step can read it."""
-    return step.band is not None or step.part is not None or step.host_stride is not None
+    return step.is_piece or step.host_stride is not None
 
 
 def _layer_steps(model, layer: Layer, index: int, in_format: str, out_format: str, params):
-    """A layer's steps: one, bands of output rows, or input blocks when its window does
-    not fit the kernel in one pass."""
+    """A layer's steps: one, bands of output rows, blocks of groups or input blocks when
+    it does not fit the kernel in one pass."""
     try:
-        made = layer.kind.tile(model, layer, index, in_format, out_format, params)
+        return _tiled(model, layer, index, in_format, out_format, params)
     except WindowTooLarge as whole:
         named = KcnnError(whole.message, layer=layer.name, field=whole.field)
         if not layer.is_fabric:
             raise named from whole
+        if layer.attrs.get("groups", 1) > 1:
+            try:
+                return split_along_groups(model, layer, index, in_format, out_format, params)
+            except WindowTooLarge as one_group:
+                # Not even one group a step fits: input blocks are what is left, and the
+                # refusal says why one group does not fit.
+                named = KcnnError(
+                    f"one group a step: {one_group.message}",
+                    layer=layer.name,
+                    field=one_group.field,
+                )
         return split_along_input(model, layer, index, out_format, params, named)
+
+
+def _tiled(model, layer: Layer, index: int, in_format: str, out_format: str, params):
+    made = layer.kind.tile(model, layer, index, in_format, out_format, params)
     return made if isinstance(made, list) else [made]
+
+
+def _group_block_layer(layer: Layer, g0: int, g1: int) -> tuple[Layer, GroupBlock]:
+    """Groups ``g0..g1`` of a grouped conv as a layer of their own, and where its
+    channels are in the layer's maps."""
+    groups = layer.attrs["groups"]
+    c_in, c_out = layer.in_shape[0], layer.out_shape[0]
+    cg, per_group = c_in // groups, c_out // groups
+    block = GroupBlock(g0 * cg, g1 * cg, g0 * per_group, g1 * per_group)
+    sub_layer = replace(
+        layer,
+        in_shape=(block.in1 - block.in0, *layer.in_shape[1:]),
+        out_shape=(block.out1 - block.out0, *layer.out_shape[1:]),
+        attrs={**layer.attrs, "groups": g1 - g0},
+        codes=layer.codes[block.out0 : block.out1],
+        bias=layer.bias[block.out0 : block.out1],
+    )
+    return sub_layer, block
+
+
+def _group_cuts(groups: int, count: int) -> list[tuple[int, int]]:
+    """``count`` contiguous blocks of whole groups, their sizes at most one apart."""
+    cuts = [groups * k // count for k in range(count + 1)]
+    return list(zip(cuts[:-1], cuts[1:], strict=True))
+
+
+def split_along_groups(model, layer: Layer, index, in_format, out_format, params) -> list[Step]:
+    """The steps of a grouped conv whose groups do not fit the kernel together, cut into
+    the fewest equal-ish blocks of whole groups that fit. Each block is the same conv on
+    its groups' input channels, answering its groups' output channels (codes or ``acc``
+    as the whole layer would, its residual shortcut cut alike): the host cuts each
+    block's map from its copy and places its answer at its channels, exactly.
+
+    A block of whole maps needs no halo rows read twice and fewer steps than bands, so
+    the fewest blocks that fit whole are taken; only when one group alone needs bands are
+    blocks banded (the fewest blocks that fit then). Raises :class:`WindowTooLarge` when
+    not even one group a step fits."""
+    groups = layer.attrs["groups"]
+    failure: WindowTooLarge | None = None
+
+    def largest_fits(count: int, banded: bool) -> bool:
+        # The fit depends on a block's size (its slots in the tile), so the largest block
+        # decides; every block is checked when the steps are made. Without bands a block
+        # too large is refused before any job is packed: most tries are cheap.
+        nonlocal failure
+        g0, g1 = max(_group_cuts(groups, count), key=lambda cut: cut[1] - cut[0])
+        sub_layer = _group_block_layer(layer, g0, g1)[0]
+        try:
+            layer.kind.tile(model, sub_layer, index, in_format, out_format, params, banded=banded)
+        except WindowTooLarge as exc:
+            failure = exc
+            return False
+        return True
+
+    def blocks(count: int) -> list[Step]:
+        steps: list[Step] = []
+        for g0, g1 in _group_cuts(groups, count):
+            sub_layer, block = _group_block_layer(layer, g0, g1)
+            made = _tiled(model, sub_layer, index + len(steps), in_format, out_format, params)
+            for step in made:
+                step.layer, step.group_block = layer, block
+                step.grid_shape = (layer.out_shape[0], *step.grid_shape[1:])
+                steps.append(step)
+        return steps
+
+    # Whole maps when one group a step fits whole (then blocks never need bands), else
+    # bands in every block.
+    for banded in (False, True):
+        if not largest_fits(groups, banded):
+            continue
+        low, high = 2, groups  # the smallest count in low..high that fits is wanted
+        while low < high:
+            middle = (low + high) // 2
+            if largest_fits(middle, banded):
+                high = middle
+            else:
+                low = middle + 1
+        for count in range(high, groups + 1):
+            try:
+                return blocks(count)
+            except WindowTooLarge as exc:
+                failure = exc  # a block's weights, not its size, did not fit: smaller blocks
+        break
+    raise failure
 
 
 def split_along_input(model, layer: Layer, index, out_format, params, whole) -> list[Step]:

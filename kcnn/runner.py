@@ -141,8 +141,11 @@ class StepDevice(Protocol):
 def step_map_words(step: Step, source: np.ndarray, out: np.ndarray | None = None):
     """A step's map section from the host's copy of its input map: the float32 image of
     an ``F32`` first step (padded and cut into its band's rows here), else the codes of the
-    whole map, of which an input block takes its channels (elements of an fc) and a band
-    its rows."""
+    whole map, of which an input block takes its channels (elements of an fc), a group
+    block its groups' channels and a band its rows."""
+    if step.group_block is not None:
+        # Channel-major maps: the block's channels are a view, nothing is copied.
+        source = source[step.group_block.in0 : step.group_block.in1]
     if step.in_format == "F32":
         top, left, bottom, right = step.input_padding
         x = np.asarray(source, np.float32)
@@ -182,9 +185,9 @@ class StepFabric:
     """A model's planned steps on a :class:`StepDevice`, one frame at a time.
 
     The device keeps each answer as the next step's map where it can; the host reads an
-    answer only when it must finish it (bands to join, input blocks to add, a grid to
-    subsample), when the runner needs the map, or at the end. ``answers`` holds the last
-    frame's output words per step (None where not read)."""
+    answer only when it must finish it (bands and group blocks to join, input blocks to
+    add, a grid to subsample), when the runner needs the map, or at the end. ``answers``
+    holds the last frame's output words per step (None where not read)."""
 
     batched = False
 
@@ -237,7 +240,7 @@ class StepFabric:
             return None if value is None else value.reshape(1, -1)
         if value is not None:
             self._source = value[0]
-        pieces = None  # the output of a layer run as bands or input blocks, as it is joined
+        pieces = None  # the output of a layer run as pieces, as it is joined
         result = None
         for n, step in enumerate(steps):
             words = None
@@ -247,19 +250,18 @@ class StepFabric:
             shortcut = None
             if step.shortcut_words:
                 shortcut = shortcut_map_words(step, inputs[1][0], self.device.shortcut_slot(step))
-            whole = step.band is None and step.part is None
             ends_layer = n + 1 == len(steps)
-            read = (need and ends_layer) or step.host_out or not whole
+            read = (need and ends_layer) or step.host_out or step.is_piece
             answer = self.device.execute(step, words, shortcut, read)
             self.answers.append(answer)
             if answer is None:
                 continue
             value = _unpack(step, answer)
-            if not whole:
+            if step.is_piece:
                 if pieces is None:
                     dtype = np.int64 if step.out_format == "ACC" else np.uint8
                     pieces = np.zeros(step.grid_shape or step.layer.out_shape, dtype)
-                at = np.s_[:, step.band[2] : step.band[3]] if step.band is not None else np.s_[...]
+                at = _piece_place(step)
                 if step.part is None:
                     pieces[at] = value
                 else:
@@ -284,6 +286,17 @@ class StepFabric:
         self.device.close()
 
 
+def _piece_place(step: Step) -> tuple[slice, ...]:
+    """Where a piece's answer goes in its layer's joined output: its group block's
+    channels and its band's rows (all of them for an input block's partial sums)."""
+    channels = slice(None)
+    if step.group_block is not None:
+        channels = slice(step.group_block.out0, step.group_block.out1)
+    if step.band is None:
+        return (channels,)
+    return channels, slice(step.band[2], step.band[3])
+
+
 def _finish_blocks(layer: Layer, acc: np.ndarray, inputs: list) -> np.ndarray:
     """The threshold bank of a layer run as input blocks, on the host: the blocks' summed
     ``acc``, plus the residual table of its shortcut, through thresholds and interval
@@ -296,8 +309,9 @@ def _finish_blocks(layer: Layer, acc: np.ndarray, inputs: list) -> np.ndarray:
 
 def shortcut_map_words(step: Step, codes: np.ndarray, out: np.ndarray | None = None):
     """A step's shortcut section from the host's copy of its second map: a residual conv
-    or fc's shortcut in the step's output shape and format (its band's output rows), an
-    add step's map B in the map section's format (its band's rows)."""
+    or fc's shortcut in the step's output shape and format (its group block's channels,
+    its band's output rows), an add step's map B in the map section's format (its band's
+    rows)."""
     codes = np.asarray(codes, np.uint8)
     if step.op == "ADD":
         shape, fmt = step.in_shape, step.in_format
@@ -305,6 +319,8 @@ def shortcut_map_words(step: Step, codes: np.ndarray, out: np.ndarray | None = N
     else:
         shape, fmt = step.out_shape, step.out_format
         rows = None if step.band is None else (step.band[2], step.band[3])
+        if step.group_block is not None:
+            codes = codes[step.group_block.out0 : step.group_block.out1]
     if rows is not None:
         codes = codes[:, rows[0] : rows[1]]
     words = pack_map(codes.reshape(shape), fmt)

@@ -12,7 +12,7 @@ the C-sim test use the same numbers. numpy only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -80,6 +80,16 @@ class Job:
     buffered: bool
 
 
+class GroupBlock(NamedTuple):
+    """A block of whole groups of a grouped conv run as a step of its own: its input
+    channels ``in0..in1`` and output channels ``out0..out1`` of the layer's maps."""
+
+    in0: int
+    in1: int
+    out0: int
+    out1: int
+
+
 @dataclass
 class Step:
     """One kernel invocation: a fabric layer on one frame (docs/job-format.md)."""
@@ -109,12 +119,22 @@ class Step:
     #: partial ``acc`` (``ACC``, the biases in the first block only); the host adds the
     #: blocks' answers in int64 and applies the layer's thresholds.
     part: tuple | None = None
-    #: The layer's whole output as the kernel answers it (its bands joined), when the host
-    #: subsamples it (``host_stride``); else the layer's output shape.
+    #: A block of whole groups of a conv whose groups do not fit the tile together: the
+    #: step reads the block's input channels and answers its output channels, which the
+    #: host cuts from the input map and places in the output map.
+    group_block: GroupBlock | None = None
+    #: The layer's whole output as the kernel answers it (its bands and group blocks
+    #: joined), when the host joins or subsamples it; else the layer's output shape.
     grid_shape: tuple = ()
     #: ``(a, b)``: the host keeps every a-th row and b-th column of the joined answer (a
     #: conv with unequal strides, computed by the kernel at their common stride).
     host_stride: tuple | None = None
+
+    @property
+    def is_piece(self) -> bool:
+        """Whether the step computes only a piece of its layer (a band, an input block, a
+        group block): the host cuts its map from its copy and joins its answer."""
+        return self.band is not None or self.part is not None or self.group_block is not None
 
     @property
     def head(self) -> np.ndarray:
@@ -526,11 +546,14 @@ def place(
     return Placement(masks, slots, sets, lc)
 
 
-def row_bands(h, w, oh, stride, pt, span, slots, params, layer, *, out_fits=None, align=4):
+def row_bands(
+    h, w, oh, stride, pt, span, slots, params, layer, *, out_fits=None, align=4, banded=True
+):
     """Output-row bands ``(r0, r1, o0, o1)`` of a map of ``h`` x ``w`` whose input rows fit
     one partition with ``slots`` slots (and whose outputs ``out_fits``): one band when the
-    whole map fits, else bands of a multiple of ``align`` output rows, each reading its
-    input rows with the window's halo (``span`` rows at ``stride``, top padding ``pt``)."""
+    whole map fits, else (``banded``) bands of a multiple of ``align`` output rows, each
+    reading its input rows with the window's halo (``span`` rows at ``stride``, top
+    padding ``pt``)."""
     capacity = params.IN_DEPTH // params.P
     bx = ceil_div(w, 4)
 
@@ -543,6 +566,14 @@ def row_bands(h, w, oh, stride, pt, span, slots, params, layer, *, out_fits=None
 
     if fits(oh, h):
         return [(0, h, 0, oh)]
+    if not banded:
+        raise WindowTooLarge(
+            f"the whole map needs {slots * ceil_div(h, 4) * bx * 16} input codes in a "
+            f"partition (IN_DEPTH/P={capacity}) or more output than the output memory holds "
+            f"(OUT_DEPTH={params.OUT_DEPTH})",
+            layer=layer.name,
+            field="IN_DEPTH",
+        )
     band = min(align, oh)
     if not fits(band, rows_for(band)):
         raise WindowTooLarge(

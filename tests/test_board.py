@@ -218,6 +218,24 @@ def test_a_layer_split_along_its_input_runs_as_in_the_simulator(tmp_path):
         engine.close()
 
 
+def test_a_depthwise_conv_above_the_kernel_runs_as_group_blocks(tmp_path):
+    """A first-layer depthwise conv of 300 channels on a kernel whose placement table holds
+    256: two blocks of 150 whole groups, each reading its channels of the float image and
+    answering into a buffer the host reads; the host joins them into the next conv's map."""
+    rng = np.random.default_rng(5)
+    depthwise = {"c_in": 300, "c_out": 300, "groups": 300, "hw": (6, 5)}
+    model, layer = chain_model(rng, depthwise, {"c_out": 5, "last": True})
+    x = floats_for(model, random_codes(rng, layer, 2, model.maps["input"].J))
+    engine, _ = connect(tmp_path / "overlay", model, params={"CH_MAX": 256})
+    try:
+        blocks = [s.group_block for s in engine.plan.steps]
+        assert [(b.out0, b.out1) for b in blocks[:2]] == [(0, 150), (150, 300)]
+        assert blocks[2] is None and engine.plan.steps[2].host_in
+        assert_runs_as_the_simulator(engine, x)
+    finally:
+        engine.close()
+
+
 def test_a_pool_chain_and_unequal_strides_run_as_in_the_simulator(tmp_path):
     """A (1, 2)-strided conv the host subsamples, then a 5x5 max-pool run as two pool steps
     (the first answering into the second's map slot)."""

@@ -17,6 +17,7 @@ from layer_cases import (
     assert_runs_as_the_simulator,
     branch_model,
     chain_model,
+    check_tables,
     floats_for,
     one_layer_model,
     pool_model,
@@ -309,8 +310,9 @@ SPLIT_CASES = {
         "L1",
         False,
     ),
+    # a group alone above CH_MAX: blocks of whole groups cannot help, input blocks do
     "grouped_conv_above_ch_max": (
-        {"c_in": 400, "c_out": 6, "groups": 2, "hw": (4, 5), "last": True},
+        {"c_in": 600, "c_out": 6, "groups": 2, "hw": (4, 5), "last": True},
         None,
         "L",
         False,
@@ -353,6 +355,144 @@ def test_windows_above_the_kernel_run_as_input_blocks(name, params):
     for s in engine.plan.steps:
         if s.part is not None:
             assert s.host_in and s.out_format == "ACC" and s.fields["jo1"] == 0
+
+
+#: Grouped convs whose groups do not fit the small build's tile together, not even in bands
+#: of output rows (one slot a group in every partition): ``(first layer, second layer or
+#: None, the layer cut into blocks of whole groups, the blocks' output channels, whether
+#: the blocks are banded too)``.
+DEPTHWISE_40 = {"c_in": 40, "c_out": 40, "groups": 40, "hw": (8, 8)}
+GROUP_BLOCK_CASES = {
+    "depthwise": (DEPTHWISE_40, None, "L", [(0, 20), (20, 40)], False),
+    "grouped_3_inputs_a_group": (
+        {"c_in": 48, "c_out": 32, "groups": 16, "hw": (8, 40)},
+        None,
+        "L",
+        [(0, 10), (10, 20), (20, 32)],
+        False,
+    ),
+    "grouped_16_inputs_a_group": (
+        {"c_in": 64, "c_out": 8, "groups": 4, "hw": (8, 40)},
+        None,
+        "L",
+        [(0, 4), (4, 8)],
+        False,
+    ),
+    # one group alone needs bands: the fewest blocks that fit, each in bands
+    "depthwise_in_bands_last": (
+        {"c_in": 6, "c_out": 6, "groups": 6, "hw": (48, 48), "last": True},
+        None,
+        "L",
+        [(0, 3), (3, 6)],
+        True,
+    ),
+    "conv_then_depthwise_last": (
+        {"c_in": 3, "c_out": 40, "hw": (8, 8)},
+        {"c_out": 40, "groups": 40, "last": True},
+        "L1",
+        [(0, 20), (20, 40)],
+        False,
+    ),
+    "depthwise_then_conv": (
+        DEPTHWISE_40,
+        {"c_out": 5, "last": True},
+        "L0",
+        [(0, 20), (20, 40)],
+        False,
+    ),
+    "strided_depthwise_then_fc": (
+        {**DEPTHWISE_40, "strides": (2, 2)},
+        {"op": "fc", "c_out": 7, "last": True},
+        "L0",
+        [(0, 20), (20, 40)],
+        False,
+    ),
+}
+
+
+def assert_group_blocks(plan, name, blocks, banded) -> None:
+    """Layer ``name`` runs as blocks of whole groups with these output channels (each
+    banded or not), each step the conv on its groups' channels, cut and joined by the
+    host; the step after the layer reads the joined map from the host."""
+    groups = plan.model.layer(name).attrs["groups"]
+    per_group = plan.model.layer(name).out_shape[0] // groups
+    steps = [s for s in plan.steps if s.layer.name == name]
+    assert sorted({(s.group_block.out0, s.group_block.out1) for s in steps}) == blocks
+    for s in steps:
+        block = s.group_block
+        assert s.host_in and (s.band is not None) == banded and s.part is None
+        assert s.fields["out_c"] == block.out1 - block.out0
+        assert s.fields["in_c"] == block.in1 - block.in0
+        assert s.fields["groups"] == (block.out1 - block.out0) // per_group
+    after = plan.steps.index(steps[-1]) + 1
+    if after < len(plan.steps):
+        assert steps[-1].host_out and plan.steps[after].host_in
+
+
+def assert_codes_vary(model, x, name) -> None:
+    """Codes all at 0 or all at the top would hide blocks joined in the wrong places."""
+    codes = simulator(model).run(x, trace=True)[2][name]
+    assert np.unique(codes).size >= 3
+
+
+@pytest.mark.parametrize("name", sorted(GROUP_BLOCK_CASES))
+def test_groups_above_the_tile_run_as_blocks_of_whole_groups(name):
+    """The planner cuts such a layer into the fewest equal-ish blocks of whole groups that
+    fit; the host cuts each block's input channels from the map and places its answer at
+    its output channels: bit for bit the simulator's layer, the trips as planned."""
+    first, second, split_layer, blocks, banded = GROUP_BLOCK_CASES[name]
+    rng = np.random.default_rng(seed(name))
+    if second is None:
+        model, layer = one_layer_model(rng, **first)
+    else:
+        model, layer = chain_model(rng, first, second)
+    x = floats_for(model, random_codes(rng, layer, 2, model.maps["input"].J))
+    for fabric in model.layers:
+        if fabric.thresholds is not None:
+            spread_thresholds(model, fabric, x)
+            assert_codes_vary(model, x, fabric.name)
+    engine = assert_same_run(model, x, SMALL)
+    assert_trips_are_the_model(engine)
+    assert_group_blocks(engine.plan, split_layer, blocks, banded)
+
+
+@pytest.mark.parametrize("head", [None, 5], ids=["acc_logits", "flat_into_fc"])
+def test_a_global_average_pool_over_many_channels_runs_as_group_blocks(head):
+    """80 channels of 6x6 maps, one slot a channel: 3 blocks at the small build, each
+    answering its channels' ACC logits or FLAT codes, which the host joins (into the fc's
+    map)."""
+    rng = np.random.default_rng(seed(f"gap_blocks{head}"))
+    model, layer = gap_model(rng, 80, head)
+    x = floats_for(model, random_codes(rng, layer, 2, model.maps["input"].J, 0.2))
+    if head is not None:
+        spread_thresholds(model, layer, x)
+        assert_codes_vary(model, x, layer.name)
+    engine = assert_same_run(model, x, SMALL)
+    assert_trips_are_the_model(engine)
+    assert_group_blocks(engine.plan, layer.name, [(0, 26), (26, 53), (53, 80)], False)
+    formats = {s.out_format for s in engine.plan.steps if s.layer is layer}
+    assert formats == {"ACC" if head is None else "FLAT"}
+
+
+def test_a_depthwise_conv_with_a_residual_shortcut_runs_as_group_blocks():
+    """A residual Add into a depthwise conv cut into group blocks: each block's shortcut
+    section is its own channels of the shortcut map."""
+    rng = np.random.default_rng(seed("residual_blocks"))
+    conv1x1 = {"c_in": 40, "c_out": 40, "hw": (8, 8), "kernel": (1, 1), "pads": (0, 0, 0, 0)}
+    model, _ = chain_model(rng, conv1x1, {"c_out": 40, "groups": 40})
+    depthwise = model.layer("L1")
+    depthwise.inputs = ["L0", "input"]
+    shortcut_j = model.maps["input"].J
+    depthwise.residual_table = np.concatenate([[0], rng.integers(-3000, 3000, shortcut_j - 1)])
+    check_tables(model)
+    x = floats_for(model, random_codes(rng, model.layer("L0"), 2, shortcut_j))
+    for fabric in model.layers:
+        spread_thresholds(model, fabric, x)
+    assert_codes_vary(model, x, "L1")
+    engine = assert_same_run(model, x, SMALL)
+    assert_trips_are_the_model(engine)
+    assert_group_blocks(engine.plan, "L1", [(0, 20), (20, 40)], False)
+    assert all(s.shortcut_words for s in engine.plan.steps if s.layer is depthwise)
 
 
 @pytest.mark.parametrize("sign", [1, -1])

@@ -161,3 +161,23 @@ def test_graph_host_work_counts_shortcuts_and_layers_between_steps():
     assert shortcut_codes > 0
     host = estimate(model)["host"]
     assert host["parts"]["host_maps"] >= shortcut_codes * HOST_MAP_S_PER_CODE
+
+
+def test_group_blocks_price_every_code_the_host_cuts_and_joins():
+    """A depthwise conv cut into two blocks of whole groups after a conv: the host unpacks
+    the conv's answer, packs each block's channels, unpacks each block's answer (the last
+    one too, which no step reads) and joins them: every code of the map three times."""
+    from layer_cases import chain_model
+
+    from kcnn.estimate import HOST_MAP_S_PER_CODE
+
+    rng = np.random.default_rng(3)
+    conv, depthwise = {"c_in": 3, "c_out": 40, "hw": (8, 8)}, {"c_out": 40, "groups": 40}
+    model, _ = chain_model(rng, conv, {**depthwise, "last": True})
+    counts = {"effective_pairs": 0.0, "act_density": 1.0}
+    model.meta["calibration"] = {"layers": {layer.name: counts for layer in model.layers}}
+    small = BuildParams(P=8, IN_DEPTH=16384)
+    blocks = [s.group_block for s in plan_model(model, small).steps if s.layer.name == "L1"]
+    assert len(blocks) == 2
+    host = estimate(model, small)["host"]
+    assert host["parts"]["host_maps"] == pytest.approx(3 * 40 * 8 * 8 * HOST_MAP_S_PER_CODE)

@@ -205,13 +205,35 @@ def test_a_grouped_conv_splits_the_channels_of_every_group_alike():
     np.testing.assert_array_equal(np.concatenate(weights, axis=1), layer.codes)
 
 
-def test_a_depthwise_conv_above_ch_max_is_refused_naming_the_layer_and_field():
-    """One input channel per group: nothing to split along the input."""
+def test_a_depthwise_conv_above_ch_max_runs_as_group_blocks_carrying_each_weight_once():
+    """One input channel per group: nothing to split along the input, but the groups split
+    into the fewest equal-ish blocks of whole groups, each its own channels' conv."""
     rng = np.random.default_rng(6)
-    model, _ = one_layer_model(rng, c_in=300, c_out=300, groups=300, hw=(4, 4))
-    with pytest.raises(KcnnError, match="CH_MAX") as info:
-        plan_model(model, BuildParams(CH_MAX=256))
-    assert (info.value.layer, info.value.field) == ("L", "CH_MAX")
+    model, layer = one_layer_model(rng, c_in=600, c_out=600, groups=600, hw=(4, 4))
+    plan = plan_model(model, BuildParams(CH_MAX=256))
+    blocks = [s.group_block for s in plan.steps]
+    assert [(b.out0, b.out1) for b in blocks] == [(0, 200), (200, 400), (400, 600)]
+    assert all(b.in0 == b.out0 and b.in1 == b.out1 for b in blocks)
+    weights, biases = [], []
+    for step in plan.steps:
+        f = decode_descriptor(step.head)
+        assert (f["in_c"], f["out_c"], f["groups"], f["jo1"]) == (200, 200, 200, 3)
+        codes, bias = decode_conv_weights(step)
+        weights.append(codes)
+        biases.append(bias)
+    np.testing.assert_array_equal(np.concatenate(weights), layer.codes)
+    np.testing.assert_array_equal(np.concatenate(biases), layer.bias)
+
+
+def test_a_group_too_large_for_the_kernel_alone_is_refused_naming_the_layer_and_field():
+    """Two depthwise channels 300 columns wide: four output rows of one channel need more
+    codes than a partition holds, whatever the blocks of groups."""
+    rng = np.random.default_rng(6)
+    model, _ = one_layer_model(rng, c_in=2, c_out=2, groups=2, hw=(8, 300))
+    small = BuildParams(P=8, IN_DEPTH=16384)
+    with pytest.raises(KcnnError, match="one group a step: 4 output rows need") as info:
+        plan_model(model, small)
+    assert (info.value.layer, info.value.field) == ("L", "IN_DEPTH")
 
 
 @pytest.mark.parametrize("out_format", ["ACC", "FLAT"])

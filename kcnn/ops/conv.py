@@ -160,8 +160,10 @@ class Conv(Op):
             "group": a["groups"],
         }
 
-    def tile(self, model, layer, index, in_format, out_format, params):
-        return _conv_steps(model, layer, index, in_format, out_format, params)
+    def tile(self, model, layer, index, in_format, out_format, params, *, banded=True):
+        """``banded`` False: one step over the whole map, or :class:`WindowTooLarge` (the
+        planner's cheap check of a block of groups, before any job is packed)."""
+        return _conv_steps(model, layer, index, in_format, out_format, params, banded)
 
     def input_units(self, layer):
         return layer.codes.reshape(layer.codes.shape[0], layer.codes.shape[1], -1), False
@@ -372,10 +374,17 @@ def _conv_geometry(layer: Layer, in_format: str) -> _ConvGeometry:
 
 
 def _conv_steps(
-    model, layer: Layer, index: int, in_format: str, out_format: str, params: BuildParams
+    model,
+    layer: Layer,
+    index: int,
+    in_format: str,
+    out_format: str,
+    params: BuildParams,
+    banded: bool = True,
 ) -> list[Step]:
     """A conv layer's steps: one, or one per band of output rows when its input map does
-    not fit the tile (the host then cuts the map into bands and joins their answers)."""
+    not fit the tile (the host then cuts the map into bands and joins their answers;
+    ``banded`` False refuses instead)."""
     geo = _conv_geometry(layer, in_format)
     c_in, h, w = geo.c_in, geo.h, geo.w
     c_out, (oh, ow) = layer.out_shape[0], geo.grid
@@ -437,6 +446,7 @@ def _conv_steps(
         params,
         layer,
         out_fits=out_fits,
+        banded=banded,
     )
     per_group = c_out // groups
     group_rows = []
