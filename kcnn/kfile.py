@@ -495,14 +495,26 @@ def accumulator_bound(layer: Layer, books: list[Codebook]) -> int:
 
 
 def check_layer_tables(model: Model, contract: dict, fail) -> None:
-    """Codebook links, the threshold banks, the Add tables and the accumulator proof
-    (DESIGN sections 1 and 4). ``fail(message, layer, field)`` returns the exception."""
+    """Codebook links, the threshold banks, the Add tables, the accumulator proof (DESIGN
+    sections 1 and 4) and the order of the codes an op that compares codes can receive.
+    ``fail(message, layer, field)`` returns the exception."""
     limit = (1 << (contract["ACC_BITS"] - 1)) - 1
+    reachable = {"input": np.arange(model.maps["input"].J)}  # codes each tensor can hold
     for layer in model.layers:
         for key in ("in_map", "out_map"):
             ref = getattr(layer, key)
             if ref is not None and ref not in model.maps:
                 raise fail(f"refers to unknown map {ref!r}", layer.name, key)
+        if layer.kind.needs_ordered_codes:
+            book = model.maps.get(model.codebook_of(layer.inputs[0]) or "", None)
+            every = np.arange(book.J) if book is not None else np.zeros(0, np.int64)
+            _check_ordered_codes(model, layer, reachable.get(layer.inputs[0], every), fail)
+        if layer.kind.acts_on_codes:
+            held = [reachable[t] for t in layer.inputs if t in reachable]
+            if held:  # (not a reshape of the logits)
+                reachable[layer.name] = np.unique(np.concatenate(held))
+        elif layer.out_map is not None and not layer.thresholded:
+            reachable[layer.name] = np.arange(model.maps[layer.out_map].J)
         if not layer.thresholded:
             continue
         books = [model.maps[model.codebook_of(t)] for t in layer.inputs]
@@ -532,17 +544,42 @@ def check_layer_tables(model: Model, contract: dict, fail) -> None:
                 "accumulator",
             )
         if layer.thresholds is not None:
-            _check_bank(layer, model.maps[layer.out_map], contract, fail)
+            _check_bank(layer, model.maps[layer.out_map], contract, bound, fail)
+            reachable[layer.name] = _bank_codes(layer, bound)
+
+
+def _bank_codes(layer: Layer, bound: int) -> np.ndarray:
+    """The codes a threshold bank can emit for an ``acc`` within ``+-bound``."""
+    t = layer.thresholds
+    intervals = np.arange(int(np.sum(t <= -bound)), int(np.sum(t <= bound)) + 1)
+    return np.unique(intervals if layer.out_table is None else layer.out_table[intervals])
+
+
+def _check_ordered_codes(model: Model, layer: Layer, codes: np.ndarray, fail) -> None:
+    """An op that compares codes (max-pool) needs the codes its input can hold to be
+    ordered like their values, none below zero (the padding code 0 never wins): true of
+    every unsigned map, and of a signed map shared through a Concat that a ReLU-like
+    layer emits into (it emits code 0 and the positive codes only)."""
+    book = model.maps[model.codebook_of(layer.inputs[0])]
+    values = np.concatenate([[0], book.aq])[codes]
+    if np.any(values < 0) or np.any(np.diff(values) <= 0):
+        raise fail(
+            f"{layer.op} compares codes: its input can hold codes {codes.tolist()}, whose "
+            "values are negative or not ordered like the codes",
+            layer.name,
+            "in_map",
+        )
 
 
 def _fits(values: np.ndarray, limit: int) -> bool:
     return int(values.min()) >= -limit and int(values.max()) <= limit
 
 
-def _check_bank(layer: Layer, out_book: Codebook, contract: dict, fail) -> None:
+def _check_bank(layer: Layer, out_book: Codebook, contract: dict, bound: int, fail) -> None:
     """Thresholds non-decreasing, of the output map's count, within the accumulator; with
-    an activation that is 0 for every input <= 0, ``T[1] >= 1``; the interval codes in
-    range (an unsigned map has none: the interval is the code)."""
+    an activation that is 0 for every input <= 0, every reachable ``acc <= 0`` (down to
+    ``-bound``) is code 0 (``T[1] >= 1`` on an unsigned map); the interval codes in range
+    (an unsigned map has none: the interval is the code)."""
     limit = (1 << (contract["ACC_BITS"] - 1)) - 1
     t = layer.thresholds
     if len(t) != out_book.J - 1:
@@ -553,18 +590,24 @@ def _check_bank(layer: Layer, out_book: Codebook, contract: dict, fail) -> None:
             layer.name,
             "thresholds",
         )
-    act = activation_of(layer)
-    if act is not None and act.zero_at_non_positive(layer.activation) and t.size and t[0] < 1:
-        raise fail(
-            f"thresholds must have T[1] >= 1 after a {layer.activation['op']}",
-            layer.name,
-            "thresholds",
-        )
     table = layer.out_table
     if table is not None and (len(table) != out_book.J or table.max() >= out_book.J):
         raise fail(
             f"out_table needs {out_book.J} codes below {out_book.J}", layer.name, "out_table"
         )
+    act = activation_of(layer)
+    if act is not None and act.zero_at_non_positive(layer.activation) and t.size:
+        # The intervals of acc = -bound .. 0 (a signed map shared through a Concat has
+        # thresholds at or below zero that every acc reaches) must all give code 0.
+        lowest, highest = int(np.sum(t <= -bound)), int(np.sum(t <= 0))
+        codes = np.arange(lowest, highest + 1) if table is None else table[lowest : highest + 1]
+        if np.any(codes != 0):
+            rule = "have T[1] >= 1" if table is None else "send every acc <= 0 to code 0"
+            raise fail(
+                f"thresholds must {rule} after a {layer.activation['op']}",
+                layer.name,
+                "thresholds",
+            )
     if (table is None) == bool(np.any(out_book.aq < 0)):
         raise fail(
             "a signed output map needs out_table, an unsigned one takes none",
@@ -776,8 +819,6 @@ def check_graph(model: Model, fail) -> None:
                 name,
                 "out_map",
             )
-        if op.needs_ordered_codes and np.any(model.maps[in_books[0]].aq < 0):
-            raise fail(f"{layer.op} compares codes: it needs an unsigned map", name, "in_map")
         if op.acts_on_codes:
             if len(set(in_books)) != 1:
                 raise fail(
@@ -790,21 +831,24 @@ def check_graph(model: Model, fail) -> None:
             codebooks[name] = layer.out_map
         if layer.out_map is not None:
             emitters.setdefault(layer.out_map, []).append(name)
-            out_book = model.maps[layer.out_map]
-            host = op.host
-            if (out_book.boundaries is not None) != host or (
-                host and len(out_book.boundaries) != out_book.J - 1
-            ):
-                raise fail(
-                    f"map {layer.out_map!r} needs J-1 boundaries (host-op output)"
-                    if host
-                    else f"map {layer.out_map!r} is emitted by the fabric and takes no boundaries",
-                    name,
-                    "boundaries",
-                )
-            if host and out_book.signed:
+            if op.host and model.maps[layer.out_map].signed:
                 raise fail(f"map {layer.out_map!r}: a host op's output is unsigned", name, "signed")
         shapes[name] = layer.out_shape
+    for book, names in emitters.items():
+        # The host re-encodes a host op's output with the map's boundaries; the fabric
+        # emits with integer thresholds. A map that a Concat joins may have both kinds.
+        by_host = [n for n in names if model.layer(n).kind.host]
+        boundaries = model.maps[book].boundaries
+        if by_host and (boundaries is None or len(boundaries) != model.maps[book].J - 1):
+            raise fail(
+                f"map {book!r} needs J-1 boundaries (host-op output)", by_host[0], "boundaries"
+            )
+        if not by_host and boundaries is not None:
+            raise fail(
+                f"map {book!r} is emitted by the fabric and takes no boundaries",
+                names[0],
+                "boundaries",
+            )
     _check_emitters(model, emitters, fail)
     tail = model.layers[-1].name
     unread = [t for t in shapes if t not in read and t != tail]

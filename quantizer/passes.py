@@ -592,7 +592,10 @@ def _integer_thresholds(layer: Layer, t: np.ndarray, acc_scale: float, bound: in
     with np.errstate(over="ignore", invalid="ignore"):
         ints = np.ceil(y / acc_scale)
     if act is not None and act.zero_at_non_positive(layer.activation) and ints.size:
-        ints = np.maximum(ints, 1.0)  # acc <= 0 is code 0, as the loader checks
+        # f(acc) = 0 for acc <= 0: a threshold above zero needs acc >= 1 (the loader checks
+        # that acc <= 0 is code 0). One at or below zero, which a codebook shared through a
+        # Concat with a signed map has, is reached by every acc (-inf, clipped below).
+        ints = np.where(np.asarray(t) > 0, np.maximum(ints, 1.0), ints)
     ints = np.clip(ints, -bound, bound + 1)  # inf included
     ints = np.maximum.accumulate(ints) if ints.size else ints
     return ints.astype(np.int64)

@@ -256,3 +256,30 @@ def test_a_dead_branch_quantizes_with_a_warning_and_stays_zero():
         quantized = quantize(model, calib, log=None)
     maps = simulator(quantized).run(x, trace=True)[2]
     assert not maps["conv_dead"].any() and maps["conv_live"].any()
+
+
+def test_a_relu_map_joined_with_a_signed_map_stays_non_negative_and_loads(tmp_path):
+    """DenseNet's stem: Conv + Relu -> MaxPool, concatenated with a dense layer's linear
+    Conv (a signed map), so one codebook holds negative centroids. The Relu layer must
+    still emit code 0 for every acc <= 0 (its thresholds for the negative boundaries are
+    always reached), the max-pool must see only codes ordered like their values, and the
+    file must load back."""
+    from onnx_cases import _Net
+
+    from kcnn.kfile import load
+    from kcnn.sim.engine import simulator
+
+    net = _Net(13, (3, 8, 8), seed=5)
+    stem = net.relu("stem_relu", net.conv("stem", "x", 4, 3, pads=[1, 1, 1, 1]))
+    pooled = net.op("MaxPool", "pool", [stem], kernel_shape=[2, 2], strides=[2, 2])
+    linear = net.conv("dense_conv", pooled, 4, 3, pads=[1, 1, 1, 1])
+    joined = net.op("Concat", "concat", [pooled, linear], axis=1)
+    model, x = net.finish(net.conv("head", joined, 5, 4))
+    calib = np.random.default_rng(1).standard_normal((16, 3, 8, 8)).astype(np.float32)
+    quantized = load(quantize(model, calib, log=None).save(tmp_path / "joined.kcnn"))
+    book = quantized.maps[quantized.codebook_of("stem")]
+    assert np.any(book.aq < 0), "the case needs a signed shared codebook"
+    values = np.concatenate([[0], book.aq])
+    maps = simulator(quantized).run(calib, trace=True)[2]
+    assert values[maps["stem"]].min() == 0 and values[maps["pool"]].min() == 0
+    assert values[maps["dense_conv"]].min() < 0
