@@ -63,10 +63,7 @@ def _layer_arrays(layer: Layer) -> dict[str, np.ndarray]:
         arrays[f"{layer.name}.out_table"] = layer.out_table.astype(np.uint8)
     if layer.residual_table is not None:
         arrays[f"{layer.name}.residual_table"] = layer.residual_table.astype(np.int64)
-    for k, table in enumerate(layer.add_tables or []):
-        arrays[f"{layer.name}.add_table{k}"] = table.astype(np.int64)
-    if layer.code_table is not None:
-        arrays[f"{layer.name}.code_table"] = layer.code_table.astype(np.uint8).reshape(-1)
+    arrays.update(layer.kind.table_arrays(layer))
     if not layer.is_fabric:
         return arrays
     if layer.weight_form == "sparse":

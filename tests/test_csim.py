@@ -755,10 +755,11 @@ GRAPH_CASES = [
 
 
 @pytest.mark.parametrize("case", GRAPH_CASES)
-def test_quantized_graphs_run_as_in_the_simulator(case):
+def test_quantized_graphs_run_as_in_the_simulator(case, tmp_path):
     """Residual Adds (into a conv's accumulator and the add step), signed maps (interval
-    codes), folded activations, Concats and host ops between steps: csim == sim on every
-    map and on the logits, the kernel's loop trips as planned."""
+    codes), folded activations, Concats and host ops between steps, through a `.kcnn`
+    file (an add's tables, a code map's table): csim == sim on every map and on the
+    logits, the kernel's loop trips as planned."""
     environments.importorskip("onnxruntime")
     import onnx_cases
 
@@ -767,6 +768,7 @@ def test_quantized_graphs_run_as_in_the_simulator(case):
     model, x = onnx_cases.SUPPORTED[case]()
     rng = np.random.default_rng(0)
     calib = rng.standard_normal((64, *x.shape[1:])).astype(np.float32)
-    quantized = quantize(model, calib, log=None, density=0.6)
+    made = quantize(model, calib, log=None, density=0.6)
+    quantized = load(made.save(tmp_path / f"{case}.kcnn"))
     engine = assert_same_run(quantized, x[:2], BuildParams())
     assert_trips_are_the_model(engine)

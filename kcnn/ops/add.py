@@ -51,6 +51,12 @@ class Add(Op):
     def input_counts(self) -> tuple[int, ...]:
         return (2,)
 
+    def table_arrays(self, layer) -> dict:
+        return {
+            f"{layer.name}.add_table{k}": table.astype(np.int64)
+            for k, table in enumerate(layer.add_tables or [])
+        }
+
     def read_tables(self, reader, layer, j_max: int) -> None:
         layer.add_tables = [
             reader.array(f"{layer.name}.add_table{k}", np.int64, layer.name, max_len=j_max)

@@ -99,6 +99,11 @@ class Op:
         return self.emits_codes or (self.host and not self.on_logits)
 
     # ---- the file's arrays of its own ----------------------------------------------------
+    def table_arrays(self, layer) -> dict:
+        """The arrays only this op's layers have, by member name, as the file stores them
+        (:meth:`read_tables` reads them back)."""
+        return {}
+
     def read_tables(self, reader, layer, j_max: int) -> None:
         """Read the arrays only this op's layers have (``kcnn.kfile``'s ``reader``, which
         checks every array's name, dtype and size and fails naming the layer); ``j_max``

@@ -31,6 +31,11 @@ class CodeMap(Op):
     def folds_activation(self) -> bool:
         return True
 
+    def table_arrays(self, layer) -> dict:
+        if layer.code_table is None:
+            return {}
+        return {f"{layer.name}.code_table": layer.code_table.astype(np.uint8).reshape(-1)}
+
     def read_tables(self, reader, layer, j_max: int) -> None:
         name = layer.name
         if layer.in_map is None or layer.out_map is None:
