@@ -4,6 +4,8 @@ The defaults were chosen on the train/validation split only; the same settings s
 every model. The figures are tabled in models/README.md.
 """
 
+import functools
+
 import environments
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from kcnn.report import build_report  # noqa: E402
 from kcnn.sim.engine import simulator  # noqa: E402
 
 
+@functools.cache
 def accuracy(name):
     path = models.model_path(name)
     model = quantize(path, models.calibration_digits(), log=None, name=name)
@@ -52,10 +55,19 @@ def test_graph_models_accuracy_storage_and_compute(name):
 
 
 @pytest.mark.slow
-def test_mobilenet_style_figures_are_the_readme_ones():
-    """MobileNet-v2-style misses the targets (models/README.md says why); its figures
-    must not get worse than the table's."""
+def test_mobilenet_style_storage_and_compute_meet_the_targets():
+    """Inverted residual blocks (depthwise convs, ReLU6, linear bottlenecks): storage and
+    compute are held to the other graph models' targets; the accuracy drop, which misses
+    its target (models/README.md), must not get worse than the table's 1.3 points."""
     float_top1, kcnn_top1, totals = accuracy("mobilenet_mnist")
-    assert float_top1 - kcnn_top1 <= 0.0105
-    assert totals["storage_reduction_fp32"] >= 0.83
-    assert totals["compute_reduction"] >= 0.47
+    assert totals["storage_reduction_fp32"] >= 0.85
+    assert totals["compute_reduction"] >= 0.60
+    assert float_top1 - kcnn_top1 <= 0.0135
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="mobilenet_mnist drops 1.3 points (models/README.md)")
+def test_mobilenet_style_accuracy_within_half_a_point():
+    """The target the others meet; strict, so meeting it fails until the mark goes."""
+    float_top1, kcnn_top1, _ = accuracy("mobilenet_mnist")
+    assert float_top1 - kcnn_top1 <= 0.005
