@@ -332,17 +332,23 @@ SPLIT_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(SPLIT_CASES))
-def test_windows_above_the_kernel_run_as_input_blocks(name, params):
-    """The planner splits such a layer along its input; each block answers its partial
-    acc and the host adds them in int64: bit for bit the simulator's layer."""
-    first, second, split_layer, at_default = SPLIT_CASES[name]
+def _case_model_and_input(name, first, second):
+    """One layer (``second`` None) or a chain of two, and two inputs, seeded by the case's
+    name."""
     rng = np.random.default_rng(seed(name))
     if second is None:
         model, layer = one_layer_model(rng, **first)
     else:
         model, layer = chain_model(rng, first, second)
-    x = floats_for(model, random_codes(rng, layer, 2, model.maps["input"].J))
+    return model, layer, floats_for(model, random_codes(rng, layer, 2, model.maps["input"].J))
+
+
+@pytest.mark.parametrize("name", sorted(SPLIT_CASES))
+def test_windows_above_the_kernel_run_as_input_blocks(name, params):
+    """The planner splits such a layer along its input; each block answers its partial
+    acc and the host adds them in int64: bit for bit the simulator's layer."""
+    first, second, split_layer, at_default = SPLIT_CASES[name]
+    model, layer, x = _case_model_and_input(name, first, second)
     if model.layer(split_layer).thresholds is not None:
         spread_thresholds(model, model.layer(split_layer), x)
         # codes all at 0 or all at the top would hide a wrong sum of the blocks
@@ -441,12 +447,7 @@ def test_groups_above_the_tile_run_as_blocks_of_whole_groups(name):
     fit; the host cuts each block's input channels from the map and places its answer at
     its output channels: bit for bit the simulator's layer, the trips as planned."""
     first, second, split_layer, blocks, banded = GROUP_BLOCK_CASES[name]
-    rng = np.random.default_rng(seed(name))
-    if second is None:
-        model, layer = one_layer_model(rng, **first)
-    else:
-        model, layer = chain_model(rng, first, second)
-    x = floats_for(model, random_codes(rng, layer, 2, model.maps["input"].J))
+    model, layer, x = _case_model_and_input(name, first, second)
     for fabric in model.layers:
         if fabric.thresholds is not None:
             spread_thresholds(model, fabric, x)

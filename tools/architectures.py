@@ -38,6 +38,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from generated_files import write_or_check
 from torch import nn
 
 #: Kept alive: dropping the library object would remove the operators it defines.
@@ -447,15 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest["zoo"] = kept["zoo"]
     outputs["manifest.json"] = (json.dumps(manifest, indent=1) + "\n").encode()
 
-    changed = []
-    for path, blob in outputs.items():
-        target = args.out / path
-        before = target.read_bytes() if target.exists() else None
-        if before != blob:
-            changed.append(path)
-        if not args.check:
-            args.out.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(blob)
+    changed = write_or_check(args.out, outputs, args.check)
     print(f"{len(entries)} files, {total} bytes in all; changed: {', '.join(changed) or 'none'}")
     return 1 if args.check and changed else 0
 

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from generated_files import write_or_check
 from onnx import TensorProto, defs, helper, numpy_helper, shape_inference
 
 from kcnn.models.bvlc import prune_to_density
@@ -438,15 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     outputs["manifest.json"] = (json.dumps(manifest, indent=1) + "\n").encode()
 
-    changed = []
-    for path, blob in outputs.items():
-        target = args.out / path
-        before = target.read_bytes() if target.exists() else None
-        if before != blob:
-            changed.append(path)
-        if not args.check:
-            args.out.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(blob)
+    changed = write_or_check(args.out, outputs, args.check)
     print(f"{len(entries)} files; changed: {', '.join(changed) or 'none'}")
     return 1 if args.check and changed else 0
 
