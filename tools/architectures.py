@@ -20,7 +20,6 @@ kept as it is.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import io
@@ -38,7 +37,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from generated_files import write_or_check
+from generated_files import arguments, write_or_check
 from torch import nn
 
 #: Kept alive: dropping the library object would remove the operators it defines.
@@ -390,14 +389,7 @@ def file_name(name: str, exporter: str, opset: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=OUT, help="folder for the ONNX files")
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="write nothing; exit 1 unless every file and the manifest come out the same",
-    )
-    args = parser.parse_args(argv)
+    args = arguments(__doc__.splitlines()[0], OUT, argv)
 
     torch.set_num_threads(THREADS)
     torch.set_num_interop_threads(1)

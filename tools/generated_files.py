@@ -3,6 +3,7 @@ the scripts that make committed test data: tools/architectures.py, tools/zoo_gra
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 
@@ -19,3 +20,15 @@ def write_or_check(folder: Path, outputs: dict[str, bytes], check: bool) -> list
             folder.mkdir(parents=True, exist_ok=True)
             target.write_bytes(blob)
     return changed
+
+
+def arguments(description: str, default_out: Path, argv=None) -> argparse.Namespace:
+    """The scripts' command line: ``--out FOLDER`` and ``--check``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, default=default_out, help="folder for the ONNX files")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 unless every file and the manifest come out the same",
+    )
+    return parser.parse_args(argv)

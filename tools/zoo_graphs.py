@@ -24,7 +24,6 @@ each file under its ``zoo`` key; ``tests/test_architectures.py`` checks it.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -35,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from generated_files import write_or_check
+from generated_files import arguments, write_or_check
 from onnx import TensorProto, defs, helper, numpy_helper, shape_inference
 
 from kcnn.models.bvlc import prune_to_density
@@ -395,14 +394,7 @@ def made(reduction: Reduction) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=OUT, help="folder for the ONNX files")
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="write nothing; exit 1 unless every file and the manifest come out the same",
-    )
-    args = parser.parse_args(argv)
+    args = arguments(__doc__.splitlines()[0], OUT, argv)
 
     outputs, entries = {}, []
     for key, reduction in REDUCTIONS.items():
