@@ -3,6 +3,7 @@
     python bench/architectures.py                       # import + lower every graph
     python bench/architectures.py --quantize            # and quantize those that lower
     python bench/architectures.py --quantize --markdown docs/architectures.md
+    python bench/architectures.py --quantize --csim --folder /tmp/tvfull   # full size
 
 Runs in the main environment (extras quantize, csim, test; no torch). The graphs are the
 model zoo's "light" graphs that the onnx package ships (full-size layers whose weights are
@@ -12,6 +13,8 @@ Each is imported with ``kcnn.quantizer.onnx_import.import_onnx`` and lowered wit
 ``kcnn.quantizer.lowering.lower``; with ``--quantize``, a graph that lowers is quantized with
 fixed densities on a few seeded calibration inputs. Prints one Markdown row per graph;
 ``--markdown FILE`` also writes the table into FILE between its census markers.
+``--folder DIR`` censuses the full-size torchvision exports that
+``tools/architectures.py --full --out DIR`` wrote there instead (too large for the repository).
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ TORCHVISION = {
     "efficientnet_b0": "EfficientNet-B0",
 }
 EXPORTERS = {"torchscript": "TorchScript exporter", "dynamo": "dynamo exporter"}
+#: tools/architectures.py's file names: <architecture>_<exporter><opset>.onnx.
+EXPORT_NAME = re.compile(r"(?P<name>\w+?)_(?P<exporter>torchscript|dynamo)(?P<opset>\d+)\.onnx")
 BEGIN, END = "<!-- census: begin -->", "<!-- census: end -->"
 
 
@@ -108,6 +113,21 @@ def cases(corpus: Path = CORPUS) -> list[Case]:
             )
         )
     return found
+
+
+def folder_cases(folder: Path) -> list[Case]:
+    """The full-size torchvision exports in ``folder``, known by their file names, in the
+    order of the reduced ones: by architecture, then TorchScript 13 and 17, then dynamo."""
+    found = []
+    for path in folder.glob("*.onnx"):
+        match = EXPORT_NAME.fullmatch(path.name)
+        if match is None or match["name"] not in TORCHVISION:
+            continue
+        exporter = EXPORTERS[match["exporter"]]
+        source = f"torchvision full size, {exporter}, opset {match['opset']}"
+        key = (list(TORCHVISION).index(match["name"]), list(EXPORTERS).index(match["exporter"]))
+        found.append((key, int(match["opset"]), Case(TORCHVISION[match["name"]], source, path)))
+    return [case for *_, case in sorted(found, key=lambda item: item[:2])]
 
 
 def error_text(exc: BaseException) -> str:
@@ -265,13 +285,18 @@ def main(argv: list[str] | None = None) -> int:
         help="with --quantize: one input through the C-sim and the simulator, compared",
     )
     parser.add_argument("--only", help="comma-separated file names (light_vgg19.onnx, ...)")
+    parser.add_argument(
+        "--folder", type=Path, help="census the exports of tools/architectures.py --full here"
+    )
     parser.add_argument("--markdown", type=Path, help="also write the table into this file")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args(argv)
+    if args.folder and args.markdown:
+        parser.error("--markdown writes the census of the corpus; with --folder use --json")
 
     wanted = set(args.only.split(",")) if args.only else None
     rows = []
-    for case in cases():
+    for case in folder_cases(args.folder) if args.folder else cases():
         if wanted and case.path.name not in wanted:
             continue
         row = census(case, args.quantize, args.csim)

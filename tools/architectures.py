@@ -5,6 +5,7 @@ repository root::
 
     python tools/architectures.py            # write tests/data/architectures/
     python tools/architectures.py --check    # exit 1 unless a rerun gives the same bytes
+    python tools/architectures.py --full --out /tmp/tvfull   # full size, for bench/
 
 Six architectures (ResNet-18, MobileNet v2, SqueezeNet 1.1, GoogLeNet, VGG-11,
 EfficientNet-B0) are built from torchvision's own classes and blocks with narrower channels
@@ -16,6 +17,12 @@ models are in eval mode: the files test what the quantizer accepts, not accuracy
 ``manifest.json`` beside them records how each file was made and its SHA-256, which
 ``tests/test_architectures.py`` checks; its ``zoo`` section is tools/zoo_graphs.py's and is
 kept as it is.
+
+``--full`` exports the same architectures at full size instead, from torchvision's own
+constructors (default widths, 1000 classes, 3x224x224 images), seeded and exported the same
+way, into ``--out`` with a manifest of their own. They are tens to hundreds of MB, so
+``--out`` must lie outside the repository; ``bench/architectures.py --folder`` censuses them.
+An export that fails there is recorded in that manifest's ``failed`` list and the run goes on.
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ def _import_torchvision() -> None:
 
 _import_torchvision()
 
+from torchvision import models  # noqa: E402
 from torchvision.models.efficientnet import EfficientNet, MBConvConfig  # noqa: E402
 from torchvision.models.googlenet import (  # noqa: E402
     BasicConv2d,
@@ -283,6 +291,27 @@ ARCHITECTURES = {
 }
 
 
+#: ``--full``: torchvision's constructors as users call them without pretrained weights.
+#: GoogLeNet as the reduced one: no auxiliary heads (eval mode never runs them) and torch's
+#: default initialisation.
+FULL = {
+    "resnet18": partial(models.resnet18, weights=None),
+    "mobilenet_v2": partial(models.mobilenet_v2, weights=None),
+    "squeezenet1_1": partial(models.squeezenet1_1, weights=None),
+    "googlenet": partial(models.googlenet, weights=None, aux_logits=False, init_weights=False),
+    "vgg11": partial(models.vgg11, weights=None),
+    "efficientnet_b0": partial(models.efficientnet_b0, weights=None),
+}
+FULL_INPUT_SHAPE = (1, 3, 224, 224)
+
+
+def full_made(name: str) -> str:
+    """How the full-size model ``name`` is made, for its manifest."""
+    make = FULL[name]
+    keywords = ", ".join(f"{key}={value!r}" for key, value in make.keywords.items())
+    return f"torchvision.models.{make.func.__name__}({keywords}), seeded as the reduced files"
+
+
 def seed_statistics(model: nn.Module, gen: torch.Generator) -> None:
     """Give every BatchNorm statistics and an affine part far from the identity, and every
     bias small random values.
@@ -305,11 +334,12 @@ def seed_statistics(model: nn.Module, gen: torch.Generator) -> None:
                 module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.05)
 
 
-def build(name: str) -> nn.Module:
-    """The seeded model ``name`` in eval mode, the same whether built alone or not."""
+def build(name: str, full: bool = False) -> nn.Module:
+    """The seeded model ``name`` (at full size if ``full``) in eval mode, the same whether
+    built alone or not."""
     index = list(ARCHITECTURES).index(name)
     torch.manual_seed(SEED + index)
-    model = ARCHITECTURES[name].build()
+    model = (FULL[name] if full else ARCHITECTURES[name].build)()
     seed_statistics(model, torch.Generator().manual_seed(SEED + index))
     return model.eval()
 
@@ -389,24 +419,42 @@ def file_name(name: str, exporter: str, opset: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = arguments(__doc__.splitlines()[0], OUT, argv)
+    args = arguments(
+        __doc__.splitlines()[0],
+        OUT,
+        argv,
+        flags={"full": "full-size models (224x224 inputs) into --out, outside the repository"},
+    )
+    if args.full and args.out.resolve().is_relative_to(ROOT):
+        raise SystemExit("--full: the files are tens to hundreds of MB; --out outside the repo")
 
     torch.set_num_threads(THREADS)
     torch.set_num_interop_threads(1)
     torch.use_deterministic_algorithms(True)
 
-    entries, outputs, total = [], {}, 0
+    entries, failed, changed, total = [], [], [], 0
     for name, arch in ARCHITECTURES.items():
-        model = build(name)
+        model = build(name, args.full)
+        shape = FULL_INPUT_SHAPE if args.full else arch.input_shape
         params = sum(p.numel() for p in model.parameters())
         ops: set[str] = set()
+        # Written one architecture at a time: the full-size VGG-11 exports are 0.5 GB each.
+        outputs = {}
         for exporter, opset in EXPORTS:
-            blob = export(model, arch.input_shape, exporter, opset)
-            gap = check_runtime(model, arch.input_shape, blob)
-            if len(blob) >= MAX_FILE_BYTES:
+            path = file_name(name, exporter, opset)
+            try:
+                blob = export(model, shape, exporter, opset)
+                gap = check_runtime(model, shape, blob)
+            except Exception as exc:
+                if not args.full:
+                    raise
+                # At full size a library's failure is itself a census row.
+                failed.append({"file": path, "error": f"{type(exc).__name__}: {exc}"})
+                print(f"{path}: fails: {failed[-1]['error']}")
+                continue
+            if not args.full and len(blob) >= MAX_FILE_BYTES:
                 raise RuntimeError(f"{name} {exporter} {opset}: {len(blob)} bytes, over budget")
             total += len(blob)
-            path = file_name(name, exporter, opset)
             outputs[path] = blob
             ops |= {node.op_type for node in onnx.load_from_string(blob).graph.node}
             entries.append(
@@ -415,18 +463,19 @@ def main(argv: list[str] | None = None) -> int:
                     "architecture": name,
                     "exporter": exporter,
                     "opset": opset,
-                    "input_shape": list(arch.input_shape),
+                    "input_shape": list(shape),
                     "bytes": len(blob),
                     "sha256": hashlib.sha256(blob).hexdigest(),
-                    "made": arch.made,
+                    "made": full_made(name) if args.full else arch.made,
                 }
             )
-            print(f"{path}: {len(blob)} bytes, max |ort - torch| {gap:.1e}")
-        print(f"  {name}: {params} parameters; ops {', '.join(sorted(ops))}")
-    if total >= MAX_TOTAL_BYTES:
+            print(f"{path}: {len(blob)} bytes, max |ort - torch| {gap:.1e}", flush=True)
+        changed += write_or_check(args.out, outputs, args.check)
+        print(f"  {name}: {params} parameters; ops {', '.join(sorted(ops))}", flush=True)
+    if not args.full and total >= MAX_TOTAL_BYTES:
         raise RuntimeError(f"{total} bytes in all, over the {MAX_TOTAL_BYTES} budget")
     manifest = {
-        "made_by": "python tools/architectures.py",
+        "made_by": "python tools/architectures.py" + (" --full" if args.full else ""),
         "seed": SEED,
         "versions": {
             package: version(package)
@@ -434,13 +483,14 @@ def main(argv: list[str] | None = None) -> int:
         },
         "files": entries,
     }
+    if failed:
+        manifest["failed"] = failed
     # The reduced zoo graphs' section is tools/zoo_graphs.py's: kept as it is.
     previous = args.out / "manifest.json"
     if previous.exists() and "zoo" in (kept := json.loads(previous.read_text())):
         manifest["zoo"] = kept["zoo"]
-    outputs["manifest.json"] = (json.dumps(manifest, indent=1) + "\n").encode()
-
-    changed = write_or_check(args.out, outputs, args.check)
+    manifest_blob = (json.dumps(manifest, indent=1) + "\n").encode()
+    changed += write_or_check(args.out, {"manifest.json": manifest_blob}, args.check)
     print(f"{len(entries)} files, {total} bytes in all; changed: {', '.join(changed) or 'none'}")
     return 1 if args.check and changed else 0
 

@@ -22,9 +22,14 @@ def write_or_check(folder: Path, outputs: dict[str, bytes], check: bool) -> list
     return changed
 
 
-def arguments(description: str, default_out: Path, argv=None) -> argparse.Namespace:
-    """The scripts' command line: ``--out FOLDER`` and ``--check``."""
+def arguments(
+    description: str, default_out: Path, argv=None, flags: dict[str, str] | None = None
+) -> argparse.Namespace:
+    """The scripts' command line: ``--out FOLDER``, ``--check`` and a script's own on/off
+    ``flags`` (name: help)."""
     parser = argparse.ArgumentParser(description=description)
+    for flag, text in (flags or {}).items():
+        parser.add_argument(f"--{flag}", action="store_true", help=text)
     parser.add_argument("--out", type=Path, default=default_out, help="folder for the ONNX files")
     parser.add_argument(
         "--check",
