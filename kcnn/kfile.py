@@ -503,9 +503,7 @@ def check_layer_tables(model: Model, contract: dict, fail) -> None:
             if ref is not None and ref not in model.maps:
                 raise fail(f"refers to unknown map {ref!r}", layer.name, key)
         if layer.kind.needs_ordered_codes:
-            book = model.maps.get(model.codebook_of(layer.inputs[0]) or "", None)
-            every = np.arange(book.J) if book is not None else np.zeros(0, np.int64)
-            _check_ordered_codes(model, layer, reachable.get(layer.inputs[0], every), fail)
+            _check_ordered_codes(model, layer, reachable, fail)
         if layer.kind.acts_on_codes:
             held = [reachable[t] for t in layer.inputs if t in reachable]
             if held:  # (not a reshape of the logits)
@@ -552,12 +550,14 @@ def _bank_codes(layer: Layer, bound: int) -> np.ndarray:
     return np.unique(intervals if layer.out_table is None else layer.out_table[intervals])
 
 
-def _check_ordered_codes(model: Model, layer: Layer, codes: np.ndarray, fail) -> None:
-    """An op that compares codes (max-pool) needs the codes its input can hold to be
-    ordered like their values, none below zero (the padding code 0 never wins): true of
-    every unsigned map, and of a signed map shared through a Concat that a ReLU-like
-    layer emits into (it emits code 0 and the positive codes only)."""
+def _check_ordered_codes(model: Model, layer: Layer, reachable: dict, fail) -> None:
+    """An op that compares codes (max-pool) needs the codes its input can hold
+    (``reachable``, by tensor) to be ordered like their values, none below zero (the
+    padding code 0 never wins): true of every unsigned map, and of a signed map shared
+    through a Concat that a ReLU-like layer emits into (it emits code 0 and the positive
+    codes only)."""
     book = model.maps[model.codebook_of(layer.inputs[0])]
+    codes = reachable.get(layer.inputs[0], np.arange(book.J))
     values = np.concatenate([[0], book.aq])[codes]
     if np.any(values < 0) or np.any(np.diff(values) <= 0):
         raise fail(

@@ -189,7 +189,7 @@ def split_along_groups(model, layer: Layer, index, in_format, out_format, params
     groups = layer.attrs["groups"]
     failure: WindowTooLarge | None = None
 
-    def largest_fits(count: int, banded: bool) -> bool:
+    def largest_fits(count: int, allow_bands: bool) -> bool:
         # The fit depends on a block's size (its slots in the tile), so the largest block
         # decides; every block is checked when the steps are made. Without bands a block
         # too large is refused before any job is packed: most tries are cheap.
@@ -197,7 +197,9 @@ def split_along_groups(model, layer: Layer, index, in_format, out_format, params
         g0, g1 = max(_group_cuts(groups, count), key=lambda cut: cut[1] - cut[0])
         sub_layer = _group_block_layer(layer, g0, g1)[0]
         try:
-            layer.kind.tile(model, sub_layer, index, in_format, out_format, params, banded=banded)
+            layer.kind.tile(
+                model, sub_layer, index, in_format, out_format, params, allow_bands=allow_bands
+            )
         except WindowTooLarge as exc:
             failure = exc
             return False
@@ -216,13 +218,13 @@ def split_along_groups(model, layer: Layer, index, in_format, out_format, params
 
     # Whole maps when one group a step fits whole (then blocks never need bands), else
     # bands in every block.
-    for banded in (False, True):
-        if not largest_fits(groups, banded):
+    for allow_bands in (False, True):
+        if not largest_fits(groups, allow_bands):
             continue
         low, high = 2, groups  # the smallest count in low..high that fits is wanted
         while low < high:
             middle = (low + high) // 2
-            if largest_fits(middle, banded):
+            if largest_fits(middle, allow_bands):
                 high = middle
             else:
                 low = middle + 1

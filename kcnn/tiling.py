@@ -547,11 +547,11 @@ def place(
 
 
 def row_bands(
-    h, w, oh, stride, pt, span, slots, params, layer, *, out_fits=None, align=4, banded=True
+    h, w, oh, stride, pt, span, slots, params, layer, *, out_fits=None, align=4, allow_bands=True
 ):
     """Output-row bands ``(r0, r1, o0, o1)`` of a map of ``h`` x ``w`` whose input rows fit
     one partition with ``slots`` slots (and whose outputs ``out_fits``): one band when the
-    whole map fits, else (``banded``) bands of a multiple of ``align`` output rows, each
+    whole map fits, else (``allow_bands``) bands of a multiple of ``align`` output rows, each
     reading its input rows with the window's halo (``span`` rows at ``stride``, top
     padding ``pt``)."""
     capacity = params.IN_DEPTH // params.P
@@ -566,7 +566,7 @@ def row_bands(
 
     if fits(oh, h):
         return [(0, h, 0, oh)]
-    if not banded:
+    if not allow_bands:
         raise WindowTooLarge(
             f"the whole map needs {slots * ceil_div(h, 4) * bx * 16} input codes in a "
             f"partition (IN_DEPTH/P={capacity}) or more output than the output memory holds "

@@ -92,11 +92,16 @@ class KcnnIP(DefaultIP):
         return self.read(self._status)
 
     # ---- the DMAs ------------------------------------------------------------------------
-    def connect(self, jobs_dma, weights_dma=None, *, timeout_s: float = 5.0, source=None):
+    #: Deadline of every wait (``connect`` sets it).
+    timeout_s = 5.0
+
+    def connect(self, jobs_dma, weights_dma=None, *, timeout_s: float | None = None, source=None):
         """The DMAs the overlay found wired to this kernel in the ``.hwh``: ``jobs_dma``
-        feeds ``in_a`` and takes ``out_stream``, ``weights_dma`` (or None) feeds ``in_b``.
-        Only reads their descriptions; no register is written."""
-        self.timeout_s = float(timeout_s)
+        feeds ``in_a`` and takes ``out_stream``, ``weights_dma`` (or None) feeds ``in_b``;
+        ``timeout_s``, when given, the deadline of every wait. Only reads the DMAs'
+        descriptions; no register is written."""
+        if timeout_s is not None:
+            self.timeout_s = float(timeout_s)
         self.stream_a = Channel(jobs_dma, "send", "stream A (jobs DMA, MM2S)", source)
         self.answers = Channel(jobs_dma, "recv", "answer channel (jobs DMA, S2MM)", source)
         self.stream_b = None
@@ -337,8 +342,9 @@ class KCNNOverlay(Overlay):
     def _weights(self):
         return None if self.weights_dma_name is None else self.driver(self.weights_dma_name)
 
-    def connected_kernel(self, timeout_s: float = 5.0) -> KcnnIP:
-        """The kernel's driver, given the DMAs the ``.hwh`` wires to it."""
+    def connected_kernel(self, timeout_s: float | None = None) -> KcnnIP:
+        """The kernel's driver, given the DMAs the ``.hwh`` wires to it (and ``timeout_s``,
+        when given: a status read keeps an engine's deadline)."""
         return self.kernel.connect(
             self.driver(self.jobs_dma_name),
             self._weights(),

@@ -160,10 +160,10 @@ class Conv(Op):
             "group": a["groups"],
         }
 
-    def tile(self, model, layer, index, in_format, out_format, params, *, banded=True):
-        """``banded`` False: one step over the whole map, or :class:`WindowTooLarge` (the
-        planner's cheap check of a block of groups, before any job is packed)."""
-        return _conv_steps(model, layer, index, in_format, out_format, params, banded)
+    def tile(self, model, layer, index, in_format, out_format, params, *, allow_bands=True):
+        """``allow_bands`` False: one step over the whole map, or :class:`WindowTooLarge`
+        (the planner's cheap check of a block of groups, before any job is packed)."""
+        return _conv_steps(model, layer, index, in_format, out_format, params, allow_bands)
 
     def input_units(self, layer):
         return layer.codes.reshape(layer.codes.shape[0], layer.codes.shape[1], -1), False
@@ -380,11 +380,11 @@ def _conv_steps(
     in_format: str,
     out_format: str,
     params: BuildParams,
-    banded: bool = True,
+    allow_bands: bool = True,
 ) -> list[Step]:
     """A conv layer's steps: one, or one per band of output rows when its input map does
     not fit the tile (the host then cuts the map into bands and joins their answers;
-    ``banded`` False refuses instead)."""
+    ``allow_bands`` False refuses instead)."""
     geo = _conv_geometry(layer, in_format)
     c_in, h, w = geo.c_in, geo.h, geo.w
     c_out, (oh, ow) = layer.out_shape[0], geo.grid
@@ -446,7 +446,7 @@ def _conv_steps(
         params,
         layer,
         out_fits=out_fits,
-        banded=banded,
+        allow_bands=allow_bands,
     )
     per_group = c_out // groups
     group_rows = []
