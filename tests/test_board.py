@@ -431,6 +431,19 @@ def test_info_registers_read_zero_before_the_kernel_runs(tmp_path):
         engine.close()
 
 
+def test_a_status_read_keeps_the_engines_deadline(tmp_path):
+    """The overlay's status reads the registers through the kernel driver the engine uses;
+    it must not reset the engine's wait deadline to the default."""
+    write_overlay(tmp_path)
+    ol = KCNNOverlay(tmp_path, device=FakeZynq())
+    engine = ol.engine(load(models.table_path("lenet5")), timeout_s=0.5)
+    try:
+        ol.status()
+        assert engine.ip is ol.kernel and engine.ip.timeout_s == 0.5
+    finally:
+        engine.close()
+
+
 def test_overlay_binds_the_drivers(tmp_path):
     write_overlay(tmp_path)
     ol = KCNNOverlay(tmp_path, device=FakeZynq())
