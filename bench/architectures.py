@@ -141,40 +141,41 @@ def error_text(exc: BaseException) -> str:
     return re.sub(r"; supported ops: [^()]*?(?= \(node|$)", "; supported ops: ...", text)
 
 
-#: The zoo graphs' weights are ConstantOfShape fills (one value per tensor); the census
-#: quantizes them with seeded He-normal weights pruned to these densities instead.
-ZOO_DENSITY = {"Conv": 0.4, "Gemm": 0.1}
-
-
 def seeded_zoo_graph(path: Path):
     """The zoo graph at ``path`` with every ConstantOfShape fill replaced by a seeded
-    initializer: conv and Gemm weights He-normal, magnitude-pruned to ``ZOO_DENSITY``;
-    BatchNormalization scales and variances near 1, the rest small normals."""
+    initializer (``kcnn.models.bvlc.seeded_parameter``, drawn for the node that reads the
+    fill, through the Unsqueeze or Reshape the converter may have put on it)."""
     import onnx
     from onnx import numpy_helper
 
-    from kcnn.models.bvlc import prune_to_density
+    from kcnn.models.bvlc import seeded_parameter
 
     model = onnx.load(str(path))
     graph = model.graph
     rng = np.random.default_rng(SEED)
     shapes = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     fills = {n.output[0]: n for n in graph.node if n.op_type == "ConstantOfShape"}
+    readers = {}
+    for node in graph.node:
+        for slot, name in enumerate(node.input):
+            readers.setdefault(name, (node, slot))
+
+    def reader(name: str):
+        node, slot = readers[name]
+        if node.op_type in ("Unsqueeze", "Reshape") and slot == 0:
+            return reader(node.output[0])
+        return node, slot
+
     made = {}
     for node in graph.node:  # graph order fixes the draws
-        for slot, name in enumerate(node.input):
+        for name in node.input:
             if name not in fills or name in made:
                 continue
             shape = tuple(int(d) for d in shapes[fills[name].input[0]].reshape(-1))
-            if node.op_type in ZOO_DENSITY and slot == 1:
-                fan_in = int(np.prod(shape[1:]))
-                w = rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
-                w = prune_to_density(w.astype(np.float32), ZOO_DENSITY[node.op_type])
-            elif node.op_type == "BatchNormalization" and slot in (1, 4):
-                w = 1.0 + 0.1 * np.abs(rng.standard_normal(shape))
-            else:
-                w = 0.05 * rng.standard_normal(shape)
-            made[name] = numpy_helper.from_array(np.asarray(w, np.float32), name)
+            user, slot = reader(name)
+            trans_b = any(a.name == "transB" and a.i for a in user.attribute)
+            w = seeded_parameter(rng, user.op_type, slot, shape, trans_b)
+            made[name] = numpy_helper.from_array(w, name)
     kept = [n for n in graph.node if n.op_type != "ConstantOfShape"]
     del graph.node[:]
     graph.node.extend(kept)

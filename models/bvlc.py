@@ -119,13 +119,38 @@ def light_model_path() -> pathlib.Path:
     return path
 
 
-def _fan_in(node, slot: int, shape: tuple[int, ...]) -> int:
-    # Conv weights are [out, in/group, kh, kw]; Gemm weights are [out, in] when transB=1
-    # (as everywhere in this graph) and [in, out] otherwise.
-    if node.op_type == "Gemm" and slot == 1:
-        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+def fan_in(op_type: str, shape, trans_b: bool) -> int:
+    """Inputs per output of a conv or Gemm weight of ``shape``: conv weights are
+    [out, in/group, kh, kw] (or a Gemm weight stored 4-D), Gemm weights [out, in] when
+    ``transB`` is set and [in, out] otherwise."""
+    if op_type == "Gemm" and len(shape) == 2:
         return shape[1] if trans_b else shape[0]
     return int(np.prod(shape[1:]))
+
+
+#: The census's kept-weight fractions for every model-zoo graph it seeds by op (BVLC
+#: AlexNet itself takes Deep Compression's per-layer densities above).
+ZOO_DENSITIES = {"Conv": 0.4, "Gemm": 0.1}
+
+
+def seeded_parameter(
+    rng: np.random.Generator, op_type: str, slot: int, shape, trans_b: bool
+) -> np.ndarray:
+    """Seeded values for input ``slot`` of an ``op_type`` node of a model-zoo graph, in
+    the shape that node sees (``bench/architectures.py`` and ``tools/zoo_graphs.py``).
+
+    Conv and Gemm weights are He-normal, magnitude-pruned to :data:`ZOO_DENSITIES`;
+    BatchNorm scales and variances and the factors of a Caffe "Scale" layer (a ``Mul``) are
+    near 1, so that deep stacks neither vanish nor blow up; every other parameter is small
+    and normal. They test what the quantizer and the kernel accept, not accuracy.
+    """
+    if op_type in ZOO_DENSITIES and slot == 1:
+        std = np.sqrt(2.0 / fan_in(op_type, shape, trans_b))
+        w = rng.standard_normal(shape) * std
+        return prune_to_density(w.astype(np.float32), ZOO_DENSITIES[op_type])
+    if (op_type == "BatchNormalization" and slot in (1, 4)) or op_type == "Mul":
+        return (1.0 + 0.1 * np.abs(rng.standard_normal(shape))).astype(np.float32)
+    return (0.05 * rng.standard_normal(shape)).astype(np.float32)
 
 
 def _replace_fills(model, rng: np.random.Generator, src: pathlib.Path) -> dict[str, str]:
@@ -152,7 +177,8 @@ def _replace_fills(model, rng: np.random.Generator, src: pathlib.Path) -> dict[s
                         layer=node.name,
                         field=name,
                     )
-                std = math.sqrt(2.0 / _fan_in(node, slot, shape))
+                trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+                std = math.sqrt(2.0 / fan_in(node.op_type, shape, trans_b))
                 w = rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
                 w = prune_to_density(w, DC_DENSITIES[layer])
             else:

@@ -37,14 +37,12 @@ import onnx
 from generated_files import arguments, write_or_check
 from onnx import TensorProto, defs, helper, numpy_helper, shape_inference
 
-from kcnn.models.bvlc import prune_to_density
+from kcnn.models.bvlc import seeded_parameter
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "data" / "architectures"
 MANIFEST_KEY = "zoo"
 SEED = 0
-#: The census's kept-weight fractions for the zoo graphs (bench/architectures.py).
-DENSITY = {"Conv": 0.4, "Gemm": 0.1}
 MAX_FILE_BYTES = 300 * 1024
 
 
@@ -143,19 +141,7 @@ class Reducer:
 
     def draw(self, op: str, slot: int, shape: list[int], attrs: dict) -> np.ndarray:
         """Seeded values for input ``slot`` of an ``op`` node, in the shape that node sees."""
-        rng = self.rng
-        if op in DENSITY and slot == 1:
-            if op == "Gemm" and not attrs.get("transB", 0):
-                fan_in = shape[0]  # stored (inputs, outputs)
-            else:
-                fan_in = int(np.prod(shape[1:]))
-            w = rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
-            return prune_to_density(w.astype(np.float32), DENSITY[op])
-        if (op == "BatchNormalization" and slot in (1, 4)) or op == "Mul":
-            # BatchNorm's scale and variance, and a Caffe Scale layer's factor (a BatchNorm's
-            # affine half): near 1, so that deep stacks neither vanish nor blow up.
-            return 1.0 + 0.1 * np.abs(rng.standard_normal(shape))
-        return 0.05 * rng.standard_normal(shape)
+        return seeded_parameter(self.rng, op, slot, shape, bool(attrs.get("transB", 0)))
 
     def put(self, name: str, values: np.ndarray) -> None:
         if name in self.made:
