@@ -181,3 +181,55 @@ def test_group_blocks_price_every_code_the_host_cuts_and_joins():
     assert len(blocks) == 2
     host = estimate(model, small)["host"]
     assert host["parts"]["host_maps"] == pytest.approx(3 * 40 * 8 * 8 * HOST_MAP_S_PER_CODE)
+
+
+def _estimate_row(est: dict) -> tuple:
+    """A model's row of the estimate tables, as the READMEs print it."""
+    dense = est["baselines"]["dense_8bit"]["fps"]
+    return (
+        f"{est['fps']:.1f}",
+        f"{est['fabric_s'] * 1e3:.2f} + {est['host_s'] * 1e3:.2f} ms",
+        f"{dense:.1f}",
+        f"{est['fps'] / dense:.2f}",
+        f"{est['baselines']['limit']['fps']:.1f}",
+        f"{round(100 * est['share_of_limit'])} %",
+    )
+
+
+@pytest.mark.parametrize("readme", ["README.md", "hls/README.md"])
+def test_readmes_print_the_estimates_the_model_makes(readme):
+    """The estimate tables of both READMEs: the BVLC AlexNet row is the committed streaming
+    report's estimate (its graph is too large to rebuild here), the bundled models' rows
+    are estimated now; README.md's resource line is the resource model's."""
+    text = (ROOT / readme).read_text()
+    rows = {
+        cells[0]: tuple(cells[1:])
+        for cells in (
+            [c.strip() for c in line.strip("|").split("|")]
+            for line in text.splitlines()
+            if line.startswith("| ") and line.count("|") == 8
+        )
+    }
+    streaming = json.loads((ROOT / "notebooks" / "alexnet_streaming.json").read_text())
+    want = {"BVLC AlexNet": _estimate_row(streaming["estimate"])}
+    for name in ("alexnet_mnist", "lenet5"):
+        want[name] = _estimate_row(estimate(load(table_path(name))))
+    for name, row in want.items():
+        (printed,) = [
+            cells for label, cells in rows.items() if label.startswith(name) or f"`{name}`" in label
+        ]
+        assert printed == row, (readme, name)
+    if readme == "README.md":
+        use = resources(BuildParams())["utilization"]
+        line = ", ".join(
+            f"{label} {round(100 * use[key])} %"
+            for label, key in (
+                ("LUT", "lut"),
+                ("FF", "ff"),
+                ("BRAM36", "bram36"),
+                ("DSP48", "dsp48"),
+            )
+        )
+        assert f"Resources of the default build (the same for every model): {line}" in " ".join(
+            text.split()
+        )
