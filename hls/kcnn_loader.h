@@ -205,7 +205,7 @@ void loader_cycle(loader_state &s, loader_lanes<C> &lanes, axis_t &in_a, in_port
     // The position register (14 bits) never wraps past the window check: a checked byte
     // leaves it at most 2^pos_bits, and a refused job decodes at most two more steps (its
     // own and the one `late` lets by), each adding at most 16 * 15 (a filler of skip 15).
-    static_assert((1u << C::pos_bits) + 2 * 16 * 15 < (1u << 14), "the position register can wrap");
+    static_assert((1u << C::pos_bits) + 2 * 16 * 15 < (1u << 14u), "the position register can wrap");
     const unsigned older = s.late;  // found by last cycle's checks; names an earlier word
     unsigned now = KCNN_STATUS_OK;    // this cycle's TLAST checks (short paths)
     unsigned found = KCNN_STATUS_OK;  // this cycle's header and decoder checks (long paths)
