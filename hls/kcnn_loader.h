@@ -50,7 +50,7 @@ struct loader_lanes {
     typename mem<C>::wcount_t write_ptr[C::P];      // next free entry of the partition
     typename mem<C>::wcount_t channel_start[C::P];  // write_ptr when the channel began
     ap_uint<16> channel[C::P];                      // channels closed so far
-    ap_uint<14> position[C::P];                     // next position (dense: position)
+    ap_uint<14> position[C::P];                     // next position (dense: position); see loader_cycle
 };
 
 inline void loader_start_step(loader_state &s, const descriptor &d, const step_geometry &g) {
@@ -202,6 +202,10 @@ void loader_cycle(loader_state &s, loader_lanes<C> &lanes, axis_t &in_a, in_port
                   acc_t bias[2][2][C::job_channels / 2]) {
 #pragma HLS INLINE
     typedef typename mem<C>::wcount_t wcount_t;
+    // The position register (14 bits) never wraps past the window check: a checked byte
+    // leaves it at most 2^pos_bits, and a refused job decodes at most two more steps (its
+    // own and the one `late` lets by), each adding at most 16 * 15 (a filler of skip 15).
+    static_assert((1u << C::pos_bits) + 2 * 16 * 15 < (1u << 14u), "the position register can wrap");
     const unsigned older = s.late;  // found by last cycle's checks; names an earlier word
     unsigned now = KCNN_STATUS_OK;    // this cycle's TLAST checks (short paths)
     unsigned found = KCNN_STATUS_OK;  // this cycle's header and decoder checks (long paths)
@@ -304,10 +308,18 @@ void loader_cycle(loader_state &s, loader_lanes<C> &lanes, axis_t &in_a, in_port
                     const code_t code = byte.range(3, 0);
                     const bool open = lanes.channel[p] < s.header.channels;
                     // Sparse: byte 0x00 closes the channel (it never is an entry: a filler has
-                    // skip 15); after the last channel only 0x00 padding may follow.
+                    // skip 1..15); after the last channel only 0x00 padding may follow.
                     const bool closes_sparse = s.sparse && byte == 0;
+                    // An entry's position is `skip` past the register; a filler's (code 0,
+                    // skip s != 0: 16 s positions) is the last one it covers, 16 s - 1 past it:
+                    // {s - 1, 1111}, a select of the byte's bits (off the loop-carried path)
+                    // and the one adder.
+                    const ap_uint<4> skip = byte.range(7, 4);
+                    const bool filler = code == 0 && skip != 0;
+                    const ap_uint<8> advance =
+                        filler ? ap_uint<8>((ap_uint<4>(skip - 1), ap_uint<4>(15))) : ap_uint<8>(skip);
                     const ap_uint<14> position =
-                        s.sparse ? ap_uint<14>(lanes.position[p] + byte.range(7, 4)) : lanes.position[p];
+                        s.sparse ? ap_uint<14>(lanes.position[p] + advance) : lanes.position[p];
                     bool any, kernel;
                     check_position<C>(d, g, s.header.slot0, p, position, slots, any, kernel);
                     bool entry = false;

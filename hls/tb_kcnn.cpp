@@ -389,12 +389,12 @@ std::vector<uint8_t> sparse_sequence(const std::vector<std::vector<entry>> &chan
     for (const auto &row : channels) {
         int next = 0;
         for (const entry &e : row) {
-            int gap = e.position - next;
-            while (gap > 15) {
-                seq.push_back(0xF0);  // code 0, skip 15: covers 16 positions
-                gap -= 16;
+            const int gap = e.position - next;
+            // Fillers (code 0, skip s in 1..15) cover 16 s positions each: 15, 15, .., the rest.
+            for (int sixteens = gap / 16; sixteens > 0; sixteens -= 15) {
+                seq.push_back((uint8_t)((unsigned)std::min(sixteens, 15) << 4u));
             }
-            seq.push_back((uint8_t)(((unsigned)gap << 4u) | (unsigned)e.code));
+            seq.push_back((uint8_t)(((unsigned)(gap % 16) << 4u) | (unsigned)e.code));
             next = e.position + 1;
         }
         seq.push_back(0x00);
@@ -1197,7 +1197,7 @@ void probe_case() {
     kcnn_csim_config(values);
     const u64 info2 = (u64)P | (16ull << 16u) | (16ull << 24u) | (32ull << 32u) | (8ull << 40u) | (8ull << 48u) |
                       ((u64)STREAMS << 56u) | ((u64)log2_ceil(LANES) << 60u);
-    s.expect = {0x4E4E434Bull, 3ull | ((u64)build::ch_max << 16u), info2,
+    s.expect = {0x4E4E434Bull, 4ull | ((u64)build::ch_max << 16u), info2,
                 (u64)build::in_depth | ((u64)build::w_depth << 21u) | ((u64)build::out_depth << 42u),
                 trailer(0, 0xFFFF)};
     expect_loop(s, L_DESCRIPTOR, 8);
@@ -1447,6 +1447,23 @@ void good_cases(std::vector<std::pair<std::string, step_io>> &steps, std::vector
         fc_case fc = random_fc(rng, 300, 21, true, FLAT, 0.03, 16);
         for (int t = 0; t < fc.in_c; t++) fc.weights[(size_t)5 * fc.in_c + t] = 0;
         fc.name = "fc_sparse_fillers_empty_ch";
+        fcs.push_back(fc);
+    }
+    {   // sparse fc with long zero runs: in partition 0 (and 1, 5) of every channel, entries
+        // after gaps of 16, 17, 240, 241, 255, 256 and 1000 positions (fillers of skip 1..15),
+        // the last one at the window's last position (4095 at the widest fc input)
+        fc_case fc = random_fc(rng, std::min(65535, 4096 * (int)P), 5, true, ACC, 0.0, 2);
+        for (int o = 0; o < fc.out_c; o++) {
+            for (int p : {0, 1, 5}) {
+                std::vector<int> at = {o};
+                for (int gap : {16, 17, 240, 241, 255, 256, 1000}) at.push_back(at.back() + gap + 1);
+                at.push_back((fc.in_c - 1 - p) / (int)P);  // the window's last position
+                for (int pos : at) {
+                    fc.weights[(size_t)o * fc.in_c + (size_t)pos * P + p] = rng.range(1, (int)fc.cb.wq.size());
+                }
+            }
+        }
+        fc.name = "fc_sparse_long_zero_runs";
         fcs.push_back(fc);
     }
     {   // the docs' worked step: 4 inputs, 2 outputs, ACC
@@ -1802,6 +1819,37 @@ void bad_cases() {
         fc.tamper = [](int, std::vector<std::vector<uint8_t>> &seq) { seq[0].pop_back(); };
         const step_io s = build_fc(fc);
         check("bad_sparse_unclosed_channel", refused(s, KCNN_STATUS_BAD_SPARSE, 0, none));
+    }
+    {   // sparse fc, partition 0's window is 96 positions (in_c = 96 P), jobs of 2 channels; job
+        // 1's first channel has no weight in partition 0, and a filler goes before its end byte.
+        // Skip 6 covers positions 0..95, exactly the window: accepted, the outputs unchanged.
+        // Skip 7 (0..111) points past it: BAD_SPARSE naming job 1 (a filler of 16 positions,
+        // protocol 3's, would be inside).
+        fc_case fc = random_fc(rng, 96 * (int)P, 4, true, ACC, 0.05, 2);
+        for (int t = 0; t < fc.in_c; t += (int)P) fc.weights[(size_t)2 * fc.in_c + t] = 0;
+        for (unsigned skip : {6u, 7u}) {
+            fc.tamper = [skip](int job, std::vector<std::vector<uint8_t>> &seq) {
+                if (job == 1) seq[0].insert(seq[0].begin(), (uint8_t)(skip << 4u));
+            };
+            const step_io s = build_fc(fc);
+            if (skip == 6) {
+                check("long_filler_to_the_window_end", s);
+            } else {
+                const words_t before(s.expect.begin(), s.expect.begin() + 1);  // job 0: 2 ACC
+                check("bad_sparse_long_filler", refused(s, KCNN_STATUS_BAD_SPARSE, 1, before));
+            }
+        }
+    }
+    {   // a filler of skip 15 after an entry at position 4095, the last one a position can
+        // name: 4096 + 239 must not wrap into the window (a 12-bit register would give 239)
+        fc_case fc = random_fc(rng, std::min(65535, 4096 * (int)P), 4, true, ACC, 0.0, 2);
+        fc.weights[(size_t)2 * fc.in_c + 4095 * P] = 1;  // job 1, partition 0, position 4095
+        fc.tamper = [](int job, std::vector<std::vector<uint8_t>> &seq) {
+            if (job == 1) seq[0].insert(std::find(seq[0].begin(), seq[0].end(), 0), 0xF0);
+        };
+        const step_io s = build_fc(fc);
+        const words_t before(s.expect.begin(), s.expect.begin() + 1);
+        check("bad_sparse_filler_past_4095", refused(s, KCNN_STATUS_BAD_SPARSE, 1, before));
     }
     if (P * (build::w_depth / 2 + 8) < 65536) {  // a job's entries above W_DEPTH in a partition
         fc_case fc = random_fc(rng, (int)P * (build::w_depth / 2 + 8), 2, false, ACC, 1.0, 256);

@@ -1,4 +1,4 @@
-"""Protocol 3: the words the host and the kernel exchange (docs/job-format.md).
+"""Protocol 4: the words the host and the kernel exchange (docs/job-format.md).
 
 numpy only: the ``csim`` and ``board`` back-ends, the planner and the tests share it. This
 module owns the format: descriptor fields, map formats and their packers, the trailer,
@@ -115,7 +115,7 @@ DESCRIPTOR_FIELDS = {
     "job_words_b": (6, 32, 32),
     "out_words": (7, 0, 32),
     "groups": (7, 32, 16),
-    # Reserved for a batch served by one pass of the weights; protocol 3 takes only 0.
+    # Reserved for a batch served by one pass of the weights; protocol 4 takes only 0.
     "images_m1": (7, 48, 16),
 }
 

@@ -307,8 +307,9 @@ def answer_words(fmt: str, shape: tuple) -> int:
 
 def _sparse_sequence(rows: np.ndarray) -> np.ndarray:
     """A partition's sparse sequence for ``rows`` (channels x positions): each channel's
-    entries (docs/job-format.md) then the end-of-channel byte 0x00."""
-    entries, per_row = encode_sparse(rows)
+    entries in the job form (docs/job-format.md "Weight steps": a filler of skip ``s``
+    covers ``16 s`` positions) then the end-of-channel byte 0x00."""
+    entries, per_row = encode_sparse(rows, long_fillers=True)
     ends = np.cumsum(per_row.astype(np.int64))
     return np.insert(entries, ends, np.zeros(len(ends), np.uint8))
 

@@ -27,13 +27,18 @@ def unpack_dense(packed: np.ndarray, count: int) -> np.ndarray:
     return out[:count]
 
 
-def encode_sparse(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def encode_sparse(codes: np.ndarray, long_fillers: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Sparse form of a weight array, one row per output channel.
 
     Each entry is one byte: code in the low nibble, the number of zeros skipped before it
-    (0..15) in the high nibble. A gap above 15 inserts filler entries (code 0, gap 15),
-    each of which covers 16 positions. Returns ``(entries, entries_per_row)``.
+    (0..15) in the high nibble. A gap ``g`` above 15 inserts filler entries (code 0) before
+    the entry, which then skips ``g % 16``. The stored form (``.kcnn``) has fillers of gap
+    15, each covering 16 positions: ``g // 16`` of them. The job form (``long_fillers``,
+    docs/job-format.md "Weight steps") has fillers of skip ``s`` in 1..15 covering ``16 s``
+    positions: ``ceil((g // 16) / 15)`` of them, skips 15, 15, .., the remainder.
+    Returns ``(entries, entries_per_row)``.
     """
+    span = SPARSE_MAX_GAP + 1
     rows = codes.reshape(codes.shape[0], -1)
     row_idx, col_idx = np.nonzero(rows)
     previous = np.empty_like(col_idx)
@@ -41,12 +46,18 @@ def encode_sparse(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         previous[0] = -1
         previous[1:] = np.where(row_idx[1:] == row_idx[:-1], col_idx[:-1], -1)
     gap = col_idx - previous - 1
-    fillers = gap // (SPARSE_MAX_GAP + 1)
-    residual = gap % (SPARSE_MAX_GAP + 1)
+    sixteens = gap // span
+    residual = gap % span
+    fillers = -(-sixteens // SPARSE_MAX_GAP) if long_fillers else sixteens
     per_nonzero = fillers + 1
     total = int(per_nonzero.sum())
     entries = np.full(total, SPARSE_MAX_GAP << 4, np.uint8)  # fillers by default
     last_slot = np.cumsum(per_nonzero) - 1
+    if long_fillers:
+        # The last filler before an entry covers what the full ones (skip 15) leave.
+        remainder = sixteens % SPARSE_MAX_GAP
+        short = remainder != 0
+        entries[last_slot[short] - 1] = (remainder[short] << 4).astype(np.uint8)
     entries[last_slot] = (rows[row_idx, col_idx].astype(np.uint8) | (residual << 4)).astype(
         np.uint8
     )

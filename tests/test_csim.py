@@ -121,6 +121,43 @@ def test_one_layer_models_equal_the_simulator_and_the_model(name, params):
     assert_trips_are_the_model(engine)
 
 
+#: Zero runs before the entries of a sparse fc's partition: fillers of skip 1, 15, 15 + 1,
+#: and 4 x 15 + 2 (protocol 4: a filler of skip s covers 16 s positions).
+LONG_GAPS = (16, 17, 240, 241, 255, 256, 1000)
+
+
+def test_long_zero_runs_of_a_sparse_fc_equal_the_simulator():
+    """In partitions 0, 1 and P - 1 (windows of 2040 positions), channels 0..3 have entries
+    after the LONG_GAPS runs and one at the window's last position, channel 4 only that one
+    (a run of 2039), channel 5 none. csim == sim bit for bit, the trips are the model's,
+    and the steps are the count worked out by hand from docs/job-format.md. The default
+    build only: the small build's fc input holds 512 codes a partition."""
+    rng = np.random.default_rng(seed("long_zero_runs"))
+    params = PARAMS["default"]
+    p, window = params.P, 2040
+    model, layer = one_layer_model(
+        rng, "fc", taps=window * p, c_out=6, form="sparse", weight_density=0.0, last=True
+    )
+    codes = layer.codes.reshape(6, window, p)  # (channel, position, partition)
+    first = np.cumsum([0, *(g + 1 for g in LONG_GAPS)])
+    for channel in range(4):
+        for part in (0, 1, p - 1):
+            codes[channel, channel + first, part] = rng.integers(1, len(layer.wq) + 1, first.size)
+    codes[:5, window - 1, [0, 1, p - 1]] = 1
+    x = floats_for(model, random_codes(rng, layer, 2, model.maps["input"].J, 0.2))
+    engine = assert_same_run(model, x, params)
+    assert_trips_are_the_model(engine)
+    # A busy partition's sequence: channels 0..3 have 9 entries (at c + 0, 17, 35, 276, 518,
+    # 774, 1031, 2032 and 2039), the fillers of the runs before them (0 before the first,
+    # then 1, 1, 1, 1, 1, 2, 5, and 0 before the last: a run of 6 - c) and the end byte: 22
+    # each; channel 4 the 9 fillers of a run of 2039 = 16 * 127 + 7 (8 x 15 + 7), its entry
+    # and the end byte; channel 5 the end byte. 4 * 22 + 11 + 1 = 100 (with protocol 3's
+    # fillers of 16 positions: 4 * 135 + 129 + 1 = 670).
+    step = engine.plan.steps[0]
+    assert all(job.sparse for job in step.jobs)
+    assert sum(job.steps for job in step.jobs) == 100
+
+
 #: A global average pool as the kernel runs it: a depthwise conv whose kernel is the whole
 #: 6x6 map (one output a channel, one weight value), one job a group.
 GAP = {"hw": (6, 6), "kernel": (6, 6), "pads": (0, 0, 0, 0), "K": 2}

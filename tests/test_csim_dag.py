@@ -295,7 +295,7 @@ def add_step(params, shape, in_format, out_format, r1, r2, thresholds, table=Non
     constants = np.concatenate(parts).astype(np.uint64)
     fields = {
         "magic": MAGIC,
-        "version": 3,
+        "version": 4,
         "opcode": OPCODES["ADD"],
         "flags": FLAGS["OUT_TABLE"] if table is not None else 0,
         "jo1": len(thresholds),

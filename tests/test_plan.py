@@ -41,8 +41,9 @@ def _weight_words(a: np.ndarray, b: np.ndarray, count: int, streams: int) -> np.
     return out
 
 
-def decode_conv_weights(step) -> tuple[np.ndarray, np.ndarray]:
-    """(weight codes (C_out, C_in/groups, kh, kw) of the stored map, biases) from words."""
+def decode_conv_weights(step, fillers: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(weight codes (C_out, C_in/groups, kh, kw) of the stored map, biases) from words;
+    appends the skip of every sparse filler to ``fillers`` when given."""
     f = decode_descriptor(step.head)
     params = step.params
     p, streams = params.P, params.STREAMS
@@ -100,9 +101,13 @@ def decode_conv_weights(step) -> tuple[np.ndarray, np.ndarray]:
                         entries.append(current)
                         current, pos = [], -1
                         continue
-                    pos += (byte >> 4) + 1
                     if byte & 15:
+                        pos += (byte >> 4) + 1
                         current.append((pos, byte & 15))
+                    else:  # a filler of skip s covers 16 s positions
+                        pos += 16 * (byte >> 4)
+                        if fillers is not None:
+                            fillers.append(byte >> 4)
                 assert len(entries) == channels
             else:
                 for ch in range(channels):
@@ -171,6 +176,28 @@ def test_input_encoder_keys_reproduce_the_host_encoder_at_every_boundary():
     x = x[x != 0]
     fabric = 1 + (float_key(x)[:, None] >= keys[None, :]).sum(axis=1)
     np.testing.assert_array_equal(fabric, encode_input(x, boundaries))
+
+
+def test_a_sparse_conv_with_long_zero_runs_carries_its_weights_exactly():
+    """1% density over 128 input channels of 5x5 kernels (64 positions a slot, 8 slots a
+    partition): runs of hundreds of zeros, sent as fillers of skip above 1."""
+    rng = np.random.default_rng(8)
+    model, layer = one_layer_model(
+        rng,
+        c_in=128,
+        c_out=6,
+        kernel=(5, 5),
+        pads=(2, 2, 2, 2),
+        form="sparse",
+        weight_density=0.01,
+    )
+    step = plan_model(model).steps[0]
+    assert all(job.sparse for job in step.jobs)
+    fillers = []
+    weights, biases = decode_conv_weights(step, fillers)
+    assert max(fillers) > 1, "no long filler was sent"
+    np.testing.assert_array_equal(weights, layer.codes)
+    np.testing.assert_array_equal(biases, layer.bias)
 
 
 def test_a_conv_split_along_its_input_carries_each_weight_once_and_the_bias_first():

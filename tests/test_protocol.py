@@ -1,4 +1,4 @@
-"""Protocol 3, pinned by numbers worked out by hand (docs/job-format.md).
+"""Protocol 4, pinned by numbers worked out by hand (docs/job-format.md).
 
 Nothing here is computed by the packer under test: the word counts and the worked step
 are derived in the comments from the format's rules. A change of the format re-derives
@@ -95,7 +95,7 @@ def worked_fc_model() -> Model:
 
 #: The words of the worked step, derived by hand in docs/job-format.md ("A step worked by hand").
 WORKED_A = [
-    0x0002_0003_4E4E_434B,  # magic, version 3, opcode FC, flags 0
+    0x0002_0004_4E4E_434B,  # magic, version 4, opcode FC, flags 0
     0x0000_0202_0001_0000,  # step 0, 1 job, k1 = 2, j1 = 2, jo1 = 0
     0x0002_0001_0001_0004,  # in_c 4, in_h 1, in_w 1, out_c 2
     0x0101_0101_0001_0001,  # out 1 x 1, kernel 1 x 1, strides 1 x 1
@@ -224,6 +224,33 @@ def test_word_counts_of_a_sparse_fc():
     # map: ceil(20 / 16) = 2 words; answer: ceil(3 / 16) = 1 word (FLAT: the model ends in
     # a coded fc map)
     assert f["map_words"] == 2 and f["out_words"] == 1
+
+
+def test_long_zero_runs_of_a_sparse_fc_are_sent_as_long_fillers():
+    """16 * 1002 inputs -> 2 outputs, sparse, P = 16: zero runs of 16, 241 and 1000."""
+    n = 16 * 1002
+    codes = np.zeros((2, n), np.uint8)
+    codes[0, 0], codes[0, 16 * 1001], codes[0, 16 * 16 + 3], codes[1, 16 * 241] = 1, 2, 1, 2
+    layer = _layer("fc", "fc", (n,), (2,), codes, [-5, 4], [0, 1], [3], form="sparse")
+    books = {
+        "input": Codebook("input", np.array([1, 2, 3]), 1.0, False, np.array([1.5, 2.5])),
+        "fc": Codebook("fc", np.array([6]), 1.0, False),
+    }
+    job = plan_model(Model("s", (n,), [layer], books), BuildParams(P=16)).first.jobs[0]
+    # A filler (code 0, skip s in 1..15) covers 16 s positions; a run of g zeros before an
+    # entry is ceil((g div 16) / 15) fillers (15, 15, .., the rest) and the entry skips
+    # g mod 16. Partition 0 (input t = 16 x position): row 0: position 0 (0x01); a run of
+    # 1000 = 16 x 62 + 8: fillers 15, 15, 15, 15, 2 (0xf0 x 4, 0x20), then position 1001
+    # (0x82); end. Row 1: a run of 241 = 16 x 15 + 1: 0xf0, then 0x12; end -> 11 bytes.
+    # Partition 3: row 0: a run of 16 (0x10), then 0x01; end; row 1: end -> 4 bytes.
+    # Every other partition: 2 ends. 11 steps (protocol 3's fillers of 16: 82).
+    assert job.sparse and job.steps == 11
+    raw = np.zeros((11, 16), np.uint8)
+    raw[:, :8] = job.words_a[3:].view(np.uint8).reshape(11, 8)  # after header and bias
+    raw[:, 8:] = job.words_b.view(np.uint8).reshape(11, 8)
+    assert list(raw[:, 0]) == [0x01, 0xF0, 0xF0, 0xF0, 0xF0, 0x20, 0x82, 0, 0xF0, 0x12, 0]
+    assert list(raw[:, 3]) == [0x10, 0x01, 0, 0] + [0] * 7
+    assert not raw[:, [1, 2, *range(4, 16)]].any()
 
 
 def test_word_counts_and_trips_of_a_pool():
