@@ -275,7 +275,9 @@ unsigned check_descriptor(const descriptor &d, step_geometry &g) {
         }
     } else if (fc) {
         const u64 per_partition = (d.in_c + C::P - 1) / C::P;
-        if (per_partition > 4 * (u64)C::tile_depth || per_partition > (1u << C::pos_bits)) count = true;
+        // A FLAT map keeps 16 codes of a partition in each word row of its 4 banks
+        // (docs/job-format.md): 16 tile_depth positions, as the planner counts them.
+        if (per_partition > 16 * (u64)C::tile_depth || per_partition > (1u << C::pos_bits)) count = true;
         if (d.in_format != KCNN_FMT_FLAT) geom = true;
         if (d.out_format != KCNN_FMT_FLAT && d.out_format != KCNN_FMT_ACC) geom = true;
         if (d.out_format == KCNN_FMT_ACC && d.jo1 != 0) geom = true;

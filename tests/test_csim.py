@@ -126,14 +126,15 @@ def test_one_layer_models_equal_the_simulator_and_the_model(name, params):
 LONG_GAPS = (16, 17, 240, 241, 255, 256, 1000)
 
 
-def test_long_zero_runs_of_a_sparse_fc_equal_the_simulator():
-    """In partitions 0, 1 and P - 1 (windows of 2040 positions), channels 0..3 have entries
-    after the LONG_GAPS runs and one at the window's last position, channel 4 only that one
-    (a run of 2039), channel 5 none. csim == sim bit for bit, the trips are the model's,
-    and the steps are the count worked out by hand from docs/job-format.md. The default
-    build only: the small build's fc input holds 512 codes a partition."""
+@pytest.mark.parametrize("build", sorted(PARAMS))
+def test_long_zero_runs_of_a_sparse_fc_equal_the_simulator(build):
+    """In partitions 0, 1 and P - 1 (windows of 2040 positions, nearly the small build's
+    IN_DEPTH / P = 2048), channels 0..3 have entries after the LONG_GAPS runs and one at the
+    window's last position, channel 4 only that one (a run of 2039), channel 5 none.
+    csim == sim bit for bit, the trips are the model's, and the steps are the count worked
+    out by hand from docs/job-format.md."""
     rng = np.random.default_rng(seed("long_zero_runs"))
-    params = PARAMS["default"]
+    params = PARAMS[build]
     p, window = params.P, 2040
     model, layer = one_layer_model(
         rng, "fc", taps=window * p, c_out=6, form="sparse", weight_density=0.0, last=True
@@ -156,6 +157,23 @@ def test_long_zero_runs_of_a_sparse_fc_equal_the_simulator():
     step = engine.plan.steps[0]
     assert all(job.sparse for job in step.jobs)
     assert sum(job.steps for job in step.jobs) == 100
+
+
+def test_an_fc_input_above_the_tile_runs_in_input_blocks():
+    """An fc whose input needs more codes per partition than the tile holds (the small
+    build's IN_DEPTH / P = 2048) is split along its input by the planner, never refused by
+    the kernel, and runs as the simulator does."""
+    rng = np.random.default_rng(seed("fc_above_tile"))
+    p = SMALL.P
+    # Sparse enough that a channel's entries fit the weight cache (W_DEPTH = 256 a
+    # partition): only the tile makes the planner split.
+    model, layer = one_layer_model(
+        rng, "fc", taps=2100 * p, c_out=5, form="sparse", weight_density=0.05, last=True
+    )
+    x = floats_for(model, random_codes(rng, layer, 2, model.maps["input"].J, 0.3))
+    engine = assert_same_run(model, x, SMALL)
+    assert_trips_are_the_model(engine)
+    assert [step.part for step in engine.plan.steps] == [(0, 8400), (8400, 16800)]
 
 
 #: A global average pool as the kernel runs it: a depthwise conv whose kernel is the whole

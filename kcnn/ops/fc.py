@@ -141,6 +141,13 @@ def _fc_step(
             layer=layer.name,
             field="in_shape",
         )
+    if span > params.IN_DEPTH // p:
+        raise WindowTooLarge(
+            f"{n_in} inputs need {span} codes per partition, more than the tile holds "
+            f"(IN_DEPTH/P={params.IN_DEPTH // p})",
+            layer=layer.name,
+            field="IN_DEPTH",
+        )
     padded = np.zeros((rows_out, span * p), np.uint8)
     padded[:, :n_in] = weights
     rows = [padded[:, s::p] for s in range(p)]
