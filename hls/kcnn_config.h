@@ -9,7 +9,7 @@
 #define KCNN_ACC_BITS 32
 #define KCNN_BW 8
 #define KCNN_BA 8
-#define KCNN_PROTOCOL 3
+#define KCNN_PROTOCOL 4
 
 // Build parameters: defaults; build.tcl or -D overrides them per overlay.
 #ifndef KCNN_P
