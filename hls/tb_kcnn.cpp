@@ -1,4 +1,4 @@
-// Self-checking testbench of the protocol-3 kernel. Every step is built here word by word
+// Self-checking testbench of the protocol-4 kernel. Every step is built here word by word
 // from docs/job-format.md (its own packers, nothing shared with the kernel), the expected
 // answer comes from plain loops over the outputs, and the expected loop log from the trip
 // formulas of hls/KERNEL_SPEC.md. One line per case; exit code 0 only if all cases pass.
@@ -1201,7 +1201,7 @@ void probe_case() {
     kcnn_csim_config(values);
     const u64 info2 = (u64)P | (16ull << 16u) | (16ull << 24u) | (32ull << 32u) | (8ull << 40u) | (8ull << 48u) |
                       ((u64)STREAMS << 56u) | ((u64)log2_ceil(LANES) << 60u);
-    s.expect = {0x4E4E434Bull, 3ull | ((u64)build::ch_max << 16u), info2,
+    s.expect = {0x4E4E434Bull, 4ull | ((u64)build::ch_max << 16u), info2,
                 (u64)build::in_depth | ((u64)build::w_depth << 21u) | ((u64)build::out_depth << 42u),
                 trailer(0, 0xFFFF)};
     expect_loop(s, L_DESCRIPTOR, 8);

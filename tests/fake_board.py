@@ -27,8 +27,9 @@ that file, so a driver that hard-codes an offset or picks the wrong DMA fails he
 - **Kernel.** The HLS top's C-simulation (``kcnn.sim.csim.CsimKernel``), invoked with
   ``ap_ctrl_hs`` semantics and auto-restart: once started, an invocation runs when its
   transfers are complete (a stream-A transfer up to TLAST, and a stream-B transfer when the
-  descriptor says B carries words: ``job_words_b``, or an ``F32`` map's odd words), its answer goes to the S2MM channel (waiting
-  there if none is armed), and with auto-restart the next invocation begins at once. A
+  descriptor says B carries words: ``job_words_b``, or an ``F32`` map's odd words), its
+  answer goes to the S2MM channel (waiting there if none is armed), and with auto-restart
+  the next invocation begins at once. A
   kernel that would read past the words present is stuck until the overlay is reloaded.
   ``info0..3`` and ``status`` are written per invocation, with their ``ap_vld`` bits.
 - **Faults** (:meth:`FakeZynq.inject`): ``hang`` (the kernel never finishes), ``truncate``
