@@ -104,7 +104,7 @@ def corrupt(engine, step_index: int, word: int, xor: int):
 
 def job_header_at(engine, step, job_index: int) -> int:
     """Word offset of a job's header in its step's stream-A buffer."""
-    at = step.head.size + step.map_words + 1
+    at = step.head.size + step.map_words_a + 1
     return at + sum(job.words_a.size for job in step.jobs[:job_index])
 
 
