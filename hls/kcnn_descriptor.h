@@ -98,6 +98,16 @@ struct step_geometry {
 
 typedef unsigned long long u64;
 
+// The map section's share on stream B: with two streams an F32 map's word w travels on
+// stream w mod 2 (A carries the extra word of an odd count), ahead of the jobs' B words.
+// From the descriptor's fields alone (the drain of a refused step needs it too).
+template <class C>
+u64 map_share_b(const descriptor &d) {
+#pragma HLS INLINE
+    const bool split = C::streams == 2 && d.opcode == KCNN_OP_CONV && d.in_format == KCNN_FMT_F32;
+    return split ? (u64)d.map_words >> 1u : 0;
+}
+
 // The three quotients of a step's checks by shift and subtract, 16 bits, all in one short
 // loop: group_size = out_c / groups with its remainder, in_c mod groups, and the tile slots
 // tile_depth / in_plane. (A `/` or `%` by a run-time value would be one pipelined divider
@@ -341,13 +351,16 @@ unsigned check_descriptor(const descriptor &d, step_geometry &g) {
     const u64 sc_words = g.residual ? out_words : add ? map_words : 0;
     if (g.residual && sc_words > C::out_depth / 16) count = true;
     g.sc_words = (count_t)sc_words;
-    const u64 a_words =
-        KCNN_DESCRIPTOR_WORDS + (u64)d.const_words + d.map_words + 1 + sc_words + d.job_words_a;
-    if (a_words > C::max_transfer_words || (u64)d.job_words_b > C::max_transfer_words) count = true;
+    // Stream B: the map's B share (F32 with two streams), then the jobs' B words.
+    const u64 map_b = map_share_b<C>(d);
+    const u64 a_words = KCNN_DESCRIPTOR_WORDS + (u64)d.const_words + (d.map_words - map_b) + 1 +
+                        sc_words + d.job_words_a;
+    const u64 b_words = map_b + d.job_words_b;
+    if (a_words > C::max_transfer_words || b_words > C::max_transfer_words) count = true;
 
     g.map_first = KCNN_DESCRIPTOR_WORDS + d.const_words;
     g.a_final = (count_t)(a_words - 1);
-    g.b_final = d.job_words_b == 0 ? count_t(0) : count_t(d.job_words_b - 1);
+    g.b_final = b_words == 0 ? count_t(0) : count_t(b_words - 1);
 
     // POOL: an output block reads rows [y0, y0 + R) and columns [x0, x0 + Cw) of the input,
     // R = 3 sh + kh, Cw = 3 sw + kw; a region row is at most ceil((Cw + 3) / 4) words and a

@@ -1,6 +1,6 @@
 // The map section of a conv or fc step into the tile (docs/job-format.md "The tile"), one
-// word per cycle, then the reserved word. Three forms: BLOCKED (conv), F32 (the first conv,
-// encoded here), FLAT (fc).
+// word per cycle (F32 with two streams: one word of each stream), then the reserved word.
+// Three forms: BLOCKED (conv), F32 (the first conv, encoded here), FLAT (fc).
 #ifndef KCNN_MAP_H_
 #define KCNN_MAP_H_
 
@@ -63,17 +63,27 @@ inline code_t encode_float(ap_uint<32> bits, const ap_int<32> keys[KCNN_J_MAX - 
     return code_t(code);
 }
 
-// F32: 2 floats per word are encoded; 8 words make a 16-code segment of one input row (rows
-// are padded to 16 values, so a segment never crosses a row); the segment splits by the s2d
-// rule into 4 bank words, queued and written one per cycle. A segment arrives every 8 cycles
-// and leaves in 4, so the queue holds at most 4 entries. Trips: map_words + 1 + 4.
+// F32: 2 floats per word. With STREAMS = 2 word w of the map travels on stream w mod 2, so
+// cycle t reads word 2t from A and word 2t + 1 from B (each stream one read site, the data
+// routed after the reads) and encodes 4 floats; with one stream, word t from A, 2 floats.
+// Codes collect into 16-code row segments (rows are padded to 16 values, so a segment never
+// crosses a row); a finished segment splits by the s2d rule into 4 bank words, queued and
+// written one per cycle. A segment arrives every 16 / (2 STREAMS) cycles (4 or 8) and
+// leaves in 4, so the queue is empty again when the next one arrives (see the static_assert;
+// hls/KERNEL_SPEC.md "MAP (conv, F32 input)"). Trips: ceil(map_words / STREAMS) + 1 + 4.
 template <class C>
-unsigned read_map_f32(axis_t &in_a, in_port &pa, const descriptor &d, const step_geometry &g,
-                      const step_registers &regs,
+unsigned read_map_f32(axis_t &in_a, in_port &pa, axis_t &in_b, in_port &pb, const descriptor &d,
+                      const step_geometry &g, const step_registers &regs,
                       const typename mem<C>::place_t placement[C::ch_max],
                       typename mem<C>::tile_word_t tile[C::P][4][C::tile_depth]) {
     typedef typename mem<C>::tile_word_t tile_word_t;
+    // Floats encoded a cycle (one comparator bank each) and cycles a 16-code segment takes.
+    enum { lanes = 2 * C::streams, segment_cycles = 16 / lanes };
+    static_assert(segment_cycles >= 4, "a segment's 4 bank writes drain before the next segment");
     const unsigned words = (unsigned)d.map_words;
+    // Map cycles; with two streams A carries the extra word of an odd count (word w on w mod
+    // 2). An accepted F32 map is whole segments (a multiple of 8 words): both carry words / 2.
+    const unsigned cycles = C::streams == 2 ? (words + 1) >> 1u : words;
     const unsigned s_log = g.s2d_log;
     const unsigned width = d.in_w << s_log;    // the network input's (padded) width
     const unsigned height = d.in_h << s_log;
@@ -97,9 +107,9 @@ unsigned read_map_f32(axis_t &in_a, in_port &pa, const descriptor &d, const step
     unsigned queue_head = 0, queue_count = 0;
     KCNN_CSIM(unsigned long long trips = 0;)
 MAP:
-    for (unsigned it = 0; it < words + 5; it++) {
+    for (unsigned it = 0; it < cycles + 5; it++) {
 #pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 14 max = 131077 avg = 20000
+#pragma HLS LOOP_TRIPCOUNT min = 9 max = 131077 avg = 10000
         KCNN_CSIM(trips++;)
         if (queue_count != 0) {
             const unsigned e = queue_head;
@@ -113,21 +123,32 @@ MAP:
             queue_head++;
             queue_count--;
         }
-        if (it > words) continue;  // the final drain
-        const word_t data = read_checked<0>(in_a, pa, g.a_final, status);
+        if (it > cycles) continue;  // the final drain
+        // Which words this cycle reads depends on the counter only: A every cycle (the
+        // reserved word at it == cycles), B while its share lasts (word 2 it + 1 exists).
+        const bool want_b = C::streams == 2 && it < cycles && 2 * it + 1 < words;
+        word_t data_b = 0;
+        const word_t data_a = read_checked<0>(in_a, pa, g.a_final, status);
+        if (want_b) {
+            unsigned status_b = KCNN_STATUS_OK;
+            data_b = read_checked<1>(in_b, pb, g.b_final, status_b);
+            if (status == KCNN_STATUS_OK) status = status_b;  // A's word comes first in the map
+        }
         if (status != KCNN_STATUS_OK) break;
-        if (it == words) continue;  // the reserved word
-        for (unsigned i = 0; i < 2; i++) {
+        if (it == cycles) continue;  // the reserved word
+        for (unsigned i = 0; i < lanes; i++) {
 #pragma HLS UNROLL
-            const unsigned x = 16 * segment + 2 * in_segment + i;
+            const word_t data = i < 2 ? data_a : data_b;
+            const unsigned x = 16 * segment + lanes * in_segment + i;
             bool not_finite;
-            code_t code = encode_float(data.range(32 * i + 31, 32 * i), regs.keys, n_keys, not_finite);
+            code_t code = encode_float(data.range(32 * (i & 1u) + 31, 32 * (i & 1u)), regs.keys, n_keys,
+                                       not_finite);
             // Row padding past the input's width is not data: its value is ignored.
             if (x >= width) code = 0;
             else if (not_finite) bad_input = true;
-            codes[2 * in_segment + i] = code;
+            codes[lanes * in_segment + i] = code;
         }
-        if (in_segment == 7) {
+        if (in_segment == segment_cycles - 1) {
             // Bank word k of the segment (x = 16 segment + i, stored column x >> s_log).
             const unsigned by_row = y >> s_log;  // stored row
             for (unsigned k = 0; k < 4; k++) {
@@ -156,6 +177,8 @@ MAP:
                 queue_address[k] = row_base + column_block;
                 queue_ok[k] = column_block < g.in_bx;
             }
+            // The previous segment's last write left the queue this cycle (above): with 4
+            // cycles a segment (two streams) it is exactly empty here, never overwritten.
             queue_head = 0;
             queue_count = 4;
             in_segment = 0;

@@ -203,12 +203,12 @@ DESCRIPTOR:
     descriptor d;
     decode_descriptor(head, d);
     step_geometry g;
-    // Stream B is drained on a refusal when the descriptor says it carries words and the
-    // descriptor is the host's (magic and version right): a count read from anything else
-    // could wait for words the host never sent. After such a refusal the host resets the
+    // Stream B is drained on a refusal when the descriptor says it carries words (the jobs'
+    // B share, or an F32 map's) and the descriptor is the host's (magic and version right): a
+    // count read from anything else could wait for words the host never sent. After such a refusal the host resets the
     // DMAs, which drops whatever B still holds.
-    g.uses_b = C::streams == 2 && d.job_words_b != 0 && d.magic == KCNN_MAGIC &&
-               d.version == KCNN_PROTOCOL;
+    g.uses_b = C::streams == 2 && (d.job_words_b != 0 || map_share_b<C>(d) != 0) &&
+               d.magic == KCNN_MAGIC && d.version == KCNN_PROTOCOL;
     unsigned status = KCNN_STATUS_OK, job = KCNN_STEP_LEVEL;
     if (d.magic != KCNN_MAGIC) {
         status = KCNN_STATUS_BAD_MAGIC;
@@ -253,7 +253,7 @@ DESCRIPTOR:
                 if (d.opcode == KCNN_OP_FC) {
                     status = read_map_flat<C>(in_a, pa, d, g, tile);
                 } else if (g.f32) {
-                    status = read_map_f32<C>(in_a, pa, d, g, regs, placement, tile);
+                    status = read_map_f32<C>(in_a, pa, in_b, pb, d, g, regs, placement, tile);
                 } else {
                     status = read_map_blocked<C>(in_a, pa, d, g, placement, tile);
                 }

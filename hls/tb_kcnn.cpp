@@ -1,4 +1,4 @@
-// Self-checking testbench of the protocol-3 kernel. Every step is built here word by word
+// Self-checking testbench of the protocol-4 kernel. Every step is built here word by word
 // from docs/job-format.md (its own packers, nothing shared with the kernel), the expected
 // answer comes from plain loops over the outputs, and the expected loop log from the trip
 // formulas of hls/KERNEL_SPEC.md. One line per case; exit code 0 only if all cases pass.
@@ -745,7 +745,9 @@ step_io build_conv(const conv_case &given) {
     f.out_words = format_words(cc.out_format, cc.out_c, out_h, out_w);
     s.a = descriptor_words(f);
     append(s.a, consts);
-    append(s.a, map);
+    // An F32 map with two streams: word w on stream w mod 2, B's share ahead of the jobs'.
+    const bool split = cc.f32 && STREAMS == 2;
+    for (size_t w = 0; w < map.size(); w++) (split && (w & 1u) ? s.b : s.a).push_back(map[w]);
     s.a.push_back(0x0000000A444E454Bull);  // the reserved word: here an old trailer
     const words_t shortcut = cc.cb.resid.empty() ? words_t() : map_answer(cc.shortcut, cc.out_format);
     append(s.a, shortcut);
@@ -763,7 +765,9 @@ step_io build_conv(const conv_case &given) {
     expect_loop(s, L_DESCRIPTOR, 8);
     expect_loop(s, L_CONST, (long long)consts.size());
     expect_loop(s, L_TABLE, 256);
-    expect_loop(s, L_MAP, (long long)map.size() + 1 + (cc.f32 ? 4 : 0));
+    // F32: ceil(map_words / STREAMS) cycles, the reserved word, the bank-write queue's drain.
+    const long long map_cycles = split ? cdiv((long long)map.size(), 2) : (long long)map.size();
+    expect_loop(s, L_MAP, map_cycles + 1 + (cc.f32 ? 4 : 0));
     expect_loop(s, L_SHORTCUT, (long long)shortcut.size());
     expect_loop(s, L_LOAD, jobs[0].loader_trips);
     long long before = 0;  // buffered: the code places of the jobs before (an int32 takes 8)

@@ -11,9 +11,12 @@ stream A: descriptor and constants, the map slot, the reserved word, the jobs' A
 Step *n* answers ``out_words`` words and a trailer, which is exactly step *n+1*'s map slot
 and reserved word, so the answer is received straight into the next step's buffer and the
 host touches no data between steps; the last answer lands in an output buffer. The stream-B
-words of every step sit in one more buffer, sent by the second DMA. Everything but the map
-slots is written and flushed once, at load; per frame the host writes the network input
-into step 0's map slot and flushes that slot only.
+words of every step sit in one more buffer, sent by the second DMA: per step its map's B
+share (an ``F32`` map with two streams travels word w on stream w mod 2, so step 0's map
+slot is split: its even words in the step's buffer, its odd words at the head of the step's
+part of the stream-B buffer), then its jobs' B words. Everything but the map slots is
+written and flushed once, at load; per frame the host writes the network input into step
+0's map slot (both halves of a split one, each value once) and flushes that slot only.
 
 The transfers themselves are the kernel driver's (:class:`kcnn.overlay.driver.KcnnIP`,
 pynq's idiom: the ``DefaultIP`` bound by VLNV carries the IP's methods): this module lays
@@ -281,9 +284,17 @@ class BoardEngine:
                     layer=step.layer.name,
                     field="out_words",
                 )
-            if step.jobs_b.size and self.ip.stream_b is None:
+            if step.map_words_b and step.index and not step.host_in:
+                # A map split over A and B is written by the host: no answer lands in it.
                 raise KcnnError(
-                    f"step {step.index} sends {step.jobs_b.size} words on stream B but the "
+                    f"step {step.index}: its map is split over streams A and B, so the answer "
+                    "before it cannot land in it",
+                    layer=step.layer.name,
+                    field="map_words",
+                )
+            if step.stream_b_words and self.ip.stream_b is None:
+                raise KcnnError(
+                    f"step {step.index} sends {step.stream_b_words} words on stream B but the "
                     "overlay has no weights DMA (kcnn.json says STREAMS="
                     f"{self.params.STREAMS})",
                     file=self.source,
@@ -329,15 +340,17 @@ class BoardEngine:
             self._step_buffers.append(buffer)
             self._map_at.append(step.head.size)
         self._output = self._allocate(self.plan.last.out_words + 1)
-        # Every step's stream-B words, back to back in one buffer (each step's joined once).
-        b_parts = [step.jobs_b for step in steps]
+        # Every step's stream-B words, back to back in one buffer (each step's joined once):
+        # its map's B share (a slot filled per frame, like the map slot on A), its jobs'.
+        b_parts = [step.stream_b(np.zeros(step.map_words, np.uint64)) for step in steps]
+        # where each step's part starts in it (its map's B share first)
+        self._map_b_at = np.cumsum([0] + [part.size for part in b_parts[:-1]]).tolist()
         b_words = sum(part.size for part in b_parts)
         self._weights = self._allocate(b_words) if b_words else None
         if self._weights is not None:
             self._weights[:] = np.concatenate(b_parts)
             self._weights.flush()
         self._io: list[_StepIO] = []
-        b_at = 0
         for n, step in enumerate(steps):
             buffer = self._step_buffers[n]
             answer_words = step.out_words + 1
@@ -357,23 +370,28 @@ class BoardEngine:
                 f"step {step.index} (layer {step.layer.name!r})",
                 buffer.physical_address,
                 WORD_BYTES * buffer.size,
-                (self._weights.physical_address + WORD_BYTES * b_at) if b_bytes else 0,
+                (self._weights.physical_address + WORD_BYTES * self._map_b_at[n]) if b_bytes else 0,
                 b_bytes,
                 answer_address,
                 WORD_BYTES * answer_words,
             )
-            b_at += b_parts[n].size
             self.ip.check_transfer(transfer)
             self._io.append(_StepIO(step, transfer, answer))
 
     def map_slot(self, step: Step):
-        """The writable map section of ``step``'s persistent buffer."""
+        """The writable map section of ``step``'s persistent buffer; for a map split over
+        the streams the pair ``(A slot, B slot)``: its even words in the step's buffer, its
+        odd words in the stream-B buffer (``kcnn.protocol.pack_f32`` fills both)."""
         at = self._map_at[step.index]
-        return self._step_buffers[step.index][at : at + step.map_words]
+        slot_a = self._step_buffers[step.index][at : at + step.map_words_a]
+        if not step.map_words_b:
+            return slot_a
+        at_b = self._map_b_at[step.index]
+        return slot_a, self._weights[at_b : at_b + step.map_words_b]
 
     def shortcut_slot(self, step: Step):
         """The writable shortcut section of ``step``'s buffer (after the reserved word)."""
-        at = self._map_at[step.index] + step.map_words + 1
+        at = self._map_at[step.index] + step.map_words_a + 1
         return self._step_buffers[step.index][at : at + step.shortcut_words]
 
     def close(self) -> None:
@@ -428,7 +446,15 @@ class BoardEngine:
     def _execute(self, step: Step, map_words: np.ndarray | None, need: bool):
         io = self._io[step.index]
         if map_words is not None:
-            self._write_slot(step, self.map_slot(step), map_words, "map")
+            slots = self.map_slot(step)
+            if isinstance(slots, tuple):
+                # The host's words as the two halves (pack_f32 wrote them in place), or a
+                # whole section split here.
+                parts = map_words if isinstance(map_words, tuple) else step.split_map(map_words)
+                for slot, part in zip(slots, parts, strict=True):
+                    self._write_slot(step, slot, part, "map")
+            else:
+                self._write_slot(step, slots, map_words, "map")
         # The transfers were checked once at load (_lay_out): their numbers never change.
         received = self.ip.transfer(io.transfer)
         if received != io.transfer.answer_bytes:

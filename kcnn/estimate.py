@@ -59,7 +59,9 @@ LOOP_TABLE = {
         1,
         5,
         "one map word per iteration; its 4 rows go to the 4 banks (one write each) of "
-        "the partitions in the channel's mask",
+        "the partitions in the channel's mask (an F32 map with two streams: one word of A "
+        "and one of B, 4 floats through 4 comparator banks; a 16-code segment every 4 "
+        "iterations leaves as 4 queued bank words, one write per iteration)",
     ),
     "LOAD": Loop(
         1,
@@ -232,7 +234,9 @@ def resources(params: BuildParams) -> dict:
         # per partition: the entry decode and three barrel shifters of the position checks
         "weight loader": {"lut": p * 110 + 250, "ff": p * 48 + 300, "bram36": 0, "dsp48": 0},
         "map loader and input encoder": {
-            "lut": 2 * 15 * 16 + 300,
+            # per float encoded a cycle (2 per stream) a bank of 15 comparators of 32-bit
+            # keys (16 LUT each with the carry chain); the segment, queue and counters
+            "lut": 2 * params.STREAMS * 15 * 16 + 300,
             "ff": 600,
             "bram36": _bram36(params.CH_MAX, 48),
             "dsp48": 0,
@@ -339,10 +343,10 @@ def step_words(step: Step) -> dict:
     # Counted from the parts: joining a step's weight words only to count them would copy
     # every weight of the model.
     return {
-        "a": int(DESCRIPTOR_WORDS + step.constants.size + step.map_words + 1)
+        "a": int(DESCRIPTOR_WORDS + step.constants.size + step.map_words_a + 1)
         + step.shortcut_words
         + sum(int(job.words_a.size) for job in step.jobs),
-        "b": sum(int(job.words_b.size) for job in step.jobs),
+        "b": step.stream_b_words,
         "out": int(step.out_words + 1),
     }
 
@@ -350,13 +354,13 @@ def step_words(step: Step) -> dict:
 def _host(plan: Plan) -> dict:
     first = plan.first
     # The host writes the first layer's map (every band of it): float32 the kernel encodes,
-    # or codes the host encodes first.
+    # or codes the host encodes first. Each value is copied and flushed once, whether the
+    # map's words sit in one slot or are split over the stream-A and stream-B buffers.
     first_steps = [s for s in plan.steps if s.layer is first.layer]
     input_bytes = 8 * sum(s.map_words for s in first_steps)
     encoded = 0 if first.in_format == "F32" else int(np.prod(first.layer.in_shape))
     accesses = sum(
-        STEP_ACCESSES + (STREAM_B_ACCESSES if any(job.words_b.size for job in step.jobs) else 0)
-        for step in plan.steps
+        STEP_ACCESSES + (STREAM_B_ACCESSES if step.stream_b_words else 0) for step in plan.steps
     )
     tail = sum(int(np.prod(layer.out_shape)) for layer in plan.host_tail)
     # Layers of a graph the host runs between steps: Concats and shuffles (placing codes),

@@ -377,6 +377,19 @@ def shortcut_words(fields: dict) -> int:
     return 0
 
 
+def map_words_b(fields: dict, streams: int) -> int:
+    """Words of the map section on stream B, ahead of the jobs' B words (docs/job-format.md
+    "Stream B"): with two streams an ``F32`` map's word ``w`` travels on stream ``w mod 2``
+    (A carries the extra word of an odd count), so B carries ``floor(map_words / 2)``;
+    every other map is on A. Derived from the descriptor, as the kernel derives it."""
+    split = (
+        streams == 2
+        and fields.get("opcode") == OPCODES["CONV"]
+        and fields.get("in_format") == FORMATS["F32"]
+    )
+    return int(fields["map_words"]) // 2 if split else 0
+
+
 def to_blocks(codes: np.ndarray) -> np.ndarray:
     """``(..., C, H, W)`` codes as ``(..., C, BY, BX, 16)`` 4x4 blocks (zero padded)."""
     codes = np.asarray(codes, np.uint8)
@@ -423,13 +436,26 @@ def unpack_map(words: np.ndarray, fmt: str, shape: tuple[int, ...]) -> np.ndarra
     raise ValueError(fmt)
 
 
-def pack_f32(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def pack_f32(x: np.ndarray, out=None):
     """The network input ``(C, H, W)`` float32 as ``F32`` words (rows padded to 16 values);
-    written into ``out`` (a uint64 buffer view) when given, so the board copies once."""
+    written into ``out`` when given, so the board copies once: a uint64 buffer view of the
+    section, or a pair ``(even, odd)`` of views that take its even and its odd words (a map
+    split over streams A and B, :func:`map_words_b`), which is then returned."""
     x = np.asarray(x, np.float32)
     c, h, w = x.shape
     wp = ceil_div(w, 16) * 16
     words = format_words("F32", c, h, w)
+    if isinstance(out, tuple):
+        # Word 2k holds values 4k, 4k + 1 and word 2k + 1 values 4k + 2, 4k + 3; a padded
+        # row is whole groups of 4, so value lane i (x mod 4) of every row goes to half i % 2
+        # of the words of slot i // 2: four strided copies, each value written once.
+        halves = [part[: words // 2].view(np.float32).reshape(c, h, wp // 4, 2) for part in out]
+        for lane in range(4):
+            column = x[..., lane::4]
+            dest = halves[lane // 2][..., lane % 2]
+            dest[..., : column.shape[-1]] = column
+            dest[..., column.shape[-1] :] = 0
+        return out
     if out is None:
         out = np.zeros(words, np.uint64)
     view = out[:words].view(np.float32).reshape(c, h, wp)

@@ -124,7 +124,8 @@ class StepDevice(Protocol):
 
     def map_slot(self, step: Step) -> np.ndarray | None:
         """Where the host may write ``step``'s map section directly (the board's DMA
-        buffer), or None."""
+        buffer; for a map split over streams A and B the pair of slots that take its even
+        and its odd words, which ``kcnn.protocol.pack_f32`` fills), or None."""
 
     def shortcut_slot(self, step: Step) -> np.ndarray | None:
         """Where the host may write ``step``'s shortcut section directly, or None."""

@@ -26,6 +26,7 @@ from kcnn.protocol import (
     OPCODES,
     ceil_div,
     format_words,
+    map_words_b,
     pack_bytes,
     pack_code_table,
     pack_codes,
@@ -165,16 +166,46 @@ class Step:
         the shortcut map; an ADD: map B); 0 for the other steps."""
         return shortcut_words(self.fields)
 
-    def stream_a(self, map_words: np.ndarray, shortcut: np.ndarray | None = None) -> np.ndarray:
-        """The whole transfer on stream A for one frame's input map (and, for a step with
-        a shortcut section, the shortcut map's words)."""
-        name = getattr(self.layer, "name", None)
+    @property
+    def map_words_b(self) -> int:
+        """Words of the map section on stream B (an ``F32`` map with two streams: the odd
+        words), ahead of the jobs' B words; the rest of the map is on A."""
+        return map_words_b(self.fields, self.params.STREAMS)
+
+    @property
+    def map_words_a(self) -> int:
+        return self.map_words - self.map_words_b
+
+    @property
+    def stream_b_words(self) -> int:
+        """Words of the step's stream-B transfer (0: none)."""
+        return self.map_words_b + sum(int(job.words_b.size) for job in self.jobs)
+
+    def split_map(self, map_words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The map section as its words on A and on B (even and odd words of a split map):
+        views, no copy."""
         if map_words.size != self.map_words:
             raise KcnnError(
                 f"step {self.index}: {map_words.size} map words, expected {self.map_words}",
-                layer=name,
+                layer=getattr(self.layer, "name", None),
                 field="map",
             )
+        if not self.map_words_b:
+            return map_words, map_words[:0]
+        return map_words[0::2], map_words[1::2]
+
+    def stream_b(self, map_words: np.ndarray) -> np.ndarray:
+        """The whole transfer on stream B for one frame's input map: the map's B share,
+        then the jobs' B words (empty when the step has no stream-B transfer)."""
+        _, map_b = self.split_map(map_words)
+        return np.concatenate([map_b, self.jobs_b]).astype(np.uint64)
+
+    def stream_a(self, map_words: np.ndarray, shortcut: np.ndarray | None = None) -> np.ndarray:
+        """The whole transfer on stream A for one frame's input map (its A share: all of
+        it but for a split map) and, for a step with a shortcut section, the shortcut
+        map's words."""
+        name = getattr(self.layer, "name", None)
+        map_a, _ = self.split_map(map_words)
         shortcut = np.zeros(0, np.uint64) if shortcut is None else np.asarray(shortcut)
         if shortcut.size != self.shortcut_words:
             raise KcnnError(
@@ -184,9 +215,7 @@ class Step:
                 field="shortcut",
             )
         reserved = np.zeros(1, np.uint64)
-        return np.concatenate([self.head, map_words, reserved, shortcut, self.jobs_a]).astype(
-            np.uint64
-        )
+        return np.concatenate([self.head, map_a, reserved, shortcut, self.jobs_a]).astype(np.uint64)
 
     def loop_log(self) -> list[tuple[str, int]]:
         """The kernel's loop entries for this step, in order: ``(loop, trips)``."""
@@ -649,7 +678,10 @@ def loop_log(step: Step) -> list[tuple[str, int]]:
     if step.op in ("CONV", "FC"):
         tail = CONV_FLOOR if step.op == "CONV" else FC_FLOOR
         log.append(("TABLE", 256))
-        log.append(("MAP", f["map_words"] + 1 + (4 if step.in_format == "F32" else 0)))
+        # one map word of each stream a cycle (an F32 map's words alternate A, B with two
+        # streams), the reserved word, and F32's 4 cycles of bank-write queue drain
+        cycles = max(step.map_words_a, step.map_words_b)
+        log.append(("MAP", cycles + 1 + (4 if step.in_format == "F32" else 0)))
         if step.shortcut_words:
             log.append(("SHORTCUT", step.shortcut_words))
         log.append(("LOAD", loader_trips(step.jobs[0], params)))

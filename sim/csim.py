@@ -301,7 +301,7 @@ class CsimKernel:
         is read, nothing past a TLAST, one TLAST on the trailer. Returns the output words
         and the loop log."""
         a = step.stream_a(map_words, shortcut)
-        b = step.jobs_b
+        b = step.stream_b(map_words)
         a_last = np.zeros(a.size, np.uint8)
         a_last[-1] = 1
         b_last = np.zeros(b.size, np.uint8)

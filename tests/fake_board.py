@@ -27,8 +27,9 @@ that file, so a driver that hard-codes an offset or picks the wrong DMA fails he
 - **Kernel.** The HLS top's C-simulation (``kcnn.sim.csim.CsimKernel``), invoked with
   ``ap_ctrl_hs`` semantics and auto-restart: once started, an invocation runs when its
   transfers are complete (a stream-A transfer up to TLAST, and a stream-B transfer when the
-  descriptor's ``job_words_b`` is not 0), its answer goes to the S2MM channel (waiting
-  there if none is armed), and with auto-restart the next invocation begins at once. A
+  descriptor says B carries words: ``job_words_b``, or an ``F32`` map's odd words), its
+  answer goes to the S2MM channel (waiting there if none is armed), and with auto-restart
+  the next invocation begins at once. A
   kernel that would read past the words present is stuck until the overlay is reloaded.
   ``info0..3`` and ``status`` are written per invocation, with their ``ap_vld`` bits.
 - **Faults** (:meth:`FakeZynq.inject`): ``hang`` (the kernel never finishes), ``truncate``
@@ -54,7 +55,7 @@ from pynq import Device
 from pynq.buffer import PynqBuffer
 
 from kcnn.config import ARITHMETIC_CONTRACT, DESCRIPTOR_WORDS, BuildParams
-from kcnn.protocol import MAGIC, decode_descriptor
+from kcnn.protocol import MAGIC, decode_descriptor, map_words_b
 from kcnn.sim.csim import CsimKernel
 
 DMA_BASE = 0x40400000
@@ -666,7 +667,11 @@ class FakeZynq(Device):
         if a is None:
             return False
         fields = decode_descriptor(a[0][:DESCRIPTOR_WORDS]) if a[0].size >= DESCRIPTOR_WORDS else {}
-        wants_b = fields.get("magic") == MAGIC and fields.get("job_words_b", 0) > 0
+        # B carries the jobs' B words and, with two streams, an F32 map's odd words.
+        b_words = fields.get("job_words_b", 0) + (
+            map_words_b(fields, self.kernel.config["STREAMS"]) if fields else 0
+        )
+        wants_b = fields.get("magic") == MAGIC and b_words > 0
         b = self._transfer("in_b")
         if wants_b and b is None:
             return False

@@ -104,7 +104,7 @@ def corrupt(engine, step_index: int, word: int, xor: int):
 
 def job_header_at(engine, step, job_index: int) -> int:
     """Word offset of a job's header in its step's stream-A buffer."""
-    at = step.head.size + step.map_words + 1
+    at = step.head.size + step.map_words_a + 1
     return at + sum(job.words_a.size for job in step.jobs[:job_index])
 
 
@@ -184,20 +184,24 @@ def test_register_accesses_and_transfers_per_frame_equal_the_model(tmp_path, nam
             per_step = []
             for step in plan.steps:
                 per_step += [("w", "dma", "S2MM_DA"), ("w", "dma", "S2MM_LENGTH")]
-                if step.jobs_b.size:
+                if step.stream_b_words:
                     per_step += [("w", "dma_w", "MM2S_SA"), ("w", "dma_w", "MM2S_LENGTH")]
                 per_step += [("w", "dma", "MM2S_SA"), ("w", "dma", "MM2S_LENGTH")]
                 per_step += [("r", "dma", "S2MM_DMASR"), ("r", "dma", "S2MM_LENGTH")]
             assert accesses == per_step
             assert sum(
-                STEP_ACCESSES + STREAM_B_ACCESSES * bool(s.jobs_b.size) for s in plan.steps
+                STEP_ACCESSES + STREAM_B_ACCESSES * bool(s.stream_b_words) for s in plan.steps
             ) == len(accesses)
-            # The input is flushed once (its bytes only), the answer invalidated once.
+            # The input is flushed once (its bytes only: an F32 map split over the streams
+            # as its even words in step 0's buffer and its odd words at the head of the
+            # stream-B buffer), the answer invalidated once.
             last = plan.last.out_words + 1
-            assert cache == [
-                ("flush", 8 * engine.map_offset(0), est["host"]["input_bytes"]),
-                ("invalidate", 0, 8 * last),
-            ]
+            first = plan.first
+            flushes = [("flush", 8 * engine.map_offset(0), 8 * first.map_words_a)]
+            if first.map_words_b:
+                flushes.append(("flush", 0, 8 * first.map_words_b))
+            assert sum(f[2] for f in flushes) == est["host"]["input_bytes"]
+            assert cache == [*flushes, ("invalidate", 0, 8 * last)]
     finally:
         engine.close()
 
@@ -266,15 +270,18 @@ def test_each_step_buffer_is_its_stream_a_and_answers_land_in_the_next(tmp_path)
             buffer = engine.step_buffer(n)
             buffer.invalidate()
             expected = step.stream_a(words if n == 0 else answers[n - 1])
-            reserved = engine.map_offset(n) + step.map_words
+            reserved = engine.map_offset(n) + step.map_words_a
             if n:
                 assert decode_trailer(buffer[reserved])[0] == "OK", step.layer.name
                 expected[reserved] = buffer[reserved]
             assert np.array_equal(np.asarray(buffer), expected), step.layer.name
         assert len(engine.buffers) == 1 + len(engine.plan.steps) + 2
         weights = engine.buffers[-1]
+        # every step's stream B: step 0's map share (the input's odd words), the jobs'
+        assert first.map_words_b
         assert np.array_equal(
-            np.asarray(weights), np.concatenate([s.jobs_b for s in engine.plan.steps])
+            np.asarray(weights),
+            np.concatenate([first.stream_b(words)] + [s.jobs_b for s in engine.plan.steps[1:]]),
         )
     finally:
         engine.close()

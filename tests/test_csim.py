@@ -34,8 +34,10 @@ from kcnn.protocol import (
     LIMITS,
     STATUS,
     StepFault,
+    check_answer,
     decode_info,
     decode_trailer,
+    map_words_b,
     pack_descriptor,
     probe_step,
 )
@@ -598,7 +600,7 @@ def _good_step(params):
 
 
 def _transfer(step, map_words):
-    a, b = step.stream_a(map_words), step.jobs_b
+    a, b = step.stream_a(map_words), step.stream_b(map_words)
     a_last = np.zeros(a.size, np.uint8)
     a_last[-1] = 1
     b_last = np.zeros(b.size, np.uint8)
@@ -619,7 +621,7 @@ def test_bad_steps_are_named_by_their_trailer_and_the_next_step_runs(params):
         words[:8] = pack_descriptor({**step.fields, **change})
         return words
 
-    jobs_at = head.size + step.map_words + 1
+    jobs_at = head.size + step.map_words_a + 1
     bad_job = a.copy()
     bad_job[jobs_at] ^= np.uint64(1)  # the first job's tag
     cases = [
@@ -650,13 +652,78 @@ def test_a_refused_job_in_the_middle_keeps_the_jobs_before_it(params):
     assert len(step.jobs) >= 2, "the case needs several jobs"
     good, _ = kernel.run_step(step, map_words)
     a, a_last, b, b_last = _transfer(step, map_words)
-    at = step.head.size + step.map_words + 1 + step.jobs[0].words_a.size
+    at = step.head.size + step.map_words_a + 1 + step.jobs[0].words_a.size
     a[at] ^= np.uint64(1)  # job 1's tag
     out, res, _ = kernel.run_words(a, a_last, b, b_last, step.out_words + 1)
     first = step.jobs[0].out_words
     assert res["status"] == STATUS["BAD_JOB"] and res["out_words"] == first + 1
     assert decode_trailer(out[first]) == ("BAD_JOB", 1)
     assert np.array_equal(out[:first], good[:first])
+
+
+def _split_f32_step():
+    """A first conv whose F32 map travels on A and B (the default build, two streams): 1x1
+    and dense, so that any word shifted into its weight section is still a valid job."""
+    rng = np.random.default_rng(12)
+    params = BuildParams()
+    model, layer = one_layer_model(rng, kernel=(1, 1), pads=(0, 0, 0, 0), c_in=3, hw=(5, 19))
+    step = plan_model(model, params).first
+    x = floats_for(model, random_codes(rng, layer, 1, model.maps["input"].J))
+    words = first_map_words(step, x[0], model.maps["input"].boundaries)
+    assert step.in_format == "F32" and step.map_words_b == step.map_words // 2 > 0
+    assert step.jobs_b.size, "the case needs job words on B behind the map's"
+    return csim.CsimKernel(params), step, words
+
+
+def test_a_split_f32_map_is_refused_when_stream_b_is_short_or_long():
+    """The kernel counts stream B as the map's B share then the jobs' B words: one map
+    word fewer or more on B is refused with a named status, and the host's error names
+    the step; a B transfer that ends inside the map share is refused at the map."""
+    kernel, step, words = _split_f32_step()
+    good, log = kernel.run_step(step, words)
+    map_log = dict(log)["MAP"]
+    assert map_log == step.map_words // 2 + 1 + 4  # one word of A and one of B a cycle
+    a, a_last, b, b_last = _transfer(step, words)
+    last_job = len(step.jobs) - 1
+    map_b = step.map_words_b
+
+    def run_b(new_b, status, job):
+        new_last = np.zeros(new_b.size, np.uint8)
+        new_last[-1] = 1
+        out, res, _ = kernel.run_words(a, a_last, new_b, new_last, step.out_words + 1)
+        assert decode_trailer(out[res["out_words"] - 1]) == (status, job)
+        # Both streams are read on to their TLAST (the drain), never past it.
+        assert res["status"] == STATUS[status]
+        assert res["reads_a"] == a.size and res["reads_b"] == new_b.size
+        with pytest.raises(StepFault, match=f"step {step.index} .*status {status}"):
+            check_answer(step, out, res["out_words"])
+        # the next step runs as before
+        assert np.array_equal(kernel.run_step(step, words)[0], good)
+
+    # Short by one map word: the TLAST comes one word early, in the last job's B words.
+    run_b(np.delete(b, map_b - 1), "EARLY_TLAST", last_job)
+    # Long by one map word: the word the descriptor names last carries no TLAST.
+    run_b(np.insert(b, map_b, b[map_b - 1]), "MISSING_TLAST", last_job)
+    # A B transfer of the map share alone, one word short: refused in the map (0xFFFF).
+    run_b(b[: map_b - 1], "EARLY_TLAST", 0xFFFF)
+
+
+def test_an_odd_f32_map_word_count_is_refused_with_the_extra_word_on_a():
+    """An F32 map is whole 16-value row segments (8 words each), so map_words is even; an
+    odd count differs from the descriptor's own sizes (BAD_GEOMETRY), and both streams are
+    drained as the host would have sent them: word w on stream w mod 2, A the extra one."""
+    kernel, step, words = _split_f32_step()
+    odd = {**step.fields, "map_words": step.map_words + 1}
+    assert map_words_b(odd, 2) == step.map_words_b  # the extra (last, even) word is A's
+    a, a_last, b, b_last = _transfer(step, words)
+    at = step.head.size + step.map_words_a
+    a = np.insert(a, at, np.uint64(0))
+    a[:8] = pack_descriptor(odd)
+    a_last = np.zeros(a.size, np.uint8)
+    a_last[-1] = 1
+    out, res, _ = kernel.run_words(a, a_last, b, b_last, step.out_words + 1)
+    assert decode_trailer(out[res["out_words"] - 1]) == ("BAD_GEOMETRY", 0xFFFF)
+    assert res["reads_a"] == a.size and res["reads_b"] == b.size
 
 
 def test_the_wrapper_refuses_wrong_counts(monkeypatch):

@@ -24,7 +24,7 @@ import pytest
 from csim_builds import PARAMS, require_csim
 from layer_cases import one_layer_model, random_codes
 
-from kcnn.config import BuildParams
+from kcnn.config import ARITHMETIC_CONTRACT, BuildParams
 from kcnn.estimate import LOOP_TABLE, step_cycles, step_words
 from kcnn.protocol import (
     FLAGS,
@@ -295,7 +295,7 @@ def add_step(params, shape, in_format, out_format, r1, r2, thresholds, table=Non
     constants = np.concatenate(parts).astype(np.uint64)
     fields = {
         "magic": MAGIC,
-        "version": 4,
+        "version": ARITHMETIC_CONTRACT["protocol"],
         "opcode": OPCODES["ADD"],
         "flags": FLAGS["OUT_TABLE"] if table is not None else 0,
         "jo1": len(thresholds),

@@ -17,12 +17,16 @@ from kcnn.model import Codebook, Layer, Model
 from kcnn.plan import plan_model
 from kcnn.protocol import (
     DESCRIPTOR_FIELDS,
+    FORMATS,
+    OPCODES,
     config_header,
     decode_descriptor,
     decode_info,
     decode_trailer,
     info_words,
+    map_words_b,
     pack_descriptor,
+    pack_f32,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -304,3 +308,28 @@ def test_the_kernel_answers_the_worked_step_as_worked_out_by_hand():
     assert [int(w) for w in out] == WORKED_ANSWER
     assert res["status"] == 0 and res["first_last"] == 1
     assert log == step.loop_log()
+
+
+@pytest.mark.parametrize("width", [16, 13, 7, 34])
+def test_an_f32_map_splits_into_its_even_and_odd_words_in_one_pass(width):
+    """``pack_f32`` into a pair of slots (an F32 map split over streams A and B) writes the
+    even and the odd words of the section exactly as the contiguous packing has them, the
+    row padding included (rows whose width is not a multiple of 4 or 16)."""
+    rng = np.random.default_rng(width)
+    x = rng.standard_normal((3, 5, width)).astype(np.float32)
+    whole = pack_f32(x)
+    # slots full of garbage: every word must be written, the padding too
+    even = np.full(whole.size // 2, 0xDEADBEEF, np.uint64)
+    odd = np.full(whole.size // 2, 0xDEADBEEF, np.uint64)
+    written = pack_f32(x, (even, odd))
+    assert written[0] is even and written[1] is odd
+    assert np.array_equal(even, whole[0::2]) and np.array_equal(odd, whole[1::2])
+
+
+def test_the_map_share_on_b_is_an_f32_conv_with_two_streams():
+    """Word w of an F32 map on stream w mod 2: B takes floor(map_words / 2) (A the extra word
+    of an odd count); every other map, and any map with one stream, stays on A."""
+    f32 = {"opcode": OPCODES["CONV"], "in_format": FORMATS["F32"], "map_words": 9}
+    assert map_words_b(f32, 2) == 4 and map_words_b(f32, 1) == 0
+    assert map_words_b({**f32, "in_format": FORMATS["BLOCKED"]}, 2) == 0
+    assert map_words_b({**f32, "opcode": OPCODES["FC"]}, 2) == 0
