@@ -44,13 +44,17 @@ struct loader_state {
     word_t step_words[4];
 };
 
+// A decoder's position register: wide enough that no position a refused job may still
+// decode wraps past the window check (loader_cycle's static_assert).
+typedef ap_uint<14> position_t;
+
 // The per-partition registers of the decoders.
 template <class C>
 struct loader_lanes {
     typename mem<C>::wcount_t write_ptr[C::P];      // next free entry of the partition
     typename mem<C>::wcount_t channel_start[C::P];  // write_ptr when the channel began
     ap_uint<16> channel[C::P];                      // channels closed so far
-    ap_uint<14> position[C::P];                     // next position (dense: position); see loader_cycle
+    position_t position[C::P];                      // next position (dense: position); see loader_cycle
 };
 
 inline void loader_start_step(loader_state &s, const descriptor &d, const step_geometry &g) {
@@ -176,7 +180,7 @@ unsigned check_job_header(loader_state &s, const descriptor &d, const step_geome
 // `kernel` adds, for a non-zero code, that the tap is inside the kernel.
 template <class C>
 void check_position(const descriptor &d, const step_geometry &g, unsigned slot0, unsigned p,
-                    ap_uint<14> position, const ap_uint<16> slots[C::P], bool &any, bool &kernel) {
+                    position_t position, const ap_uint<16> slots[C::P], bool &any, bool &kernel) {
 #pragma HLS INLINE
     if (d.opcode == KCNN_OP_FC) {
         any = position < (1u << C::pos_bits) &&
@@ -202,10 +206,11 @@ void loader_cycle(loader_state &s, loader_lanes<C> &lanes, axis_t &in_a, in_port
                   acc_t bias[2][2][C::job_channels / 2]) {
 #pragma HLS INLINE
     typedef typename mem<C>::wcount_t wcount_t;
-    // The position register (14 bits) never wraps past the window check: a checked byte
-    // leaves it at most 2^pos_bits, and a refused job decodes at most two more steps (its
-    // own and the one `late` lets by), each adding at most 16 * 15 (a filler of skip 15).
-    static_assert((1u << C::pos_bits) + 2 * 16 * 15 < (1u << 14u), "the position register can wrap");
+    // The position register never wraps past the window check: a checked byte leaves it at
+    // most 2^pos_bits, and a refused job decodes at most two more steps (its own and the one
+    // `late` lets by), each adding at most 16 * 15 (a filler of skip 15).
+    static_assert((1u << C::pos_bits) + 2 * (16 * 15) < (1u << (unsigned)position_t::width),
+                  "the position register can wrap");
     const unsigned older = s.late;  // found by last cycle's checks; names an earlier word
     unsigned now = KCNN_STATUS_OK;    // this cycle's TLAST checks (short paths)
     unsigned found = KCNN_STATUS_OK;  // this cycle's header and decoder checks (long paths)
@@ -312,14 +317,17 @@ void loader_cycle(loader_state &s, loader_lanes<C> &lanes, axis_t &in_a, in_port
                     const bool closes_sparse = s.sparse && byte == 0;
                     // An entry's position is `skip` past the register; a filler's (code 0,
                     // skip s != 0: 16 s positions) is the last one it covers, 16 s - 1 past it:
-                    // {s - 1, 1111}, a select of the byte's bits (off the loop-carried path)
-                    // and the one adder.
+                    // {s - 1, 1111}. Both sums are formed from the byte's bits and the filler
+                    // test only selects after the adders, so the select is one 2:1 level on
+                    // the status recurrence (read -> checks -> late -> status -> read), not
+                    // the detect and a mux in front of the carry chain.
                     const ap_uint<4> skip = byte.range(7, 4);
                     const bool filler = code == 0 && skip != 0;
-                    const ap_uint<8> advance =
-                        filler ? ap_uint<8>((ap_uint<4>(skip - 1), ap_uint<4>(15))) : ap_uint<8>(skip);
-                    const ap_uint<14> position =
-                        s.sparse ? ap_uint<14>(lanes.position[p] + advance) : lanes.position[p];
+                    const position_t at_entry = lanes.position[p] + skip;
+                    const position_t at_filler =
+                        lanes.position[p] + ap_uint<8>((ap_uint<4>(skip - 1), ap_uint<4>(15)));
+                    const position_t position =
+                        !s.sparse ? lanes.position[p] : filler ? at_filler : at_entry;
                     bool any, kernel;
                     check_position<C>(d, g, s.header.slot0, p, position, slots, any, kernel);
                     bool entry = false;

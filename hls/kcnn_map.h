@@ -96,29 +96,39 @@ unsigned read_map_f32(axis_t &in_a, in_port &pa, axis_t &in_b, in_port &pb, cons
     unsigned in_segment = 0, segment = 0, y = 0, channel0 = 0, row_base = 0;
     code_t codes[16];
 #pragma HLS ARRAY_PARTITION variable = codes type = complete
+    // The queue of a segment's 4 bank words: all go to the same bank row of their
+    // partitions (one register), each with its channel, address and data.
     tile_word_t queue_data[4];
-    unsigned queue_channel[4], queue_bank[4], queue_address[4];
+    unsigned queue_channel[4], queue_address[4];
     bool queue_ok[4];
 #pragma HLS ARRAY_PARTITION variable = queue_data type = complete
 #pragma HLS ARRAY_PARTITION variable = queue_channel type = complete
-#pragma HLS ARRAY_PARTITION variable = queue_bank type = complete
 #pragma HLS ARRAY_PARTITION variable = queue_address type = complete
 #pragma HLS ARRAY_PARTITION variable = queue_ok type = complete
-    unsigned queue_head = 0, queue_count = 0;
+    ap_uint<2> queue_bank = 0;
+    ap_uint<3> queue_head = 0, queue_count = 0;
+    // Cycles that also read a word of B (word 2 it + 1 exists): one compare of the counter
+    // with this bound, which implies it < cycles.
+    const unsigned b_cycles = C::streams == 2 ? words >> 1u : 0;
     KCNN_CSIM(unsigned long long trips = 0;)
 MAP:
     for (unsigned it = 0; it < cycles + 5; it++) {
 #pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 9 max = 131077 avg = 10000
+// Literal bounds per stream count (a pragma takes integers): 8 words to IN_DEPTH / 2 floats.
+#if KCNN_STREAMS == 2
+#pragma HLS LOOP_TRIPCOUNT min = 9 max = 65541 avg = 10000
+#else
+#pragma HLS LOOP_TRIPCOUNT min = 13 max = 131077 avg = 10000
+#endif
         KCNN_CSIM(trips++;)
         if (queue_count != 0) {
-            const unsigned e = queue_head;
+            const unsigned e = queue_head;  // a 4:1 choice of the queued words
             const typename mem<C>::place_t entry = placement[queue_channel[e]];
             const unsigned address =
                 (unsigned)entry.range(C::P + mem<C>::tile_addr_bits - 1, C::P) + queue_address[e];
             for (unsigned p = 0; p < C::P; p++) {
 #pragma HLS UNROLL
-                if (queue_ok[e] && entry[p]) tile[p][queue_bank[e]][address] = queue_data[e];
+                if (queue_ok[e] && entry[p]) tile[p][queue_bank][address] = queue_data[e];
             }
             queue_head++;
             queue_count--;
@@ -126,7 +136,7 @@ MAP:
         if (it > cycles) continue;  // the final drain
         // Which words this cycle reads depends on the counter only: A every cycle (the
         // reserved word at it == cycles), B while its share lasts (word 2 it + 1 exists).
-        const bool want_b = C::streams == 2 && it < cycles && 2 * it + 1 < words;
+        const bool want_b = it < b_cycles;
         word_t data_b = 0;
         const word_t data_a = read_checked<0>(in_a, pa, g.a_final, status);
         if (want_b) {
@@ -146,7 +156,12 @@ MAP:
             // Row padding past the input's width is not data: its value is ignored.
             if (x >= width) code = 0;
             else if (not_finite) bad_input = true;
-            codes[lanes * in_segment + i] = code;
+            // One write site per code register: slot s of the segment takes codes
+            // lanes s .. lanes s + lanes - 1.
+            for (unsigned slot = 0; slot < segment_cycles; slot++) {
+#pragma HLS UNROLL
+                if (in_segment == slot) codes[lanes * slot + i] = code;
+            }
         }
         if (in_segment == segment_cycles - 1) {
             // Bank word k of the segment (x = 16 segment + i, stored column x >> s_log).
@@ -173,12 +188,12 @@ MAP:
                 }
                 queue_data[k] = w;
                 queue_channel[k] = channel;
-                queue_bank[k] = by_row & 3u;
                 queue_address[k] = row_base + column_block;
                 queue_ok[k] = column_block < g.in_bx;
             }
             // The previous segment's last write left the queue this cycle (above): with 4
             // cycles a segment (two streams) it is exactly empty here, never overwritten.
+            queue_bank = by_row & 3u;
             queue_head = 0;
             queue_count = 4;
             in_segment = 0;

@@ -37,6 +37,10 @@ typedef kcnn::build_config build;
 const unsigned P = build::P;
 const unsigned STREAMS = build::streams;
 const unsigned LANES = build::lrn_lanes;
+
+// Positions of an fc input a partition holds: the position limit, or the tile's 16 codes a
+// word row of its banks (kcnn_descriptor.h) on a build with a smaller tile.
+unsigned fc_window() { return std::min(4096u, 16u * build::tile_depth); }
 const unsigned CONV_FLOOR = 16, FC_FLOOR = 3;
 
 enum { BLOCKED = 0, FLAT = 1, ACC = 2, F32 = 3 };
@@ -1455,8 +1459,9 @@ void good_cases(std::vector<std::pair<std::string, step_io>> &steps, std::vector
     }
     {   // sparse fc with long zero runs: in partition 0 (and 1, 5) of every channel, entries
         // after gaps of 16, 17, 240, 241, 255, 256 and 1000 positions (fillers of skip 1..15),
-        // the last one at the window's last position (4095 at the widest fc input)
-        fc_case fc = random_fc(rng, std::min(65535, 4096 * (int)P), 5, true, ACC, 0.0, 2);
+        // the last one at the window's last position (the widest fc input a partition holds:
+        // 4096 positions, or the tile's 16 tile_depth codes on a small build)
+        fc_case fc = random_fc(rng, std::min(65535, (int)(P * fc_window())), 5, true, ACC, 0.0, 2);
         for (int o = 0; o < fc.out_c; o++) {
             for (int p : {0, 1, 5}) {
                 std::vector<int> at = {o};
@@ -1844,7 +1849,8 @@ void bad_cases() {
             }
         }
     }
-    {   // a filler of skip 15 after an entry at position 4095, the last one a position can
+    if (fc_window() == 4096) {  // a build whose fc window reaches the position limit
+        // a filler of skip 15 after an entry at position 4095, the last one a position can
         // name: 4096 + 239 must not wrap into the window (a 12-bit register would give 239)
         fc_case fc = random_fc(rng, std::min(65535, 4096 * (int)P), 4, true, ACC, 0.0, 2);
         fc.weights[(size_t)2 * fc.in_c + 4095 * P] = 1;  // job 1, partition 0, position 4095

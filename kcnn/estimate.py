@@ -231,13 +231,19 @@ def resources(params: BuildParams) -> dict:
             "bram36": _bram36(2 * 256, 32),
             "dsp48": 0,
         },
-        # per partition: the entry decode and three barrel shifters of the position checks
-        "weight loader": {"lut": p * 110 + 250, "ff": p * 48 + 300, "bram36": 0, "dsp48": 0},
+        # per partition: the entry decode and three barrel shifters of the position checks,
+        # the filler's detect and addend (10) and its second 14-bit position adder (14)
+        "weight loader": {"lut": p * 134 + 250, "ff": p * 48 + 300, "bram36": 0, "dsp48": 0},
         "map loader and input encoder": {
-            # per float encoded a cycle (2 per stream) a bank of 15 comparators of 32-bit
-            # keys (16 LUT each with the carry chain); the segment, queue and counters
-            "lut": 2 * params.STREAMS * 15 * 16 + 300,
-            "ff": 600,
+            # per float encoded a cycle (2 per stream): a bank of 15 comparators of 32-bit
+            # keys (16 LUT each with the carry chain), the key's formation (32), the code
+            # count (24), the zero / non-finite detect and code select (10) and the row-width
+            # compare (16); stream B's read site and its enable (50); the segment, queue and
+            # counters (300); per extra stream a 64-bit word and two lanes' pipeline copies
+            "lut": 2 * params.STREAMS * (15 * 16 + 32 + 24 + 10 + 16)
+            + 50 * (params.STREAMS - 1)
+            + 300,
+            "ff": 600 + 200 * (params.STREAMS - 1),
             "bram36": _bram36(params.CH_MAX, 48),
             "dsp48": 0,
         },

@@ -778,14 +778,19 @@ def test_missing_compiler_is_a_clear_error(monkeypatch):
         csim.compiler()
 
 
-@pytest.mark.parametrize("sanitize", [False, True], ids=["plain", "asan_ubsan"])
-def test_standalone_testbench(sanitize):
+@pytest.mark.parametrize(
+    "build, sanitize",
+    [("default", False), ("default", True), ("small", False)],
+    ids=["plain", "asan_ubsan", "small_build"],
+)
+def test_standalone_testbench(build, sanitize):
     """hls/tb_kcnn.cpp: steps built word by word in C++ against plain-loop references and
-    the trip formulas, every status included; under ASan/UBSan as well."""
+    the trip formulas, every status included; under ASan/UBSan as well, and on the small
+    build, whose cases must size themselves by its tile and weight cache."""
     import os
     import subprocess
 
-    tb = csim.build_testbench(None, sanitize=sanitize)
+    tb = csim.build_testbench(PARAMS[build], sanitize=sanitize)
     env = {"ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
     done = subprocess.run(
         [str(tb)],
