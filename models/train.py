@@ -703,6 +703,8 @@ def onnx_bytes(model: nn.Module) -> bytes:
     """The model as the ONNX bytes :func:`export` writes (no file, no checks)."""
     model.eval()
     buffer = io.BytesIO()
+    # The TorchScript exporter: the dynamo one stores source paths and stack traces in the
+    # graph, which would make the bytes depend on where this file was run from.
     torch.onnx.export(
         model,
         (torch.zeros(2, 1, SIDE, SIDE),),
@@ -886,25 +888,8 @@ def plain_initializers(graph: onnx.GraphProto) -> bool:
 
 def export(model: nn.Module, path: Path) -> bytes:
     """Write ``model`` as ONNX with a dynamic batch and check the graph; return the bytes."""
-    model.eval()
-    buffer = io.BytesIO()
-    # The TorchScript exporter: the dynamo one stores source paths and stack traces in the
-    # graph, which would make the bytes depend on where this file was run from.
-    torch.onnx.export(
-        model,
-        (torch.zeros(2, 1, SIDE, SIDE),),
-        buffer,
-        dynamo=False,
-        input_names=["input"],
-        output_names=["output"],
-        dynamic_axes={"input": {0: "N"}, "output": {0: "N"}},
-        opset_version=OPSET,
-        do_constant_folding=True,
-    )
-    blob = buffer.getvalue()
+    blob = onnx_bytes(model)
     proto = onnx.load_from_string(blob)
-    if plain_initializers(proto.graph):
-        blob = proto.SerializeToString()
     onnx.checker.check_model(proto, full_check=True)
     ops = [node.op_type for node in proto.graph.node]
     if not set(ops) <= ALLOWED_OPS:
