@@ -31,7 +31,8 @@ np.save(sys.argv[3], np.concatenate([s.run(None, {name: x[i:i + 1]})[0] for i in
 
 
 def prepare(work: Path):
-    from kcnn.models.bvlc import build_bvlc_alexnet, calibration_images
+    from kcnn.kfile import load
+    from kcnn.models.bvlc import PIXELS, build_bvlc_alexnet, calibration_images
     from kcnn.quantizer import quantize
 
     work.mkdir(parents=True, exist_ok=True)
@@ -39,10 +40,14 @@ def prepare(work: Path):
     if not onnx_path.exists():
         build_bvlc_alexnet(onnx_path)
     if not kcnn_path.exists():
-        quantize(onnx_path, calibration_images(8), log=None).save(kcnn_path)
-    x = calibration_images(16)[8:]  # inputs the calibration did not see
+        quantize(onnx_path, calibration_images(8), log=None, pixels=PIXELS).save(kcnn_path)
+    # Inputs the calibration did not see: uint8 images for the simulator, their float
+    # values (mean subtracted) for onnxruntime.
+    x = calibration_images(16)[8:]
     np.save(work / "x8.npy", x)
-    return onnx_path, kcnn_path, x
+    floats = load(kcnn_path).pixels.to_float(x)
+    np.save(work / "x8_float.npy", floats)
+    return onnx_path, kcnn_path, x, floats
 
 
 def alternate(first, second, repeats):
@@ -65,7 +70,7 @@ def main(argv=None) -> int:
 
     from kcnn import Accelerator
 
-    onnx_path, kcnn_path, x = prepare(args.work)
+    onnx_path, kcnn_path, x, floats = prepare(args.work)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     rows = []
@@ -73,7 +78,7 @@ def main(argv=None) -> int:
         for batch in (1, 8):
             sim_s, ort_s = alternate(
                 lambda b=batch: acc.run(x[:b]),
-                lambda b=batch: [session.run(None, {name: x[i : i + 1]}) for i in range(b)],
+                lambda b=batch: [session.run(None, {name: floats[i : i + 1]}) for i in range(b)],
                 args.repeats,
             )
             rows.append({"case": f"in-process batch {batch}", "sim_s": sim_s, "ort_s": ort_s})
@@ -90,7 +95,14 @@ def main(argv=None) -> int:
         "--backend",
         "sim",
     ]
-    ort_cmd = [sys.executable, "-c", ORT_SCRIPT, str(onnx_path), str(x8), str(out)]
+    ort_cmd = [
+        sys.executable,
+        "-c",
+        ORT_SCRIPT,
+        str(onnx_path),
+        str(args.work / "x8_float.npy"),
+        str(out),
+    ]
     sim_s, ort_s = alternate(
         lambda: subprocess.run(kcnn_cmd, check=True, capture_output=True),
         lambda: subprocess.run(ort_cmd, check=True, capture_output=True),

@@ -9,7 +9,7 @@
 #define KCNN_ACC_BITS 32
 #define KCNN_BW 8
 #define KCNN_BA 8
-#define KCNN_PROTOCOL 4
+#define KCNN_PROTOCOL 5
 
 // Build parameters: defaults; build.tcl or -D overrides them per overlay.
 #ifndef KCNN_P
@@ -42,6 +42,7 @@
 #define KCNN_DESCRIPTOR_WORDS 8
 #define KCNN_JOB_HEADER_WORDS 2
 #define KCNN_INFO_WORDS 4
+#define KCNN_PIXEL_ENCODER_WORDS 18
 #define KCNN_JOB_CHANNELS 256u
 #define KCNN_POSITION_BITS 12u
 #define KCNN_CONV_FLOOR 16u
@@ -51,6 +52,7 @@
 #define KCNN_LRN_SIZE_MAX 9u
 #define KCNN_FLAT_WRITE_CYCLES 4u
 #define KCNN_MAX_TRANSFER_WORDS 8388608u
+#define KCNN_PIXEL_CHANNELS 4u
 #define KCNN_OP_PROBE 0
 #define KCNN_OP_CONV 1
 #define KCNN_OP_FC 2
@@ -64,6 +66,7 @@
 #define KCNN_FMT_FLAT 1
 #define KCNN_FMT_ACC 2
 #define KCNN_FMT_F32 3
+#define KCNN_FMT_U8 4
 #define KCNN_STATUS_OK 0
 #define KCNN_STATUS_BAD_MAGIC 1
 #define KCNN_STATUS_BAD_VERSION 2

@@ -1,6 +1,7 @@
 // The step constants (docs/job-format.md "Step constants"), one word per cycle: codebooks and
-// thresholds into registers, the placement table into its BRAM, the F32 encoder's keys, and
-// the LRN squares and cut points into the LRN lanes' LUTRAMs.
+// thresholds into registers, the placement table into its BRAM, the F32 encoder's keys or the
+// U8 pixel encoder's cut points, zero pixels and window, and the LRN squares and cut points
+// into the LRN lanes' LUTRAMs.
 #ifndef KCNN_CONST_H_
 #define KCNN_CONST_H_
 
@@ -30,12 +31,25 @@ inline void set_acc_entry(acc_table_t &t, unsigned i, acc_t v) {
     }
 }
 
+// The U8 pixel encoder's cut points a channel: J - 2 <= J_MAX - 2 = 14 (codes 1..J - 1 of a
+// pixel that is data; the section's entries m = 14, 15 are never cut points).
+const unsigned pixel_cuts = KCNN_J_MAX - 2;
+// A pixel encoder constant (a cut point, a zero pixel): 0..255, or 256 for "none" (no pixel
+// reaches or equals it). The section's uint16 saturates to it (pixel_constant).
+typedef ap_uint<9> pixel_const_t;
+
 // Registers a conv / fc / LRN / add step keeps from its constants.
 struct step_registers {
     entry_t wq[KCNN_K_MAX];           // Wq[k] at [k]; [0] unused (code 0 is zero)
     entry_t aq[KCNN_J_MAX];           // Aq[a] at [a]
     acc_table_t thresholds;           // T[m + 1] at entry m (entries 0..14; 15 unused)
     ap_int<32> keys[KCNN_J_MAX - 1];  // F32 encoder: K[m + 1] at [m]
+    // U8 pixel encoder (docs/job-format.md "The pixel encoder"): T[c][m] at [c][m] (256 for
+    // m >= J - 2, whatever the section says: a code never passes J - 1), Z[c] at [c], and
+    // the window row0, row1, col0, col1 in bits 15..0, 31..16, 47..32, 63..48 (a scalar).
+    pixel_const_t cuts[KCNN_PIXEL_CHANNELS][pixel_cuts];
+    pixel_const_t zero_pixel[KCNN_PIXEL_CHANNELS];
+    ap_uint<64> window;
     // OUT_TABLE: the code of interval index i in bits 4i+3..4i (the identity without it).
     ap_uint<64> out_table;
     // RESIDUAL: R[code] of the shortcut map (an ADD step's R1, of map A); ADD: R2 of map B.
@@ -73,6 +87,13 @@ inline entry_t codebook_byte(word_t w, unsigned i, bool is_signed) {
     return is_signed ? entry_t(ap_int<8>(b)) : entry_t(b);
 }
 
+// A uint16 of the pixel encoder section as 9 bits: 0..255 as they are, anything above
+// (0xFFFF, 256: none) as 256, which no pixel reaches or equals.
+inline pixel_const_t pixel_constant(ap_uint<16> v) {
+#pragma HLS INLINE
+    return v > 255 ? pixel_const_t(256) : pixel_const_t(v);
+}
+
 // A cut point only meets S in [0, 2^20): clamping to [-1, 2^20 - 1] keeps every S <= cut.
 template <class C>
 typename mem<C>::cut_t clamp_cut(ap_int<32> v) {
@@ -99,8 +120,8 @@ unsigned read_constants(axis_t &in_a, in_port &pa, const descriptor &d, const st
     const bool act_signed = (d.flags & KCNN_FLAG_ACT_SIGNED) != 0;
     const unsigned thresholds = (d.jo1 + 1) / 2;
     // Part boundaries in words (each part starts on a new word): ADD R1, R2, thresholds,
-    // [table]; CONV / FC codebooks, thresholds, [table], [R], placement (conv), keys (F32);
-    // LRN squares, cut points.
+    // [table]; CONV / FC codebooks, thresholds, [table], [R], placement (conv), then keys
+    // (F32, 8 words) or the pixel encoder (U8, 18 words); LRN squares, cut points.
     const unsigned end_r1 = add ? 8 : 0;
     const unsigned end_r2 = end_r1 + (add ? 8 : 0);
     const unsigned end_books = end_r2 + (layer ? (d.k1 + d.j1 + 7) / 8 : 0);
@@ -108,7 +129,9 @@ unsigned read_constants(axis_t &in_a, in_port &pa, const descriptor &d, const st
     const unsigned end_table = end_thresholds + (g.out_table ? 1 : 0);
     const unsigned end_resid = end_table + (g.residual ? 8 : 0);
     const unsigned end_placement = end_resid + (d.opcode == KCNN_OP_CONV ? d.in_c : 0);
-    const unsigned end_keys = end_placement + (g.f32 ? 8 : 0);
+    const unsigned end_keys = end_placement + (g.f32 ? 8 : g.u8 ? KCNN_PIXEL_ENCODER_WORDS : 0);
+    // U8: cut points of index m >= J - 2 (j1 - 1 of them are real) read as 256 (none).
+    const unsigned n_cuts = d.j1 > 1 ? d.j1 - 1 : 0;
     const unsigned end_squares = lrn ? 8 : 0;
     const unsigned words = (unsigned)d.const_words;
     unsigned status = KCNN_STATUS_OK;
@@ -191,12 +214,27 @@ CONST:
 #pragma HLS UNROLL
                 if (mask[p] && slots[p] <= slot) slots[p] = slot + 1;
             }
-        } else if (w < end_keys) {
+        } else if (w < end_keys && g.f32) {
             for (unsigned i = 0; i < 2; i++) {
 #pragma HLS UNROLL
                 const unsigned m = 2 * (w - end_placement) + i;
                 if (m < KCNN_J_MAX - 1) regs.keys[m] = half_word(data, i);
             }
+        } else if (w < end_keys) {
+            // U8: word 4c + m div 4 holds T[c][m] in bits 16 (m mod 4) + 15..; word 16 the
+            // zero pixels, word 17 the window. Every register slot has one write site: its
+            // word's enable, its constant bit field.
+            const unsigned at = w - end_placement;
+            for (unsigned c = 0; c < KCNN_PIXEL_CHANNELS; c++) {
+#pragma HLS UNROLL
+                for (unsigned m = 0; m < pixel_cuts; m++) {
+#pragma HLS UNROLL
+                    const pixel_const_t t = pixel_constant(data.range(16 * (m % 4) + 15, 16 * (m % 4)));
+                    if (at == 4 * c + m / 4) regs.cuts[c][m] = m < n_cuts ? t : pixel_const_t(256);
+                }
+                if (at == 16) regs.zero_pixel[c] = pixel_constant(data.range(16 * c + 15, 16 * c));
+            }
+            if (at == 17) regs.window = data;
         } else if (w < end_squares) {
             // Squares of an 8-bit codebook are below 2^16; anything else is not a codebook.
             const ap_int<32> lo = half_word(data, 0), hi = half_word(data, 1);

@@ -71,8 +71,9 @@ struct step_geometry {
     unsigned o_by_last, o_bx_last;    // o_by - 1, o_bx - 1: the block counters' last values
     unsigned sub3;                    // conv: 3 * sub (the block counters' multiples of sub)
     unsigned pos_shift;               // khb + kwb: a position's slot bits start here
-    unsigned s2d_log;                 // F32 input: log2(s2d)
-    bool f32;                         // the map section is F32 (encoded on the fabric)
+    unsigned s2d_log;                 // F32 / U8 input: log2(s2d)
+    bool f32;                         // the map section is F32 (float32, encoded on the fabric)
+    bool u8;                          // the map section is U8 (pixels, encoded on the fabric)
     bool buffered;                    // outputs go through the out memory and EMIT
     bool out_table;                   // OUT_TABLE: the interval index maps through a code table
     bool residual;                    // RESIDUAL: acc += R[shortcut code] before the thresholds
@@ -99,7 +100,8 @@ struct step_geometry {
 typedef unsigned long long u64;
 
 // The map section's share on stream B: with two streams an F32 map's word w travels on
-// stream w mod 2 (A carries the extra word of an odd count), ahead of the jobs' B words.
+// stream w mod 2 (A carries the extra word of an odd count), ahead of the jobs' B words. A
+// U8 map is always on A (8 pixels a word already fill the encoder's 8 lanes a cycle).
 // From the descriptor's fields alone (the drain of a refused step needs it too).
 template <class C>
 u64 map_share_b(const descriptor &d) {
@@ -181,6 +183,9 @@ unsigned check_descriptor(const descriptor &d, step_geometry &g) {
     g.out_w3 = d.out_w + (d.out_w << 1u);
     g.pos_shift = d.khb + d.kwb;
     g.f32 = d.in_format == KCNN_FMT_F32;
+    g.u8 = d.in_format == KCNN_FMT_U8;
+    // The first step's raw image, encoded on the fabric: one geometry for both formats.
+    const bool raw = g.f32 || g.u8;
     g.s2d_log = d.s2d == 4 ? 2 : d.s2d == 2 ? 1 : 0;
     const unsigned sub = d.sub == 0 ? 1 : d.sub;
     g.sub3 = sub + (sub << 1u);
@@ -250,7 +255,7 @@ unsigned check_descriptor(const descriptor &d, step_geometry &g) {
     const u64 in_words = (u64)mul_32x16(g.in_plane, in_c);  // in_c * in_plane BLOCKED words
     if (conv) {
         if (d.in_c > C::ch_max || g.in_plane > C::tile_depth) count = true;
-        if (d.in_format != KCNN_FMT_BLOCKED && d.in_format != KCNN_FMT_F32) geom = true;
+        if (d.in_format != KCNN_FMT_BLOCKED && !raw) geom = true;
         if (d.out_format != KCNN_FMT_BLOCKED && d.out_format != KCNN_FMT_FLAT &&
             d.out_format != KCNN_FMT_ACC) {
             geom = true;
@@ -267,19 +272,25 @@ unsigned check_descriptor(const descriptor &d, step_geometry &g) {
         // than the kernel's extent).
         if ((u64)g.h1 > (u64)d.in_h + d.pad_t || (u64)g.w1 > (u64)d.in_w + d.pad_l) geom = true;
         const bool s_ok = d.s2d == 1 || d.s2d == 2 || d.s2d == 4;
-        if (g.f32) {
+        // The raw image's channels, in_c / s^2 (U8: at most the pixel encoder's 4 cut-point rows).
+        const size_t16 raw_c = in_c >> (2 * g.s2d_log);
+        if (raw) {
             if (!s_ok || (d.in_c & ((1u << (2 * g.s2d_log)) - 1)) != 0) geom = true;
+            if (g.u8 && raw_c > KCNN_PIXEL_CHANNELS) geom = true;
         } else if (d.s2d != 1) {
             geom = true;
         }
-        const_words = codebooks + thresholds + table_words + residual_words + d.in_c + (g.f32 ? 8 : 0);
-        if (g.f32) {
-            // (in_c / s^2) * (in_h * s) rows of ceil(in_w * s / 16) segments of 8 words; a
-            // product past 32 bits saturates (no 32-bit map_words field can equal it).
-            const prod_t48 rows = mul_32x16(ap_uint<32>(d.in_h) << g.s2d_log, in_c >> (2 * g.s2d_log));
+        // After the placement: F32's 8 key words, U8's pixel encoder section.
+        const u64 encoder_words = g.f32 ? 8 : g.u8 ? KCNN_PIXEL_ENCODER_WORDS : 0;
+        const_words = codebooks + thresholds + table_words + residual_words + d.in_c + encoder_words;
+        if (raw) {
+            // raw_c * (in_h * s) rows of ceil(in_w * s / 16) segments of 16 values: 8 words
+            // (F32, 2 a word) or 2 (U8, 8 a word); a product past 32 bits saturates (no
+            // 32-bit map_words field can equal it).
+            const prod_t48 rows = mul_32x16(ap_uint<32>(d.in_h) << g.s2d_log, raw_c);
             const ap_uint<32> rows_sat = rows > 0xFFFFFFFFull ? ap_uint<32>(0xFFFFFFFFu) : ap_uint<32>(rows);
             const size_t16 segments = size_t16((((u64)d.in_w << g.s2d_log) + 15) >> 4u);
-            map_words = (u64)mul_32x16(rows_sat, segments) << 3u;
+            map_words = (u64)mul_32x16(rows_sat, segments) << (g.u8 ? 1u : 3u);
         } else {
             map_words = in_words;
         }

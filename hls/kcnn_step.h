@@ -100,8 +100,13 @@ unsigned run_step(axis_t &in_a, axis_t &in_b, axis_t &out) {
 #pragma HLS ARRAY_PARTITION variable = tap_hi type = complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = tap_hi type = complete dim = 2
 #pragma HLS BIND_STORAGE variable = tap_hi type = ram_1p impl = lutram
+    // Placement: CONST writes one entry a cycle; MAP reads two (the raw image's queue drains
+    // two bank words a cycle, each its channel's entry), one a port of a ram_2p. Still one
+    // BRAM36 at the default (CH_MAX 1024 x 26 bits, 1K x 36 a port). Two read ports rule out
+    // the simple-dual-port shapes (512 x 72, 512 x 36) a ram_1p may use, so at CH_MAX <= 512
+    // and more than 18 bits a ram_2p takes a BRAM36 where a ram_1p could take a BRAM18.
     static place_t placement[C::ch_max];
-#pragma HLS BIND_STORAGE variable = placement type = ram_1p impl = bram
+#pragma HLS BIND_STORAGE variable = placement type = ram_2p impl = bram
     // Buffered outputs, one code per bank word: any code can be written alone.
     static code_t out_memory[16][C::out_depth / 16];
 #pragma HLS ARRAY_PARTITION variable = out_memory type = complete dim = 1
@@ -134,6 +139,8 @@ unsigned run_step(axis_t &in_a, axis_t &in_b, axis_t &out) {
 #pragma HLS ARRAY_PARTITION variable = regs.wq type = complete
 #pragma HLS ARRAY_PARTITION variable = regs.aq type = complete
 #pragma HLS ARRAY_PARTITION variable = regs.keys type = complete
+#pragma HLS ARRAY_PARTITION variable = regs.cuts type = complete dim = 0
+#pragma HLS ARRAY_PARTITION variable = regs.zero_pixel type = complete
     ap_uint<16> slots[C::P];
 #pragma HLS ARRAY_PARTITION variable = slots type = complete
 
@@ -252,8 +259,8 @@ DESCRIPTOR:
             } else if (status == KCNN_STATUS_OK) {
                 if (d.opcode == KCNN_OP_FC) {
                     status = read_map_flat<C>(in_a, pa, d, g, tile);
-                } else if (g.f32) {
-                    status = read_map_f32<C>(in_a, pa, in_b, pb, d, g, regs, placement, tile);
+                } else if (g.f32 || g.u8) {
+                    status = read_map_raw<C>(in_a, pa, in_b, pb, d, g, regs, placement, tile);
                 } else {
                     status = read_map_blocked<C>(in_a, pa, d, g, placement, tile);
                 }

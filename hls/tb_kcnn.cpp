@@ -1,4 +1,4 @@
-// Self-checking testbench of the protocol-4 kernel. Every step is built here word by word
+// Self-checking testbench of the protocol-5 kernel. Every step is built here word by word
 // from docs/job-format.md (its own packers, nothing shared with the kernel), the expected
 // answer comes from plain loops over the outputs, and the expected loop log from the trip
 // formulas of hls/KERNEL_SPEC.md. One line per case; exit code 0 only if all cases pass.
@@ -43,7 +43,7 @@ const unsigned LANES = build::lrn_lanes;
 unsigned fc_window() { return std::min(4096u, 16u * build::tile_depth); }
 const unsigned CONV_FLOOR = 16, FC_FLOOR = 3;
 
-enum { BLOCKED = 0, FLAT = 1, ACC = 2, F32 = 3 };
+enum { BLOCKED = 0, FLAT = 1, ACC = 2, F32 = 3, U8 = 4 };
 enum { OP_PROBE = 0, OP_CONV = 1, OP_FC = 2, OP_POOL = 3, OP_LRN = 4, OP_ADD = 5 };
 const unsigned FLAG_ACT_SIGNED = 1, FLAG_OUT_TABLE = 2, FLAG_RESIDUAL = 4;
 enum { L_DESCRIPTOR, L_CONST, L_TABLE, L_MAP, L_LOAD, L_JOB, L_EMIT, L_PLANE, L_POOL, L_LRN, L_SHORTCUT, L_ADD };
@@ -553,6 +553,17 @@ struct conv_case {
     std::vector<float> floats;
     std::vector<float> row_padding_value;  // written into the rows' padding (ignored)
     std::vector<double> bounds;
+    // U8 input: raw pixels (in_c / s^2, in_h * s, in_w * s), rows padded to 16 here with
+    // row_padding_pixel; per raw channel its cut points (J - 2 of them, 0..256) and zero pixel
+    // (0..255, or 256 / 0xFFFF: none); the data window row0, row1, col0, col1; what the
+    // section says for the entries past J - 2 (0xFFFF, or anything: the kernel ignores them).
+    bool u8 = false;
+    std::vector<uint8_t> pixels;
+    int row_padding_pixel = 0;
+    std::vector<std::vector<int>> cuts;
+    std::vector<int> zero_pixel;
+    int window[4] = {0, 0, 0, 0};
+    int unused_cut = 0xFFFF;
     tamper_t tamper;
     bool tie_thresholds = false;  // thresholds equal to accumulators the map reaches
     bool fit = true;              // split jobs further to fit the weight cache
@@ -580,6 +591,62 @@ map3 stored_from_floats(const conv_case &cc) {
         }
     }
     return m;
+}
+
+// The pixel encoder's code of pixel p at raw (c, y, x): docs/job-format.md, plain loops.
+int pixel_reference(const conv_case &cc, int c, int y, int x, int p) {
+    if (y < cc.window[0] || y >= cc.window[1] || x < cc.window[2] || x >= cc.window[3]) return 0;
+    if (p == cc.zero_pixel[(size_t)c]) return 0;
+    int code = 1;
+    for (int t : cc.cuts[(size_t)c]) code += p >= t;
+    return code;
+}
+
+// The stored map of a U8 input (reference pixel encoder, then space-to-depth).
+map3 stored_from_pixels(const conv_case &cc) {
+    const int s = cc.s2d, c0 = cc.in_c / (s * s), h0 = cc.in_h * s, w0 = cc.in_w * s;
+    map3 m(cc.in_c, cc.in_h, cc.in_w);
+    for (int c = 0; c < c0; c++) {
+        for (int y = 0; y < h0; y++) {
+            for (int x = 0; x < w0; x++) {
+                const int p = cc.pixels[((size_t)c * h0 + y) * w0 + x];
+                m.at(c * s * s + (y % s) * s + (x % s), y / s, x / s) = pixel_reference(cc, c, y, x, p);
+            }
+        }
+    }
+    return m;
+}
+
+// U8: rows padded to 16 pixels, byte i of word w the padded rows' pixel 8 w + i.
+words_t u8_map_words(const conv_case &cc) {
+    const int s = cc.s2d, c0 = cc.in_c / (s * s), h0 = cc.in_h * s, w0 = cc.in_w * s;
+    const int row = (int)cdiv(w0, 16) * 16;
+    std::vector<uint8_t> bytes;
+    for (int c = 0; c < c0; c++) {
+        for (int y = 0; y < h0; y++) {
+            for (int x = 0; x < row; x++) {
+                bytes.push_back(x < w0 ? cc.pixels[((size_t)c * h0 + y) * w0 + x] : (uint8_t)cc.row_padding_pixel);
+            }
+        }
+    }
+    return bytes_to_words(bytes);
+}
+
+// The pixel encoder section (18 words): T[c][m] in word 4c + m/4 at bit 16 (m mod 4), the
+// zero pixels in word 16, the window in word 17; 0xFFFF for the channels past the image's.
+words_t pixel_encoder_section(const conv_case &cc) {
+    words_t w(18, 0);
+    const int raw = cc.in_c / (cc.s2d * cc.s2d);
+    for (int c = 0; c < 4; c++) {
+        for (int m = 0; m < 16; m++) {
+            int v = 0xFFFF;
+            if (c < raw) v = m < (int)cc.cuts[(size_t)c].size() ? cc.cuts[(size_t)c][(size_t)m] : cc.unused_cut;
+            put(w[4 * (size_t)c + (size_t)m / 4], 16u * (unsigned)(m % 4), 16, (u64)v);
+        }
+        put(w[16], 16u * (unsigned)c, 16, c < raw ? (u64)cc.zero_pixel[(size_t)c] : 0xFFFFull);
+    }
+    for (int i = 0; i < 4; i++) put(w[17], 16u * (unsigned)i, 16, (u64)cc.window[i]);
+    return w;
 }
 
 words_t f32_map_words(const conv_case &cc) {
@@ -631,7 +698,7 @@ step_io build_conv(const conv_case &given) {
     const int out_h = out_size(cc.in_h, cc.pad_t, cc.pad_b, cc.kh, cc.dh, cc.sub);
     const int out_w = out_size(cc.in_w, cc.pad_l, cc.pad_r, cc.kw, cc.dw, cc.sub);
     const int cg = cc.in_c / cc.groups, og = cc.out_c / cc.groups;
-    const map3 in = cc.f32 ? stored_from_floats(cc) : cc.input;
+    const map3 in = cc.f32 ? stored_from_floats(cc) : cc.u8 ? stored_from_pixels(cc) : cc.input;
     const bool buffered = cc.out_format != BLOCKED || cc.sub > 1;
 
     // The reference: plain loops over the outputs.
@@ -660,7 +727,8 @@ step_io build_conv(const conv_case &given) {
         for (long long &v : out.v) v = cc.cb.code(v);
     }
 
-    // Constants: codebooks, thresholds, [code table], [R], placement, encoder keys.
+    // Constants: codebooks, thresholds, [code table], [R], placement, encoder keys (F32) or
+    // the pixel encoder (U8).
     words_t consts = constant_books(cc.cb);
     for (int ci = 0; ci < cc.in_c; ci++) consts.push_back((u64)cc.mask[ci] | ((u64)cc.slot[ci] << 32u));
     if (cc.f32) {
@@ -668,7 +736,8 @@ step_io build_conv(const conv_case &given) {
         for (size_t m = 0; m < cc.bounds.size(); m++) keys[m] = boundary_key(cc.bounds[m]);
         append(consts, int32_words(keys));
     }
-    const words_t map = cc.f32 ? f32_map_words(cc) : blocked_words(in);
+    if (cc.u8) append(consts, pixel_encoder_section(cc));
+    const words_t map = cc.f32 ? f32_map_words(cc) : cc.u8 ? u8_map_words(cc) : blocked_words(in);
 
     // Every non-zero tap of (o, ci) goes to one partition of ci's mask, in turn.
     std::vector<partition_rows> all(P, partition_rows(cc.out_c));
@@ -735,7 +804,7 @@ step_io build_conv(const conv_case &given) {
     f.pad_l = cc.pad_l;
     f.khb = khb;
     f.kwb = kwb;
-    f.in_format = cc.f32 ? F32 : BLOCKED;
+    f.in_format = cc.f32 ? F32 : cc.u8 ? U8 : BLOCKED;
     f.out_format = cc.out_format;
     f.s2d = cc.s2d;
     f.sub = cc.sub;
@@ -749,7 +818,8 @@ step_io build_conv(const conv_case &given) {
     f.out_words = format_words(cc.out_format, cc.out_c, out_h, out_w);
     s.a = descriptor_words(f);
     append(s.a, consts);
-    // An F32 map with two streams: word w on stream w mod 2, B's share ahead of the jobs'.
+    // An F32 map with two streams: word w on stream w mod 2, B's share ahead of the jobs'
+    // (a U8 map is on A only).
     const bool split = cc.f32 && STREAMS == 2;
     for (size_t w = 0; w < map.size(); w++) (split && (w & 1u) ? s.b : s.a).push_back(map[w]);
     s.a.push_back(0x0000000A444E454Bull);  // the reserved word: here an old trailer
@@ -769,9 +839,10 @@ step_io build_conv(const conv_case &given) {
     expect_loop(s, L_DESCRIPTOR, 8);
     expect_loop(s, L_CONST, (long long)consts.size());
     expect_loop(s, L_TABLE, 256);
-    // F32: ceil(map_words / STREAMS) cycles, the reserved word, the bank-write queue's drain.
+    // F32: ceil(map_words / STREAMS) cycles, the reserved word, the bank-write queue's drain
+    // (4); U8: map_words cycles, the reserved word, the drain (2).
     const long long map_cycles = split ? cdiv((long long)map.size(), 2) : (long long)map.size();
-    expect_loop(s, L_MAP, map_cycles + 1 + (cc.f32 ? 4 : 0));
+    expect_loop(s, L_MAP, map_cycles + 1 + (cc.f32 ? 4 : cc.u8 ? 2 : 0));
     expect_loop(s, L_SHORTCUT, (long long)shortcut.size());
     expect_loop(s, L_LOAD, jobs[0].loader_trips);
     long long before = 0;  // buffered: the code places of the jobs before (an int32 takes 8)
@@ -1186,10 +1257,54 @@ conv_case base_conv(random_source &rng, int in_c, int hw_h, int hw_w, int out_c,
 void finish_conv(conv_case &cc, random_source &rng, int share, double density, int most_channels) {
     if (cc.mask.empty()) place(cc, share, rng, true);
     if (cc.weights.empty()) random_weights(cc, rng, density);
-    if (!cc.f32 && cc.input.v.empty()) random_input(cc, rng, 0.3);
+    if (!cc.f32 && !cc.u8 && cc.input.v.empty()) random_input(cc, rng, 0.3);
     const int out_h = out_size(cc.in_h, cc.pad_t, cc.pad_b, cc.kh, cc.dh, cc.sub);
     const int out_w = out_size(cc.in_w, cc.pad_l, cc.pad_r, cc.kw, cc.dw, cc.sub);
     if (cc.jobs.empty()) split_jobs(cc, most_channels, out_h, out_w);
+}
+
+// A U8 first conv: `raw` channels of (in_h s, in_w s) pixels at s2d s, j1 input codes (J - 2
+// = j1 - 1 cut points a channel: non-decreasing, with ties, 0 and 256 among them), pixels
+// that often equal a cut point, one below it or the zero pixel; the whole image as window.
+conv_case u8_conv(random_source &rng, int raw, int s, int in_h, int in_w, int out_c, int k, int j1, bool act_signed) {
+    conv_case cc;
+    cc.in_c = raw * s * s;
+    cc.in_h = in_h;
+    cc.in_w = in_w;
+    cc.out_c = out_c;
+    cc.kh = cc.kw = k;
+    cc.u8 = true;
+    cc.s2d = s;
+    cc.cb = random_books(rng, rng.range(2, 15), j1, rng.range(1, 15), act_signed);
+    const int h0 = in_h * s, w0 = in_w * s;
+    for (int c = 0; c < raw; c++) {
+        std::vector<int> t;
+        for (int m = 0; m < j1 - 1; m++) {
+            const int pick = rng.range(0, 9);
+            t.push_back(pick == 0 ? 0 : pick == 1 ? 256 : rng.range(1, 255));
+        }
+        std::sort(t.begin(), t.end());
+        if (t.size() > 3) t[2] = t[1];  // a tie
+        cc.cuts.push_back(t);
+        const int z = rng.range(0, 4);
+        cc.zero_pixel.push_back(z == 0 ? 0xFFFF : z == 1 ? 256 : rng.range(0, 255));
+    }
+    cc.pixels.resize((size_t)raw * h0 * w0);
+    for (size_t i = 0; i < cc.pixels.size(); i++) {
+        const std::vector<int> &t = cc.cuts[i / ((size_t)h0 * w0)];
+        const int z = cc.zero_pixel[i / ((size_t)h0 * w0)];
+        const int pick = rng.range(0, 9);
+        int p = rng.range(0, 255);
+        if (pick == 0 && z < 256) p = z;
+        if (pick >= 1 && pick <= 3 && !t.empty()) p = t[(size_t)rng.range(0, (int)t.size() - 1)] - (pick == 3 ? 1 : 0);
+        cc.pixels[i] = (uint8_t)std::min(255, std::max(0, p));
+    }
+    cc.window[0] = 0;
+    cc.window[1] = h0;
+    cc.window[2] = 0;
+    cc.window[3] = w0;
+    cc.row_padding_pixel = rng.range(0, 255);
+    return cc;
 }
 
 void probe_case() {
@@ -1205,7 +1320,7 @@ void probe_case() {
     kcnn_csim_config(values);
     const u64 info2 = (u64)P | (16ull << 16u) | (16ull << 24u) | (32ull << 32u) | (8ull << 40u) | (8ull << 48u) |
                       ((u64)STREAMS << 56u) | ((u64)log2_ceil(LANES) << 60u);
-    s.expect = {0x4E4E434Bull, 4ull | ((u64)build::ch_max << 16u), info2,
+    s.expect = {0x4E4E434Bull, (u64)KCNN_PROTOCOL | ((u64)build::ch_max << 16u), info2,
                 (u64)build::in_depth | ((u64)build::w_depth << 21u) | ((u64)build::out_depth << 42u),
                 trailer(0, 0xFFFF)};
     expect_loop(s, L_DESCRIPTOR, 8);
@@ -1382,6 +1497,53 @@ void good_cases(std::vector<std::pair<std::string, step_io>> &steps, std::vector
         finish_conv(cc, rng, 2, 0.7, 5);
         cc.name = "conv_f32_s2d2";
         convs.push_back(cc);
+    }
+    {   // U8 input (their own random source: the cases after keep theirs), s2d 4 (an 8x8
+        // stride-4 conv as 2x2 on 48 channels), the host's padding outside the window (a row
+        // and 2 columns before the image, 3 rows and 2 columns after), signed input codebook
+        random_source pr(58);
+        conv_case cc = u8_conv(pr, 3, 4, 5, 6, 6, 2, 7, true);
+        cc.window[0] = 1;
+        cc.window[1] = 17;
+        cc.window[2] = 2;
+        cc.window[3] = 22;
+        finish_conv(cc, pr, 1, 0.5, 4);
+        cc.name = "conv_u8_s2d4";
+        convs.push_back(cc);
+        // s2d 1, 4 channels (the pixel encoder's rows), 3x3 pad 1, J = 16 (14 cut points,
+        // code 15), width 21 (2 segments a row), a window inside the image, and the
+        // section's entries past J - 2 not 0xFFFF (the kernel ignores them)
+        conv_case c1 = u8_conv(pr, 4, 1, 6, 21, 4, 3, 15, false);
+        c1.pad_t = c1.pad_l = c1.pad_b = c1.pad_r = 1;
+        c1.window[0] = 1;
+        c1.window[1] = 5;
+        c1.window[2] = 3;
+        c1.window[3] = 19;
+        c1.unused_cut = 0;
+        finish_conv(c1, pr, 1, 0.7, 4);
+        c1.name = "conv_u8_s2d1_4ch_j16";
+        convs.push_back(c1);
+        // s2d 2, one channel 10x40 (3 segments a row, the last one part padding), J = 3,
+        // input channels in 2-partition sets, a window that drops the last row and column,
+        // the section's entries past J - 2 zero
+        conv_case c2 = u8_conv(pr, 1, 2, 5, 20, 5, 2, 3, false);
+        c2.window[1] = 9;
+        c2.window[3] = 39;
+        c2.unused_cut = 0;
+        finish_conv(c2, pr, 2, 0.7, 5);
+        c2.name = "conv_u8_s2d2_gray";
+        convs.push_back(c2);
+        // the column window on multiples of 8 (a word's 8 lanes all in or all out: the
+        // kernel tests the window on x's multiple of 8 and the lane) and ending inside the
+        // second segment, 2 channels, width 30
+        conv_case c3 = u8_conv(pr, 2, 1, 4, 30, 3, 1, 5, false);
+        c3.window[0] = 1;
+        c3.window[1] = 3;
+        c3.window[2] = 8;
+        c3.window[3] = 24;
+        finish_conv(c3, pr, 1, 0.8, 4);
+        c3.name = "conv_u8_window_on_words";
+        convs.push_back(c3);
     }
     {   // thresholds exactly on accumulators that occur (acc >= T ties)
         conv_case cc = base_conv(rng, 3, 8, 8, 6, 3, 3);
@@ -1908,6 +2070,33 @@ void bad_cases() {
         f.floats[5] = 1.0f;
         f.floats[9] = -INFINITY;
         check("bad_input_inf", refused(build_conv(f), KCNN_STATUS_BAD_INPUT, 0xFFFF, none));
+    }
+    {   // U8: a map one segment (2 words) long or short, F32's constant count, 5 raw channels;
+        // the good step has a cut point and a zero pixel above 256 (none, as 256 and 0xFFFF:
+        // not their low 9 bits) and pixels 0
+        random_source pr(77);
+        conv_case u = u8_conv(pr, 2, 1, 4, 5, 2, 1, 4, false);
+        u.cuts[0].back() = 0x0200;
+        u.zero_pixel[1] = 0x0300;
+        for (size_t i = 0; i < u.pixels.size(); i += 3) u.pixels[i] = 0;
+        finish_conv(u, pr, 1, 1.0, 4);
+        const step_io good_u8 = build_conv(u);
+        check("u8_small", good_u8);
+        for (int more = -1; more <= 1; more += 2) {
+            step_io s = good_u8;
+            s.a[5] += (u64)(long long)(2 * more) << 32u;  // map_words
+            check(more > 0 ? "bad_geometry_u8_map_words_long" : "bad_geometry_u8_map_words_short",
+                  refused(s, KCNN_STATUS_BAD_GEOMETRY, 0xFFFF, none));
+        }
+        step_io s = good_u8;
+        s.a[5] -= KCNN_PIXEL_ENCODER_WORDS - 8;  // const_words as with F32's 8 key words
+        check("bad_geometry_u8_const_words", refused(s, KCNN_STATUS_BAD_GEOMETRY, 0xFFFF, none));
+        conv_case v = u8_conv(pr, 5, 1, 4, 5, 2, 1, 4, false);
+        finish_conv(v, pr, 1, 1.0, 4);
+        check("bad_geometry_u8_5_channels", refused(build_conv(v), KCNN_STATUS_BAD_GEOMETRY, 0xFFFF, none));
+        conv_case w = u8_conv(pr, 5, 2, 2, 3, 2, 1, 4, false);
+        finish_conv(w, pr, 1, 1.0, 4);
+        check("bad_geometry_u8_5_channels_s2d2", refused(build_conv(w), KCNN_STATUS_BAD_GEOMETRY, 0xFFFF, none));
     }
     {   // protocol 3: R[0] != 0 (code 0 is exactly zero); RESIDUAL with an ACC answer
         random_source r3(31);

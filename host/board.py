@@ -1,4 +1,4 @@
-"""The ``board`` back-end: protocol 4 steps through the two AXI DMAs of the PYNQ-Z2 overlay.
+"""The ``board`` back-end: protocol 5 steps through the two AXI DMAs of the PYNQ-Z2 overlay.
 
 NOT RUN ON HARDWARE. No board was available where this was written. CI runs this module
 with the real pynq classes (``pynq.lib.dma.DMA``, ``DefaultIP``, ``MMIO``, ``allocate``) on a

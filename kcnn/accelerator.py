@@ -123,11 +123,13 @@ class Accelerator:
 
     # ---- inputs ---------------------------------------------------------------------
     def check_input(self, x, source=None) -> np.ndarray:
-        """``x`` validated as ``(N, *input_shape)`` floats (see :func:`kcnn.inputs.check_batch`);
-        ``source`` names where it came from in errors."""
+        """``x`` validated as ``(N, *input_shape)`` floats, or uint8 images for a model
+        quantized with pixel input (see :func:`kcnn.inputs.check_batch`); ``source`` names
+        where it came from in errors."""
         if self._closed:
             raise KcnnError("the accelerator is closed", file=self.path)
-        return check_batch(x, self.model.input_shape, source=source, field="input")
+        pixels = self.model.pixels is not None
+        return check_batch(x, self.model.input_shape, pixels=pixels, source=source, field="input")
 
     def _run(self, x, trace=False):
         x = self.check_input(x)

@@ -56,7 +56,7 @@ def _print_report(report: dict) -> None:
 
 def _quantize_options(args) -> dict:
     options = {"kmeans": args.kmeans, "seed": args.seed}
-    for key in ("weight_clusters", "act_clusters", "density"):
+    for key in ("weight_clusters", "act_clusters", "density", "pixels"):
         value = getattr(args, key)
         if value is not None:
             options[key] = value
@@ -86,7 +86,12 @@ def cmd_report(args) -> None:
         from kcnn.inputs import check_batch
         from kcnn.sim.counts import measure
 
-        x = check_batch(_load_array(args.input), model.input_shape, source=args.input)
+        x = check_batch(
+            _load_array(args.input),
+            model.input_shape,
+            pixels=model.pixels is not None,
+            source=args.input,
+        )
         model.meta["calibration"] = measure(model, x, args.batch_size)
     report = build_report(model)
     if args.estimate:
@@ -226,7 +231,9 @@ def evaluate(
         x = acc.check_input(x, source=source)
         sess = check_reference(onnx_path, acc.model)
         with tqdm(total=2 * len(x), desc="kcnn eval", file=sys.stderr, unit="img") as bar:
-            reference = run_onnx(onnx_path, x, batch=batch, progress=bar.update, session=sess)
+            reference = run_onnx(
+                onnx_path, x, batch, bar.update, session=sess, pixels=acc.model.pixels
+            )
             labels = []
             for start in range(0, len(x), batch):
                 chunk = x[start : start + batch]
@@ -332,7 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("quantize", help="ONNX model -> clustered tables (.kcnn)")
     q.add_argument("model", help="ONNX model")
-    q.add_argument("--calib", required=True, help="calibration inputs, float32 (N, ...) .npy")
+    q.add_argument(
+        "--calib", required=True, help="calibration inputs, float32 (N, ...) .npy (uint8: --pixels)"
+    )
     q.add_argument("-o", "--output", required=True, help="the .kcnn to write")
     q.add_argument(
         "--weight-clusters",
@@ -348,6 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--density",
         metavar="auto|FLOAT|name=FLOAT,...",
         help="kept-weight fraction per layer (default auto: sensitivity search)",
+    )
+    q.add_argument(
+        "--pixels",
+        metavar="MEAN[,..]/STD[,..]",
+        help="the model takes uint8 images p, its input is (p - MEAN) / STD per channel "
+        "(e.g. 0/255, or Caffe's 104,117,123/1); --calib then holds uint8 images",
     )
     q.add_argument(
         "--kmeans",

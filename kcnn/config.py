@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 
 from kcnn.errors import KcnnError
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 FORMAT_VERSION = 2
 
 #: Fixed per release. Changing any value changes the protocol.

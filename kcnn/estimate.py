@@ -30,6 +30,7 @@ import numpy as np
 from kcnn.config import DESCRIPTOR_WORDS, BuildParams
 from kcnn.model import Model
 from kcnn.plan import plan_model
+from kcnn.protocol import RAW_FORMATS
 from kcnn.report import build_report
 from kcnn.tiling import JOB_CHANNELS, Plan, Step
 
@@ -61,7 +62,10 @@ LOOP_TABLE = {
         "one map word per iteration; its 4 rows go to the 4 banks (one write each) of "
         "the partitions in the channel's mask (an F32 map with two streams: one word of A "
         "and one of B, 4 floats through 4 comparator banks; a 16-code segment every 4 "
-        "iterations leaves as 4 queued bank words, one write per iteration)",
+        "iterations leaves as 4 queued bank words, one write per iteration; a U8 map: "
+        "one word of A, 8 pixels through 8 comparator banks sharing their channel's cut "
+        "points; a segment every 2 iterations leaves as 4 bank words, two per iteration "
+        "on the bank's two ports, with two reads of the placement RAM's two ports)",
     ),
     "LOAD": Loop(
         1,
@@ -234,16 +238,36 @@ def resources(params: BuildParams) -> dict:
         # per partition: the entry decode and three barrel shifters of the position checks,
         # the filler's detect and addend (10) and its second 14-bit position adder (14)
         "weight loader": {"lut": p * 134 + 250, "ff": p * 48 + 300, "bram36": 0, "dsp48": 0},
-        "map loader and input encoder": {
-            # per float encoded a cycle (2 per stream): a bank of 15 comparators of 32-bit
-            # keys (16 LUT each with the carry chain), the key's formation (32), the code
-            # count (24), the zero / non-finite detect and code select (10) and the row-width
-            # compare (16); stream B's read site and its enable (50); the segment, queue and
-            # counters (300); per extra stream a 64-bit word and two lanes' pipeline copies
+        "map loader and input encoders": {
+            # F32, per float encoded a cycle (2 per stream): a bank of 15 comparators of
+            # 32-bit keys (16 LUT each with the carry chain), the key's formation (32), the
+            # code count (24), the zero / non-finite detect and code select (10) and the
+            # row-width compare (16); stream B's read site and its enable (50); the segment,
+            # queue (narrow channel and address registers) and counters (212); per extra
+            # stream a 64-bit word and two lanes' pipeline copies.
+            # U8, per pixel encoded a cycle (8): 14 comparators of 9 bits (5 LUT each), the
+            # code count (20), the zero-pixel test and select (6), its column-window bit (a
+            # 5-input function of 4 shared compares: 2); shared: the window compares (45),
+            # the channel's cut-point row and zero pixel through 4:1 multiplexers (126 + 9),
+            # CONST's writes of the pixel registers (180), the F32 / U8 code select (64);
+            # the queue's second drain site (50 + 4 P) and one more input (address, data,
+            # enable: 28 bits) on the second port of each of the 4 P tile banks (112 P, the
+            # upper end of 56 P to 112 P); the pixel registers (cut points, zero pixels,
+            # window: 604 FF), their pipeline (150 FF), the second drain site's and the
+            # U8 lanes' pipeline stages (50 + 112 FF)
             "lut": 2 * params.STREAMS * (15 * 16 + 32 + 24 + 10 + 16)
             + 50 * (params.STREAMS - 1)
-            + 300,
-            "ff": 600 + 200 * (params.STREAMS - 1),
+            + 212
+            + 8 * (14 * 5 + 20 + 6 + 2)
+            + 45
+            + 126
+            + 9
+            + 180
+            + 64
+            + 50
+            + 4 * p
+            + 112 * p,
+            "ff": 600 - 176 + 200 * (params.STREAMS - 1) + 604 + 150 + 50 + 112,
             "bram36": _bram36(params.CH_MAX, 48),
             "dsp48": 0,
         },
@@ -359,12 +383,13 @@ def step_words(step: Step) -> dict:
 
 def _host(plan: Plan) -> dict:
     first = plan.first
-    # The host writes the first layer's map (every band of it): float32 the kernel encodes,
-    # or codes the host encodes first. Each value is copied and flushed once, whether the
-    # map's words sit in one slot or are split over the stream-A and stream-B buffers.
+    # The host writes the first layer's map (every band of it): float32 values or uint8
+    # pixels the kernel encodes, or codes the host encodes first. Each value is copied and
+    # flushed once, whether the map's words sit in one slot or are split over the stream-A
+    # and stream-B buffers.
     first_steps = [s for s in plan.steps if s.layer is first.layer]
     input_bytes = 8 * sum(s.map_words for s in first_steps)
-    encoded = 0 if first.in_format == "F32" else int(np.prod(first.layer.in_shape))
+    encoded = 0 if first.in_format in RAW_FORMATS else int(np.prod(first.layer.in_shape))
     accesses = sum(
         STEP_ACCESSES + (STREAM_B_ACCESSES if step.stream_b_words else 0) for step in plan.steps
     )

@@ -14,13 +14,16 @@ from kcnn.errors import KcnnError
 DEFAULT_BATCH = 64
 
 
-def check_batch(x, input_shape, *, source=None, field: str = "input") -> np.ndarray:
-    """``x`` as a floating array ``(N, *input_shape)`` with N >= 1 and finite values.
+def check_batch(
+    x, input_shape, *, pixels: bool = False, source=None, field: str = "input"
+) -> np.ndarray:
+    """``x`` as a floating array ``(N, *input_shape)`` with N >= 1 and finite values, or
+    with ``pixels`` (a model quantized with pixel input) a uint8 array of images.
 
     An array is returned as given and an :class:`NpyRows` file stays one: callers convert
     to float32 a batch at a time. A ragged list, a missing batch dimension, an empty batch, a
-    non-float dtype and a NaN or infinite value are each a :class:`KcnnError` naming
-    ``source`` and ``field``.
+    dtype other than the model's and a NaN or infinite value are each a :class:`KcnnError`
+    naming ``source`` and ``field``.
     """
     shape = tuple(int(d) for d in input_shape)
     if not isinstance(x, NpyRows):  # those are read in batches below, never whole
@@ -33,6 +36,15 @@ def check_batch(x, input_shape, *, source=None, field: str = "input") -> np.ndar
         )
     if x.shape[0] == 0:
         raise KcnnError("the batch is empty (N = 0)", file=source, field=field)
+    if pixels:
+        if x.dtype != np.uint8:
+            raise KcnnError(
+                f"dtype {x.dtype} is not uint8: this model takes uint8 images (it was "
+                "quantized with pixel input; its mean and std turn them into its float input)",
+                file=source,
+                field=field,
+            )
+        return x
     if not np.issubdtype(x.dtype, np.floating):
         raise KcnnError(
             f"dtype {x.dtype} is not a float type (float32 expected)", file=source, field=field
@@ -76,10 +88,12 @@ def check_batch_size(size) -> int:
 
 
 def batches(x: np.ndarray, size: int):
-    """``(start, float32 chunk)`` of at most ``size`` rows of ``x``, in order."""
+    """``(start, chunk)`` of at most ``size`` rows of ``x``, in order: float32, or uint8
+    for a batch of pixels (checked by :func:`check_batch`)."""
     size = check_batch_size(size)
+    dtype = np.uint8 if x.dtype == np.uint8 else np.float32  # pixels stay pixels
     for start in range(0, len(x), size):
-        yield start, np.asarray(x[start : start + size], dtype=np.float32)
+        yield start, np.asarray(x[start : start + size], dtype=dtype)
 
 
 class NpyRows:

@@ -27,7 +27,7 @@ from kcnn.limits import (
     MAX_MAP_VALUES,
     MAX_MODEL_WEIGHTS,
 )
-from kcnn.model import Codebook, Layer, Model
+from kcnn.model import Codebook, Layer, Model, Pixels
 from kcnn.ops import all_ops, op_names
 from kcnn.ops.activations import Activation, activation_of
 from kcnn.weight_forms import (
@@ -123,7 +123,7 @@ def to_members(model: Model) -> dict[str, bytes]:
         "format_version": FORMAT_VERSION,
         "model": model.name,
         "contract": dict(ARITHMETIC_CONTRACT),
-        "input": {"shape": list(model.input_shape), "dtype": "float32", "map": "input"},
+        "input": _input_entry(model),
         "maps": maps,
         "layers": layers,
         **model.meta,
@@ -146,6 +146,32 @@ def writer(model: Model):
                 archive.writestr(info, data)
 
     return write
+
+
+def _input_entry(model: Model) -> dict:
+    entry = {"shape": list(model.input_shape), "dtype": "float32", "map": "input"}
+    if model.pixels is not None:
+        entry.update(dtype="uint8", mean=list(model.pixels.mean), std=list(model.pixels.std))
+    return entry
+
+
+def _read_pixels(reader, spec: dict, input_shape) -> Pixels | None:
+    """The input's pixel declaration (``dtype`` uint8 with per-channel ``mean``, ``std``)."""
+    dtype = reader.get(spec, "dtype", "input", str, optional=True) or "float32"
+    if dtype == "float32":
+        return None
+    if dtype != "uint8":
+        raise reader.fail(f"input dtype {dtype!r} is not float32 or uint8", field="input.dtype")
+    mean = reader.get(spec, "mean", "input", list)
+    std = reader.get(spec, "std", "input", list)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in mean + std):
+        raise reader.fail("pixel mean and std must be numbers", field="input.mean")
+    if len(input_shape) != 3:
+        raise reader.fail(f"pixel input needs a (C, H, W) shape, not {input_shape}", field="input")
+    try:
+        return Pixels.make(mean, std, input_shape[0], where="input.mean")
+    except KcnnError as exc:
+        raise reader.fail(exc.message, field="input.mean") from None
 
 
 def save(model: Model, path) -> Path:
@@ -743,7 +769,10 @@ def _from_manifest(reader: _Reader) -> Model:
         _read_tables(reader, layer, contract)
         layers.append(layer)
     model_name = reader.get(manifest, "model", kind=str)
-    model = Model(model_name, input_shape, layers, reader.maps, _read_meta(reader, manifest))
+    pixels = _read_pixels(reader, input_spec, input_shape)
+    model = Model(
+        model_name, input_shape, layers, reader.maps, _read_meta(reader, manifest), pixels
+    )
     check_graph(model, lambda msg, layer, fld: reader.fail(msg, layer, fld))
     check_layer_tables(model, contract, lambda msg, layer, fld: reader.fail(msg, layer, fld))
     return model

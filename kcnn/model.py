@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kcnn.errors import KcnnError
 from kcnn.ops import Op, op_named
 
 
@@ -40,6 +41,75 @@ class Codebook:
         """Float64 values of ``codes`` (code 0 is exactly zero)."""
         table = np.concatenate([[0.0], self.aq.astype(np.float64) * self.scale])
         return table[codes]
+
+
+@dataclass(frozen=True)
+class Pixels:
+    """A model that takes uint8 images: its float input is ``(float32(p) - mean[c]) /
+    std[c]`` in float32, per channel ``c`` (docs/quantizer.md, "Pixel input"). The first
+    conv then receives the pixels and encodes them on the fabric (format ``U8``)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def make(cls, mean, std, channels: int, where: str = "pixels") -> Pixels:
+        """Per-channel ``mean`` and ``std`` (one value each, or one per channel), checked:
+        finite, ``std > 0`` (the encoder's cut points need values rising with ``p``) and
+        at most ``PIXEL_CHANNELS`` channels."""
+        from kcnn.protocol import LIMITS
+
+        if channels > LIMITS["PIXEL_CHANNELS"]:
+            raise KcnnError(
+                f"pixel input has {channels} channels; images of 1 to "
+                f"{LIMITS['PIXEL_CHANNELS']} channels are supported",
+                field=where,
+            )
+        values = []
+        for name, given in (("mean", mean), ("std", std)):
+            array = np.atleast_1d(np.asarray(given, np.float64)).reshape(-1)
+            if array.size == 1:
+                array = np.repeat(array, channels)
+            if array.size != channels or not np.all(np.isfinite(array)):
+                raise KcnnError(
+                    f"pixel {name} {list(array)} is not 1 or {channels} finite values",
+                    field=where,
+                )
+            values.append(tuple(float(np.float32(v)) for v in array))
+        if min(values[1]) <= 0:
+            raise KcnnError(f"pixel std {list(values[1])} must be above 0", field=where)
+        return cls(*values)
+
+    def to_float(self, p: np.ndarray) -> np.ndarray:
+        """``(N, C, ...)`` pixels as the float32 input of the model."""
+        shape = (1, -1) + (1,) * (np.ndim(p) - 2)
+        mean = np.asarray(self.mean, np.float32).reshape(shape)
+        std = np.asarray(self.std, np.float32).reshape(shape)
+        return (np.asarray(p).astype(np.float32) - mean) / std
+
+    def encoder(self, boundaries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The pixel encoder's tables (docs/job-format.md): cut points ``(C, J-2)``, the
+        smallest pixel whose value lies above each boundary (256: none), and the pixel
+        whose value is exactly 0 per channel (256: none); found from the host encoder's
+        codes of all 256 pixels, and checked to give exactly those codes."""
+        from kcnn.codes import encode_input
+
+        pixels = np.arange(256)
+        values = self.to_float(np.broadcast_to(pixels, (1, len(self.mean), 256)))[0]
+        codes = encode_input(values, boundaries).astype(np.int64)
+        b = np.asarray(boundaries, np.float64)
+        # values rise with p (std > 0): the first pixel above each boundary, 256 for none
+        above = values.astype(np.float64)[:, :, None] > b[None, None, :]
+        cuts = np.where(above.any(axis=1), above.argmax(axis=1), 256)
+        zero = np.array([int(np.flatnonzero(v == 0)[0]) if np.any(v == 0) else 256 for v in values])
+        counted = 1 + (pixels[None, :, None] >= cuts[:, None, :]).sum(axis=2)
+        counted = np.where(pixels[None, :] == zero[:, None], 0, counted)
+        if not np.array_equal(counted, codes):
+            raise KcnnError(
+                "the pixel encoder's cut points do not reproduce the input encoder",
+                field="pixels",
+            )
+        return cuts.astype(np.int64), zero.astype(np.int64)
 
 
 @dataclass
@@ -121,6 +191,7 @@ class Model:
     layers: list[Layer]
     maps: dict[str, Codebook] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)  # source sha256, kcnn version, config, ...
+    pixels: Pixels | None = None  # uint8 image input (None: float32 input)
 
     def __post_init__(self):
         # A layer that names no input reads the layer before it (a chain).

@@ -81,7 +81,8 @@ def plan_model(model: Model, params: BuildParams | None = None) -> Plan:
     for n, layer in enumerate(layers):
         in_format = _reads(layer)
         if layer.inputs[0] == "input" and layer.is_fabric and not layer.kind.reads_vector:
-            in_format = "F32"  # the kernel encodes the float image itself
+            # The kernel encodes the image itself: uint8 pixels, or float32 values.
+            in_format = "U8" if model.pixels is not None else "F32"
         steps.extend(_layer_steps(model, layer, len(steps), in_format, formats[n], params))
     # The host writes a step's map when it is a piece of its layer (a band, an input block
     # or a group block, cut from the host's copy), when its layer reads a map the step

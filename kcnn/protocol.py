@@ -1,4 +1,4 @@
-"""Protocol 4: the words the host and the kernel exchange (docs/job-format.md).
+"""Protocol 5: the words the host and the kernel exchange (docs/job-format.md).
 
 numpy only: the ``csim`` and ``board`` back-ends, the planner and the tests share it. This
 module owns the format: descriptor fields, map formats and their packers, the trailer,
@@ -34,6 +34,7 @@ LIMITS = {
     "LRN_SIZE_MAX": 9,  # LRN window channels (and P >= size + 1)
     "FLAT_WRITE_CYCLES": 4,  # a block's 16 codes into the output memory (pool, add)
     "MAX_TRANSFER_WORDS": 1 << 23,  # one DMA transfer (c_sg_length_width 26)
+    "PIXEL_CHANNELS": 4,  # raw channels of a U8 input (the pixel encoder's cut-point rows)
 }
 
 OPCODES = {"PROBE": 0, "CONV": 1, "FC": 2, "POOL": 3, "LRN": 4, "ADD": 5}
@@ -42,8 +43,10 @@ OPCODES = {"PROBE": 0, "CONV": 1, "FC": 2, "POOL": 3, "LRN": 4, "ADD": 5}
 #: table of 16 nibbles: a signed output map), RESIDUAL (a conv / fc emitting codes adds
 #: R[code] of a shortcut map to each acc before the threshold bank).
 FLAGS = {"ACT_SIGNED": 1, "OUT_TABLE": 2, "RESIDUAL": 4}
-FORMATS = {"BLOCKED": 0, "FLAT": 1, "ACC": 2, "F32": 3}
+FORMATS = {"BLOCKED": 0, "FLAT": 1, "ACC": 2, "F32": 3, "U8": 4}
 FORMAT_NAMES = {code: name for name, code in FORMATS.items()}
+#: The formats of the network input that the kernel encodes itself (the first conv).
+RAW_FORMATS = ("F32", "U8")
 STATUS = {
     "OK": 0,
     "BAD_MAGIC": 1,
@@ -115,7 +118,7 @@ DESCRIPTOR_FIELDS = {
     "job_words_b": (6, 32, 32),
     "out_words": (7, 0, 32),
     "groups": (7, 32, 16),
-    # Reserved for a batch served by one pass of the weights; protocol 4 takes only 0.
+    # Reserved for a batch served by one pass of the weights; protocols 4 and 5 take only 0.
     "images_m1": (7, 48, 16),
 }
 
@@ -361,6 +364,8 @@ def format_words(fmt: str, channels: int, h: int, w: int) -> int:
         return ceil_div(channels * h * w, 2)
     if fmt == "F32":
         return ceil_div(channels * h * ceil_div(w, 16) * 16, 2)
+    if fmt == "U8":
+        return ceil_div(channels * h * ceil_div(w, 16) * 16, 8)
     raise ValueError(fmt)
 
 
@@ -465,6 +470,22 @@ def pack_f32(x: np.ndarray, out=None):
     return out[:words]
 
 
+def pack_u8(p: np.ndarray, out=None) -> np.ndarray:
+    """The network input ``(C, H, W)`` uint8 pixels as ``U8`` words (rows padded to 16
+    values with 0), written into ``out`` (a uint64 view of the section) when given."""
+    p = np.asarray(p, np.uint8)
+    c, h, w = p.shape
+    wp = ceil_div(w, 16) * 16
+    words = format_words("U8", c, h, w)
+    if out is None:
+        out = np.zeros(words, np.uint64)
+    view = out[:words].view(np.uint8).reshape(c, h, wp)
+    view[..., :w] = p
+    if wp != w:
+        view[..., w:] = 0
+    return out[:words]
+
+
 # ---- the input encoder's keys ------------------------------------------------------------
 
 
@@ -483,6 +504,30 @@ def encoder_keys(boundaries: np.ndarray) -> np.ndarray:
     low = c.astype(np.float64) <= b
     c = np.where(low, np.nextafter(c, np.float32(np.inf)), c).astype(np.float32)
     return float_key(c)
+
+
+#: Words of the pixel encoder section (``U8`` input).
+PIXEL_ENCODER_WORDS = 18
+
+
+def pixel_encoder_words(cuts: np.ndarray, zero: np.ndarray, window: tuple) -> np.ndarray:
+    """The pixel encoder section (docs/job-format.md): ``cuts`` ``(C, J-2)`` cut points in
+    0..256, ``zero`` ``(C,)`` the pixel whose value is 0 (256: none), ``window`` ``(row0,
+    row1, col0, col1)`` of the map section's data."""
+    cuts = np.asarray(cuts, np.int64)
+    c, n = cuts.shape
+    if c > LIMITS["PIXEL_CHANNELS"] or n > 16:
+        raise KcnnError(f"{c} channels x {n} cut points do not fit the pixel encoder", field="U8")
+    table = np.full((LIMITS["PIXEL_CHANNELS"], 16), 0xFFFF, np.uint64)
+    table[:c, :n] = cuts
+    zeros = np.full(LIMITS["PIXEL_CHANNELS"], 0xFFFF, np.uint64)
+    zeros[:c] = np.asarray(zero, np.int64)
+    lanes = np.arange(4, dtype=np.uint64) * np.uint64(16)
+    words = np.zeros(PIXEL_ENCODER_WORDS, np.uint64)
+    words[:16] = np.bitwise_or.reduce(table.reshape(16, 4) << lanes, axis=1)
+    words[16] = np.bitwise_or.reduce(zeros << lanes)
+    words[17] = np.bitwise_or.reduce(np.array(window, np.uint64) << lanes)
+    return words
 
 
 # ---- the shared configuration as a C++ header -------------------------------------------
@@ -522,6 +567,7 @@ def config_header() -> str:
         f"#define KCNN_DESCRIPTOR_WORDS {DESCRIPTOR_WORDS}",
         f"#define KCNN_JOB_HEADER_WORDS {JOB_HEADER_WORDS}",
         f"#define KCNN_INFO_WORDS {INFO_WORDS}",
+        f"#define KCNN_PIXEL_ENCODER_WORDS {PIXEL_ENCODER_WORDS}",
     ]
     for name, value in LIMITS.items():
         lines.append(f"#define KCNN_{name} {value}u")

@@ -22,7 +22,7 @@ from kcnn.codes import encode_input, encode_thresholds
 from kcnn.config import BuildParams
 from kcnn.model import Layer, Model
 from kcnn.plan import chained_inputs, plan_model
-from kcnn.protocol import pack_f32, pack_map, unpack_map
+from kcnn.protocol import RAW_FORMATS, pack_f32, pack_map, pack_u8, unpack_map
 from kcnn.tiling import Plan, Step
 
 
@@ -82,7 +82,7 @@ class GraphRunner:
 
     def _walk(self, x: np.ndarray, trace: bool):
         model, fabric = self.model, self.fabric
-        values = {"input": encode_input(x, model.maps["input"].boundaries)}
+        values = {"input": encode_input(model_input(model, x), model.maps["input"].boundaries)}
         fabric.begin(x)
         maps = dict(values) if trace else {}
         out = logits = None
@@ -147,18 +147,21 @@ def step_map_words(step: Step, source: np.ndarray, out: np.ndarray | None = None
     if step.group_block is not None:
         # Channel-major maps: the block's channels are a view, nothing is copied.
         source = source[step.group_block.in0 : step.group_block.in1]
-    if step.in_format == "F32":
+    if step.in_format in RAW_FORMATS:
+        # The image itself: float32 values, or uint8 pixels whose padding the kernel's
+        # data window turns into code 0 (so its pixel value does not matter).
         top, left, bottom, right = step.input_padding
-        x = np.asarray(source, np.float32)
+        dtype = np.uint8 if step.in_format == "U8" else np.float32
+        x = np.asarray(source, dtype)
         if any(step.input_padding):
             c, h, w = x.shape
-            padded = np.zeros((c, h + top + bottom, w + left + right), np.float32)
+            padded = np.zeros((c, h + top + bottom, w + left + right), dtype)
             padded[:, top : top + h, left : left + w] = x
             x = padded
         if step.band is not None:
             s2d = step.fields["s2d"]
             x = x[:, s2d * step.band[0] : s2d * step.band[1]]
-        return pack_f32(x, out)
+        return pack_u8(x, out) if step.in_format == "U8" else pack_f32(x, out)
     codes = np.asarray(source, np.uint8)
     if step.part is not None:
         t0, t1 = step.part
@@ -174,12 +177,18 @@ def step_map_words(step: Step, source: np.ndarray, out: np.ndarray | None = None
     return pack_map(codes.reshape(step.in_shape), step.in_format)
 
 
-def first_map_words(step: Step, x: np.ndarray, boundaries, out: np.ndarray | None = None):
-    """One image as the first step's map section: float32 for an ``F32`` input (the kernel
-    encodes it), else the host-encoded codes."""
-    if step.in_format == "F32":
+def first_map_words(step: Step, x: np.ndarray, model: Model, out: np.ndarray | None = None):
+    """One image as the first step's map section: float32 or uint8 pixels for an ``F32``
+    or ``U8`` input (the kernel encodes it), else the host-encoded codes."""
+    if step.in_format in RAW_FORMATS:
         return step_map_words(step, x, out)
-    return step_map_words(step, encode_input(x, boundaries).reshape(step.layer.in_shape), out)
+    codes = encode_input(model_input(model, x[None])[0], model.maps["input"].boundaries)
+    return step_map_words(step, codes.reshape(step.layer.in_shape), out)
+
+
+def model_input(model: Model, x: np.ndarray) -> np.ndarray:
+    """A batch as the model's float input: pixels through the model's mean and std."""
+    return x if model.pixels is None else model.pixels.to_float(x)
 
 
 class StepFabric:
@@ -220,7 +229,7 @@ class StepFabric:
         self.answers: list[np.ndarray | None] = []
 
     def begin(self, x: np.ndarray) -> None:
-        self._float = x[0]
+        self._image = x[0]  # float32 values or uint8 pixels, as the model takes them
         self._source = None  # the host's copy of the map the next host-written step reads
         self.answers = []
         self.device.begin_frame()
@@ -246,7 +255,7 @@ class StepFabric:
         for n, step in enumerate(steps):
             words = None
             if step.index == 0 or step.host_in:
-                source = self._float if step.in_format == "F32" else self._source
+                source = self._image if step.in_format in RAW_FORMATS else self._source
                 words = step_map_words(step, source, self.device.map_slot(step))
             shortcut = None
             if step.shortcut_words:

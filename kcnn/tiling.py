@@ -105,7 +105,7 @@ class Step:
     out_format: str = "BLOCKED"
     in_shape: tuple = ()  # the map as stored (after space-to-depth)
     out_shape: tuple = ()
-    input_padding: tuple = (0, 0, 0, 0)  # F32: rows/columns the host adds (t, l, b, r)
+    input_padding: tuple = (0, 0, 0, 0)  # F32, U8: rows/columns the host adds (t, l, b, r)
     params: BuildParams = field(default_factory=BuildParams)
     #: ``(r0, r1, o0, o1)``: a band of a conv too large for the tile, reading stored input
     #: rows r0..r1 and answering output rows o0..o1; the host cuts and joins the maps.
@@ -679,9 +679,10 @@ def loop_log(step: Step) -> list[tuple[str, int]]:
         tail = CONV_FLOOR if step.op == "CONV" else FC_FLOOR
         log.append(("TABLE", 256))
         # one map word of each stream a cycle (an F32 map's words alternate A, B with two
-        # streams), the reserved word, and F32's 4 cycles of bank-write queue drain
+        # streams), the reserved word, and the bank-write queue's drain: F32 4 cycles (a
+        # write a cycle), U8 2 (two a cycle, on the tile banks' two ports)
         cycles = max(step.map_words_a, step.map_words_b)
-        log.append(("MAP", cycles + 1 + (4 if step.in_format == "F32" else 0)))
+        log.append(("MAP", cycles + 1 + {"F32": 4, "U8": 2}.get(step.in_format, 0)))
         if step.shortcut_words:
             log.append(("SHORTCUT", step.shortcut_words))
         log.append(("LOAD", loader_trips(step.jobs[0], params)))

@@ -316,21 +316,25 @@ def build_bvlc_alexnet(path, *, seed: int = 0) -> pathlib.Path:
     return path
 
 
-#: Caffe's ImageNet mean pixel (BGR average), subtracted as the BVLC model expects.
-CAFFE_MEAN = 117.0
+#: BVLC AlexNet's input: Caffe's images, pixel values 0..255 minus the mean pixel (its BGR
+#: means 104, 117 and 123, one value here for the grey digits). The model is quantized with
+#: pixel input, ``quantize(..., pixels=PIXELS)`` or ``kcnn quantize --pixels 117/1``: it
+#: takes the uint8 images and the first conv encodes them (docs/quantizer.md).
+PIXELS = "117/1"
 
 
 def calibration_images(n: int = 8) -> np.ndarray:
-    """``n`` calibration inputs for the BVLC graph, float32 ``(n, 3, 224, 224)``.
+    """``n`` calibration images for the BVLC graph, uint8 ``(n, 3, 224, 224)`` (pixel input,
+    :data:`PIXELS`).
 
-    There is no ImageNet here: real MNIST train digits, scaled 8x to 224x224, copied to three
-    channels and mean-subtracted like Caffe inputs, so the input map is signed.
+    There is no ImageNet here: real MNIST train digits, scaled 8x to 224x224 and copied to
+    three channels; after the mean is subtracted the input map is signed.
     """
     from kcnn.models import calibration_digits
 
-    digits = calibration_digits(n)[:, 0] * 255.0
+    digits = np.rint(calibration_digits(n)[:, 0] * 255.0).astype(np.uint8)
     big = np.repeat(np.repeat(digits, 8, axis=1), 8, axis=2)
-    return np.repeat(big[:, None], 3, axis=1).astype(np.float32) - np.float32(CAFFE_MEAN)
+    return np.repeat(big[:, None], 3, axis=1)
 
 
 def main(argv=None) -> int:

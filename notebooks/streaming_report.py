@@ -193,11 +193,13 @@ def to_json(obj) -> str:
 
 
 def quantize_bvlc(onnx_path, images: int, log=sys.stderr) -> Model:
-    """Quantize the BVLC AlexNet graph at default settings on ``images`` calibration images."""
-    from kcnn.models.bvlc import calibration_images
+    """Quantize the BVLC AlexNet graph at default settings on ``images`` calibration images,
+    with the pixel input of :data:`kcnn.models.bvlc.PIXELS`."""
+    from kcnn.models.bvlc import PIXELS, calibration_images
     from kcnn.quantizer import quantize
 
-    return quantize(onnx_path, calibration_images(images), name="bvlc_alexnet", log=log)
+    calib = calibration_images(images)
+    return quantize(onnx_path, calib, name="bvlc_alexnet", log=log, pixels=PIXELS)
 
 
 def build_model(seed: int, images: int) -> Model:

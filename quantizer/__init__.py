@@ -15,20 +15,25 @@ import numpy as np
 from kcnn import __version__
 from kcnn.errors import KcnnError
 from kcnn.inputs import check_batch
-from kcnn.model import Model
+from kcnn.model import Model, Pixels
 
 __all__ = ["quantize", "load_calibration"]
 
 
-def load_calibration(calib, input_shape, source="calibration data") -> np.ndarray:
-    """Calibration inputs as float32 ``(N, *input_shape)``, from an array or a `.npy` path."""
+def load_calibration(calib, input_shape, source="calibration data", pixels=None) -> np.ndarray:
+    """Calibration inputs as float32 ``(N, *input_shape)``, from an array or a `.npy` path
+    (uint8 images turned into the model's float input for a model with ``pixels``)."""
     if isinstance(calib, (str, Path)):
         source = str(calib)
         try:
             calib = np.load(calib, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise KcnnError(f"cannot read a .npy array: {exc}", file=source) from exc
-    calib = check_batch(calib, input_shape, source=source, field="calibration")
+    calib = check_batch(
+        calib, input_shape, pixels=pixels is not None, source=source, field="calibration"
+    )
+    if pixels is not None:
+        return pixels.to_float(np.asarray(calib))
     return np.asarray(calib, dtype=np.float32)
 
 
@@ -78,7 +83,16 @@ def quantize(onnx_path, calib, *, log=sys.stderr, name=None, **config) -> Model:
     settings.check_names(layer.name for layer in graph.layers)
     from kcnn.quantizer.passes import robust_range
 
-    calib = load_calibration(calib, graph.input_shape)
+    pixels = None
+    if settings.pixels is not None:
+        if len(graph.input_shape) != 3:
+            raise KcnnError(
+                f"pixel input needs images (C, H, W), not input shape {graph.input_shape}",
+                field="pixels",
+            )
+        channels = graph.input_shape[0]
+        pixels = Pixels.make(settings.pixels["mean"], settings.pixels["std"], channels)
+    calib = load_calibration(calib, graph.input_shape, pixels=pixels)
     # Outliers in the inputs are clipped before anything else reads them: the pruning
     # search and every downstream map then see the robust range too.
     clip = robust_range(calib, "the calibration inputs")
@@ -91,6 +105,7 @@ def quantize(onnx_path, calib, *, log=sys.stderr, name=None, **config) -> Model:
         run.say(f"kcnn quantize: {step.__name__.replace('_', ' ')}")
         step(run)
     model = build_tables(run)
+    model.pixels = pixels
     model.meta = {
         "source_sha256": _source_digest(onnx_path),
         "kcnn_version": __version__,

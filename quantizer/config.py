@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from kcnn.config import ARITHMETIC_CONTRACT
 from kcnn.errors import KcnnError
 
@@ -39,6 +41,21 @@ def parse_per_layer(spec, option: str, cast, default) -> dict:
     return out
 
 
+def parse_pixels(spec) -> dict:
+    """``MEAN[,MEAN...]/STD[,STD...]`` (or a dict with ``mean`` and ``std``) -> the dict."""
+    if isinstance(spec, dict) and set(spec) == {"mean", "std"}:
+        mean, std = spec["mean"], spec["std"]
+    elif isinstance(spec, str) and spec.count("/") == 1:
+        mean, std = (part.split(",") for part in spec.split("/"))
+    else:
+        raise KcnnError(f"{spec!r} is not MEAN[,MEAN...]/STD[,STD...]", field="pixels")
+    try:
+        values = [[float(v) for v in np.atleast_1d(part)] for part in (mean, std)]
+    except (TypeError, ValueError):
+        raise KcnnError(f"{spec!r} holds a value that is not a number", field="pixels") from None
+    return {"mean": values[0], "std": values[1]}
+
+
 @dataclass
 class QuantizeConfig:
     """Settings of one quantizer run (the CLI options map one to one).
@@ -59,6 +76,9 @@ class QuantizeConfig:
     auto_tolerance: float = 0.02
     auto_joint_tolerance: float = 0.04
     batch: int = 64
+    #: Pixel input: ``{"mean": [...], "std": [...]}`` (one value, or one per channel) or
+    #: None for float32 input (docs/quantizer.md, "Pixel input").
+    pixels: dict | None = None
 
     @classmethod
     def from_options(cls, **options) -> QuantizeConfig:
@@ -84,6 +104,8 @@ class QuantizeConfig:
             config.density = (
                 "auto" if spec == "auto" else parse_per_layer(spec, "density", float, 1.0)
             )
+        if options.get("pixels") is not None:
+            config.pixels = parse_pixels(options["pixels"])
         for key in (
             "kmeans",
             "prune_scores",

@@ -74,12 +74,13 @@ def check_reference(onnx_path, model):
     return sess
 
 
-def run_onnx(onnx_path, x: np.ndarray, batch: int = 64, progress=None, session=None):
+def run_onnx(onnx_path, x: np.ndarray, batch: int = 64, progress=None, session=None, pixels=None):
     """Outputs of the original model on ``x``, in chunks the model accepts.
 
     Models whose input fixes the batch to 1 (old zoo graphs) run one row at a time.
     ``progress(n)`` is called after each chunk with its size; ``session`` reuses one from
-    :func:`check_reference`.
+    :func:`check_reference`; ``pixels`` (a :class:`kcnn.model.Pixels`) turns uint8 images
+    into the model's float input.
     """
     sess = session if session is not None else reference_session(onnx_path)
     feed = sess.get_inputs()[0]
@@ -87,6 +88,8 @@ def run_onnx(onnx_path, x: np.ndarray, batch: int = 64, progress=None, session=N
     outs = []
     for _, chunk in batches(x, step):
         try:
+            if pixels is not None:
+                chunk = pixels.to_float(chunk)
             outs.append(sess.run(None, {feed.name: chunk})[0])
         except Exception as exc:  # onnxruntime raises its own exception types
             message = " ".join(str(exc).split())

@@ -265,7 +265,7 @@ def test_each_step_buffer_is_its_stream_a_and_answers_land_in_the_next(tmp_path)
         engine.run(x, trace=True)
         answers = engine.fabric.answers
         first = engine.plan.first
-        words = first_map_words(first, x[0], engine.model.maps["input"].boundaries)
+        words = first_map_words(first, x[0], engine.model)
         for n, step in enumerate(engine.plan.steps):
             buffer = engine.step_buffer(n)
             buffer.invalidate()
@@ -746,5 +746,33 @@ def test_a_graph_with_branches_runs_as_in_the_simulator(tmp_path):
     try:
         assert [s.host_in for s in engine.plan.steps] == [False, False, True, True, False]
         assert_runs_as_the_simulator(engine, x)
+    finally:
+        engine.close()
+
+
+def test_pixel_input_runs_as_in_the_simulator_with_its_map_on_stream_a(tmp_path):
+    """A model taking uint8 images (alexnet_mnist's table with its preprocessing x / 255
+    declared as pixel input): the host writes the pixels, 8 a word, into the first step's
+    buffer only, and the logits equal the float model's on x / 255."""
+    from kcnn.model import Pixels
+    from kcnn.protocol import pack_u8
+
+    model = load(models.table_path("alexnet_mnist"))
+    model.pixels = Pixels.make(0, 255, 1)
+    engine, _ = connect(tmp_path / "overlay", model)
+    try:
+        floats = digits(3)
+        x = np.rint(floats * 255).astype(np.uint8)
+        assert np.array_equal(model.pixels.to_float(x), floats)
+        first = engine.plan.first
+        assert first.in_format == "U8" and first.map_words_b == 0
+        assert_runs_as_the_simulator(engine, x)
+        buffer = engine.step_buffer(0)
+        buffer.invalidate()
+        at = engine.map_offset(0)
+        slot = np.asarray(buffer[at : at + first.map_words])
+        assert np.array_equal(slot, pack_u8(x[-1]))
+        float_logits = simulator(load(models.table_path("alexnet_mnist"))).run(floats)[1]
+        assert np.array_equal(engine.run(x)[1], float_logits)
     finally:
         engine.close()

@@ -595,7 +595,7 @@ def _good_step(params):
     x = floats_for(model, codes)
     plan = plan_model(model, params)
     step = plan.first
-    words = first_map_words(step, x[0], model.maps["input"].boundaries)
+    words = first_map_words(step, x[0], model)
     return step, words
 
 
@@ -669,7 +669,7 @@ def _split_f32_step():
     model, layer = one_layer_model(rng, kernel=(1, 1), pads=(0, 0, 0, 0), c_in=3, hw=(5, 19))
     step = plan_model(model, params).first
     x = floats_for(model, random_codes(rng, layer, 1, model.maps["input"].J))
-    words = first_map_words(step, x[0], model.maps["input"].boundaries)
+    words = first_map_words(step, x[0], model)
     assert step.in_format == "F32" and step.map_words_b == step.map_words // 2 > 0
     assert step.jobs_b.size, "the case needs job words on B behind the map's"
     return csim.CsimKernel(params), step, words

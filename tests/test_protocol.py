@@ -1,4 +1,4 @@
-"""Protocol 4, pinned by numbers worked out by hand (docs/job-format.md).
+"""Protocol 5, pinned by numbers worked out by hand (docs/job-format.md).
 
 Nothing here is computed by the packer under test: the word counts and the worked step
 are derived in the comments from the format's rules. A change of the format re-derives
@@ -99,7 +99,7 @@ def worked_fc_model() -> Model:
 
 #: The words of the worked step, derived by hand in docs/job-format.md ("A step worked by hand").
 WORKED_A = [
-    0x0002_0004_4E4E_434B,  # magic, version 4, opcode FC, flags 0
+    0x0002_0005_4E4E_434B,  # magic, version 5, opcode FC, flags 0
     0x0000_0202_0001_0000,  # step 0, 1 job, k1 = 2, j1 = 2, jo1 = 0
     0x0002_0001_0001_0004,  # in_c 4, in_h 1, in_w 1, out_c 2
     0x0101_0101_0001_0001,  # out 1 x 1, kernel 1 x 1, strides 1 x 1

@@ -26,7 +26,15 @@ from kcnn.ops.base import (
     window_attrs,
     window_ints,
 )
-from kcnn.protocol import FORMATS, ceil_div, encoder_keys, format_words, pack_int32
+from kcnn.protocol import (
+    FORMATS,
+    RAW_FORMATS,
+    ceil_div,
+    encoder_keys,
+    format_words,
+    pack_int32,
+    pixel_encoder_words,
+)
 from kcnn.tiling import (
     CONV_FLOOR,
     POSITION_BITS,
@@ -355,7 +363,7 @@ def _conv_geometry(layer: Layer, in_format: str) -> _ConvGeometry:
             (size + before + after - dilation * (k - 1) - 1) // sub + 1
             for size, before, after, dilation, k in ((h, pt, pb, dh, kh), (w, pl, pr, dw, kw))
         )
-    elif in_format == "F32" and sh in (2, 4) and dh == dw == 1 and a["groups"] == 1:
+    elif in_format in RAW_FORMATS and sh in (2, 4) and dh == dw == 1 and a["groups"] == 1:
         s2d = sh
         hp = ceil_div(h + pt + pb, s2d) * s2d
         wp = ceil_div(w + pl + pr, s2d) * s2d
@@ -463,6 +471,8 @@ def _conv_steps(
         keys[: len(boundaries)] = encoder_keys(boundaries)
         consts.append(pack_int32(keys))
     constants = np.concatenate(consts).astype(np.uint64)
+    if in_format == "U8":
+        cuts, zero = model.pixels.encoder(book.boundaries)
     banded = len(bands) > 1
     steps = []
     # FLAT and ACC outputs pack on across the jobs (C order over the whole step, also
@@ -507,13 +517,17 @@ def _conv_steps(
                 )
         band_pt = max(0, geo.pt - o0 * geo.sub) if banded else geo.pt
         in_rows = r1 - r0
+        step_constants = constants
+        if in_format == "U8":
+            window = _pixel_window(layer.in_shape, geo, r0, r1)
+            step_constants = np.concatenate([constants, pixel_encoder_words(cuts, zero, window)])
         fields = weighted_fields(
             "CONV",
             index + n_band,
             layer,
             book,
             jobs,
-            constants,
+            step_constants,
             _map_words(in_format, layer.in_shape, geo, (c_in, in_rows, w)),
             in_c=c_in,
             in_h=in_rows,
@@ -541,7 +555,7 @@ def _conv_steps(
                 "CONV",
                 layer,
                 fields,
-                constants,
+                step_constants,
                 jobs,
                 in_format,
                 out_format,
@@ -571,14 +585,28 @@ def _buffered_fits(out_format: str, ow: int, depth: int, rows: int) -> bool:
 
 
 def _map_words(in_format: str, raw_shape, geo: _ConvGeometry, stored) -> int:
-    """Words of a conv step's map section; an F32 map is the padded raw image's rows the
-    stored rows come from (``s2d`` raw rows per stored row)."""
+    """Words of a conv step's map section; a raw image map (F32, U8) is the padded raw
+    image's rows the stored rows come from (``s2d`` raw rows per stored row)."""
     c, rows, _ = stored
-    if in_format == "F32":
+    if in_format in RAW_FORMATS:
         raw_c, _, raw_w = raw_shape
         t, left, b, r = geo.padding
-        return format_words("F32", raw_c, rows * geo.s2d, raw_w + left + r)
+        return format_words(in_format, raw_c, rows * geo.s2d, raw_w + left + r)
     return format_words(in_format, c, rows, stored[2])
+
+
+def _pixel_window(raw_shape, geo: _ConvGeometry, r0: int, r1: int) -> tuple:
+    """``(row0, row1, col0, col1)``: where a U8 section of stored rows ``r0..r1`` holds
+    the image, not the padding the host adds (docs/job-format.md, "the pixel encoder")."""
+    _, h, w = raw_shape
+    top, left = geo.padding[0], geo.padding[1]
+    rows = (r1 - r0) * geo.s2d
+    first = geo.s2d * r0
+
+    def clip(v):
+        return min(max(v, 0), rows)
+
+    return clip(top - first), clip(top + h - first), left, left + w
 
 
 # ---- fc ---------------------------------------------------------------------------------------
