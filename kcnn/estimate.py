@@ -61,11 +61,11 @@ LOOP_TABLE = {
         5,
         "one map word per iteration; its 4 rows go to the 4 banks (one write each) of "
         "the partitions in the channel's mask (an F32 map with two streams: one word of A "
-        "and one of B, 4 floats through 4 comparator banks; a 16-code segment every 4 "
-        "iterations leaves as 4 queued bank words, one write per iteration; a U8 map: "
-        "one word of A, 8 pixels through 8 comparator banks sharing their channel's cut "
-        "points; a segment every 2 iterations leaves as 4 bank words, two per iteration "
-        "on the bank's two ports, with two reads of the placement RAM's two ports)",
+        "and one of B, 4 floats through 4 comparator banks; a U8 map: one word of A, 8 "
+        "pixels through 8 comparator banks sharing their channel's cut points; a 16-code "
+        "segment every 4 (F32) or 2 (U8) iterations leaves as 4 queued bank words, two "
+        "per iteration on the tile bank's two ports, with two reads of the placement "
+        "RAM's two ports)",
     ),
     "LOAD": Loop(
         1,
