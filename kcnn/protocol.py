@@ -461,28 +461,24 @@ def pack_f32(x: np.ndarray, out=None):
             dest[..., : column.shape[-1]] = column
             dest[..., column.shape[-1] :] = 0
         return out
-    if out is None:
-        out = np.zeros(words, np.uint64)
-    view = out[:words].view(np.float32).reshape(c, h, wp)
-    view[..., :w] = x
-    if wp != w:
-        view[..., w:] = 0
-    return out[:words]
+    return _pack_rows(x, "F32", out)
 
 
 def pack_u8(p: np.ndarray, out=None) -> np.ndarray:
     """The network input ``(C, H, W)`` uint8 pixels as ``U8`` words (rows padded to 16
     values with 0), written into ``out`` (a uint64 view of the section) when given."""
-    p = np.asarray(p, np.uint8)
-    c, h, w = p.shape
-    wp = ceil_div(w, 16) * 16
-    words = format_words("U8", c, h, w)
+    return _pack_rows(np.asarray(p, np.uint8), "U8", out)
+
+
+def _pack_rows(x: np.ndarray, fmt: str, out) -> np.ndarray:
+    """An image's rows, each padded with zeros to 16 values, as the words of ``fmt``."""
+    c, h, w = x.shape
+    words = format_words(fmt, c, h, w)
     if out is None:
         out = np.zeros(words, np.uint64)
-    view = out[:words].view(np.uint8).reshape(c, h, wp)
-    view[..., :w] = p
-    if wp != w:
-        view[..., w:] = 0
+    view = out[:words].view(x.dtype).reshape(c, h, ceil_div(w, 16) * 16)
+    view[..., :w] = x
+    view[..., w:] = 0
     return out[:words]
 
 
