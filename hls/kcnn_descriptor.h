@@ -136,6 +136,7 @@ QUOTIENTS:
             q2[b] = 1;
         }
     }
+    KCNN_CSIM(csim_log_loop(KCNN_LOOP_QUOTIENTS, 16);)
     group_size = q0;
     out_rem = r0;
     in_rem = r1;

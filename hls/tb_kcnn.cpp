@@ -46,9 +46,9 @@ const unsigned CONV_FLOOR = 16, FC_FLOOR = 3;
 enum { BLOCKED = 0, FLAT = 1, ACC = 2, F32 = 3, U8 = 4 };
 enum { OP_PROBE = 0, OP_CONV = 1, OP_FC = 2, OP_POOL = 3, OP_LRN = 4, OP_ADD = 5 };
 const unsigned FLAG_ACT_SIGNED = 1, FLAG_OUT_TABLE = 2, FLAG_RESIDUAL = 4;
-enum { L_DESCRIPTOR, L_CONST, L_TABLE, L_MAP, L_LOAD, L_JOB, L_EMIT, L_PLANE, L_POOL, L_LRN, L_SHORTCUT, L_ADD };
+enum { L_DESCRIPTOR, L_CONST, L_TABLE, L_MAP, L_LOAD, L_JOB, L_EMIT, L_PLANE, L_POOL, L_LRN, L_SHORTCUT, L_ADD, L_QUOTIENTS };
 const char *LOOP_NAMES[] = {"DESCRIPTOR", "CONST", "TABLE", "MAP", "LOAD",     "JOB",
-                            "EMIT",       "PLANE", "POOL",  "LRN", "SHORTCUT", "ADD"};
+                            "EMIT",       "PLANE", "POOL",  "LRN", "SHORTCUT", "ADD", "QUOTIENTS"};
 const int LOOP_IDS = (int)(sizeof LOOP_NAMES / sizeof LOOP_NAMES[0]);
 static_assert(sizeof LOOP_NAMES / sizeof LOOP_NAMES[0] == KCNN_LOOP_COUNT, "one name per loop id");
 
@@ -837,6 +837,7 @@ step_io build_conv(const conv_case &given) {
     const int h1 = (out_h - 1) * cc.sub + 1, w1 = (out_w - 1) * cc.sub + 1;
     const long long blocks = cdiv(h1, 4) * cdiv(w1, 4);
     expect_loop(s, L_DESCRIPTOR, 8);
+    expect_loop(s, L_QUOTIENTS, 16);
     expect_loop(s, L_CONST, (long long)consts.size());
     expect_loop(s, L_TABLE, 256);
     // F32: ceil(map_words / STREAMS) cycles, the reserved word, the bank-write queue's drain
@@ -1013,6 +1014,7 @@ step_io build_fc(const fc_case &given) {
     s.expect = map_answer(out, fc.out_format);
     s.expect.push_back(trailer(0, 0));
     expect_loop(s, L_DESCRIPTOR, 8);
+    expect_loop(s, L_QUOTIENTS, 16);
     expect_loop(s, L_CONST, (long long)consts.size());
     expect_loop(s, L_TABLE, 256);
     expect_loop(s, L_MAP, (long long)map.size() + 1);
@@ -1119,6 +1121,7 @@ step_io build_pool(const pool_case &pc) {
     const long long plane = cdiv(in.h, 4) * cdiv(in.w, 4);
     const long long work = cdiv(out_h, 4) * cdiv(out_w, 4) * per_block;
     expect_loop(s, L_DESCRIPTOR, 8);
+    expect_loop(s, L_QUOTIENTS, 16);
     expect_loop(s, L_PLANE, plane);
     for (int c = 0; c < in.c; c++) {
         const bool last = c + 1 == in.c;
@@ -1186,6 +1189,7 @@ step_io build_lrn(const lrn_case &lc) {
     s.expect.push_back(trailer(0, 0));
     const long long plane = cdiv(in.h, 4) * cdiv(in.w, 4);
     expect_loop(s, L_DESCRIPTOR, 8);
+    expect_loop(s, L_QUOTIENTS, 16);
     expect_loop(s, L_CONST, (long long)consts.size());
     expect_loop(s, L_PLANE, plane * std::min(in.c, after + 1));
     for (int c = 0; c < in.c; c++) {
@@ -1813,6 +1817,7 @@ step_io build_add(const add_case &ac) {
     s.expect.push_back(trailer(0, 0));
     const bool reorder = ac.in_format == BLOCKED && ac.out_format == FLAT;
     expect_loop(s, L_DESCRIPTOR, 8);
+    expect_loop(s, L_QUOTIENTS, 16);
     expect_loop(s, L_CONST, (long long)consts.size());
     expect_loop(s, L_TABLE, 256);
     expect_loop(s, L_MAP, (long long)ma.size() + 1);

@@ -47,6 +47,13 @@ class Loop:
 #: One row per pipelined loop of the kernel. ``hls/README.md`` prints this table.
 LOOP_TABLE = {
     "DESCRIPTOR": Loop(1, 3, "one stream word per iteration into a word register"),
+    "QUOTIENTS": Loop(
+        1,
+        2,
+        "the step checks' three quotients, one bit per iteration: each remainder is "
+        "shifted, compared with its divisor and reduced (17-bit registers; the carried "
+        "chain is one compare-subtract, no memory)",
+    ),
     "CONST": Loop(1, 3, "one stream word per iteration; each table has its own write port"),
     "TABLE": Loop(
         1,

@@ -75,6 +75,7 @@ LOOPS = (
     "LRN",
     "SHORTCUT",
     "ADD",
+    "QUOTIENTS",
 )
 #: int32 words of a residual table R[0..15] (RESIDUAL; an ADD step carries two).
 RESIDUAL_WORDS = 8

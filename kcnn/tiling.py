@@ -661,7 +661,8 @@ def loop_log(step: Step) -> list[tuple[str, int]]:
     """The kernel's loop entries of ``step`` in order, as ``(loop, trips)``; loops with no
     iterations are not entered (hls/README.md)."""
     f, params = step.fields, step.params
-    log = [("DESCRIPTOR", DESCRIPTOR_WORDS)]
+    # the step checks' three quotients, one bit per trip (kcnn_descriptor.h)
+    log = [("DESCRIPTOR", DESCRIPTOR_WORDS), ("QUOTIENTS", 16)]
     if f["const_words"]:
         log.append(("CONST", f["const_words"]))
     if step.op == "ADD":

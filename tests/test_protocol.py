@@ -285,9 +285,11 @@ def test_word_counts_and_trips_of_a_pool():
     assert step.stream_a(np.zeros(12, np.uint64)).size == 8 + 12 + 1
     # per output block: region rows 3*2 + 2 = 8, at most ceil(8/4) = 2 per bank; columns
     # 8 -> ceil((8 + 3) / 4) = 3 words; ceil(2 * 3 / 2) = 3 cycles. A channel costs
-    # max(1 block x 3, the next plane's 4 words) = 4; the last one 3.
+    # max(1 block x 3, the next plane's 4 words) = 4; the last one 3. The checks' quotients
+    # take one trip per bit of their 16-bit operands.
     assert step.loop_log() == [
         ("DESCRIPTOR", 8),
+        ("QUOTIENTS", 16),
         ("PLANE", 4),
         ("POOL", 4),
         ("POOL", 4),
