@@ -1270,6 +1270,14 @@ void finish_conv(conv_case &cc, random_source &rng, int share, double density, i
 // A U8 first conv: `raw` channels of (in_h s, in_w s) pixels at s2d s, j1 input codes (J - 2
 // = j1 - 1 cut points a channel: non-decreasing, with ties, 0 and 256 among them), pixels
 // that often equal a cut point, one below it or the zero pixel; the whole image as window.
+// The data window (rows row0..row1, columns col0..col1 of the map section).
+void set_window(conv_case &cc, int row0, int row1, int col0, int col1) {
+    cc.window[0] = row0;
+    cc.window[1] = row1;
+    cc.window[2] = col0;
+    cc.window[3] = col1;
+}
+
 conv_case u8_conv(random_source &rng, int raw, int s, int in_h, int in_w, int out_c, int k, int j1, bool act_signed) {
     conv_case cc;
     cc.in_c = raw * s * s;
@@ -1303,10 +1311,7 @@ conv_case u8_conv(random_source &rng, int raw, int s, int in_h, int in_w, int ou
         if (pick >= 1 && pick <= 3 && !t.empty()) p = t[(size_t)rng.range(0, (int)t.size() - 1)] - (pick == 3 ? 1 : 0);
         cc.pixels[i] = (uint8_t)std::min(255, std::max(0, p));
     }
-    cc.window[0] = 0;
-    cc.window[1] = h0;
-    cc.window[2] = 0;
-    cc.window[3] = w0;
+    set_window(cc, 0, h0, 0, w0);
     cc.row_padding_pixel = rng.range(0, 255);
     return cc;
 }
@@ -1507,10 +1512,7 @@ void good_cases(std::vector<std::pair<std::string, step_io>> &steps, std::vector
         // and 2 columns before the image, 3 rows and 2 columns after), signed input codebook
         random_source pr(58);
         conv_case cc = u8_conv(pr, 3, 4, 5, 6, 6, 2, 7, true);
-        cc.window[0] = 1;
-        cc.window[1] = 17;
-        cc.window[2] = 2;
-        cc.window[3] = 22;
+        set_window(cc, 1, 17, 2, 22);
         finish_conv(cc, pr, 1, 0.5, 4);
         cc.name = "conv_u8_s2d4";
         convs.push_back(cc);
@@ -1519,10 +1521,7 @@ void good_cases(std::vector<std::pair<std::string, step_io>> &steps, std::vector
         // section's entries past J - 2 not 0xFFFF (the kernel ignores them)
         conv_case c1 = u8_conv(pr, 4, 1, 6, 21, 4, 3, 15, false);
         c1.pad_t = c1.pad_l = c1.pad_b = c1.pad_r = 1;
-        c1.window[0] = 1;
-        c1.window[1] = 5;
-        c1.window[2] = 3;
-        c1.window[3] = 19;
+        set_window(c1, 1, 5, 3, 19);
         c1.unused_cut = 0;
         finish_conv(c1, pr, 1, 0.7, 4);
         c1.name = "conv_u8_s2d1_4ch_j16";
@@ -1531,8 +1530,7 @@ void good_cases(std::vector<std::pair<std::string, step_io>> &steps, std::vector
         // input channels in 2-partition sets, a window that drops the last row and column,
         // the section's entries past J - 2 zero
         conv_case c2 = u8_conv(pr, 1, 2, 5, 20, 5, 2, 3, false);
-        c2.window[1] = 9;
-        c2.window[3] = 39;
+        set_window(c2, 0, 9, 0, 39);
         c2.unused_cut = 0;
         finish_conv(c2, pr, 2, 0.7, 5);
         c2.name = "conv_u8_s2d2_gray";
@@ -1541,10 +1539,7 @@ void good_cases(std::vector<std::pair<std::string, step_io>> &steps, std::vector
         // kernel tests the window on x's multiple of 8 and the lane) and ending inside the
         // second segment, 2 channels, width 30
         conv_case c3 = u8_conv(pr, 2, 1, 4, 30, 3, 1, 5, false);
-        c3.window[0] = 1;
-        c3.window[1] = 3;
-        c3.window[2] = 8;
-        c3.window[3] = 24;
+        set_window(c3, 1, 3, 8, 24);
         finish_conv(c3, pr, 1, 0.8, 4);
         c3.name = "conv_u8_window_on_words";
         convs.push_back(c3);

@@ -166,12 +166,10 @@ def _read_pixels(reader, spec: dict, input_shape) -> Pixels | None:
     std = reader.get(spec, "std", "input", list)
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in mean + std):
         raise reader.fail("pixel mean and std must be numbers", field="input.mean")
-    if len(input_shape) != 3:
-        raise reader.fail(f"pixel input needs a (C, H, W) shape, not {input_shape}", field="input")
     try:
-        return Pixels.make(mean, std, input_shape[0], where="input.mean")
+        return Pixels.make(mean, std, input_shape, where="input")
     except KcnnError as exc:
-        raise reader.fail(exc.message, field="input.mean") from None
+        raise reader.fail(exc.message, field=exc.field) from None
 
 
 def save(model: Model, path) -> Path:

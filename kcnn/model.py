@@ -53,12 +53,19 @@ class Pixels:
     std: tuple[float, ...]
 
     @classmethod
-    def make(cls, mean, std, channels: int, where: str = "pixels") -> Pixels:
-        """Per-channel ``mean`` and ``std`` (one value each, or one per channel), checked:
-        finite, ``std > 0`` (the encoder's cut points need values rising with ``p``) and
-        at most ``PIXEL_CHANNELS`` channels."""
+    def make(cls, mean, std, input_shape, where: str = "pixels") -> Pixels:
+        """Per-channel ``mean`` and ``std`` (one value each, or one per channel) for a model
+        whose input is ``input_shape``, checked: images ``(C, H, W)`` of at most
+        ``PIXEL_CHANNELS`` channels, finite values, ``std > 0`` (the encoder's cut points
+        need values rising with ``p``)."""
         from kcnn.protocol import LIMITS
 
+        if len(input_shape) != 3:
+            raise KcnnError(
+                f"pixel input needs images (C, H, W), not input shape {tuple(input_shape)}",
+                field=where,
+            )
+        channels = int(input_shape[0])
         if channels > LIMITS["PIXEL_CHANNELS"]:
             raise KcnnError(
                 f"pixel input has {channels} channels; images of 1 to "

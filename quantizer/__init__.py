@@ -85,13 +85,7 @@ def quantize(onnx_path, calib, *, log=sys.stderr, name=None, **config) -> Model:
 
     pixels = None
     if settings.pixels is not None:
-        if len(graph.input_shape) != 3:
-            raise KcnnError(
-                f"pixel input needs images (C, H, W), not input shape {graph.input_shape}",
-                field="pixels",
-            )
-        channels = graph.input_shape[0]
-        pixels = Pixels.make(settings.pixels["mean"], settings.pixels["std"], channels)
+        pixels = Pixels.make(settings.pixels["mean"], settings.pixels["std"], graph.input_shape)
     calib = load_calibration(calib, graph.input_shape, pixels=pixels)
     # Outliers in the inputs are clipped before anything else reads them: the pruning
     # search and every downstream map then see the robust range too.

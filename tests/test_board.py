@@ -758,7 +758,7 @@ def test_pixel_input_runs_as_in_the_simulator_with_its_map_on_stream_a(tmp_path)
     from kcnn.protocol import pack_u8
 
     model = load(models.table_path("alexnet_mnist"))
-    model.pixels = Pixels.make(0, 255, 1)
+    model.pixels = Pixels.make(0, 255, model.input_shape)
     engine, _ = connect(tmp_path / "overlay", model)
     try:
         floats = digits(3)

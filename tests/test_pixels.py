@@ -33,7 +33,7 @@ def boundaries_for(rng, n):
 )
 def test_the_cut_points_give_the_host_encoders_code_for_every_pixel(mean, std):
     rng = np.random.default_rng(len(mean))
-    pixels = Pixels.make(mean, std, len(mean))
+    pixels = Pixels.make(mean, std, (len(mean), 8, 8))
     p = np.arange(256)
     values = pixels.to_float(np.broadcast_to(p, (1, len(mean), 256)))[0]
     # boundaries inside the values' range, some of them exactly on a pixel's value
@@ -60,18 +60,19 @@ def test_the_encoder_section_packs_cut_points_zero_pixels_and_window():
 
 
 @pytest.mark.parametrize(
-    "mean, std, channels, message",
+    "mean, std, shape, message",
     [
-        (0, 1, 5, "1 to 4 channels"),
-        ((1, 2), 1, 3, "not 1 or 3"),
-        (0, 0, 1, "above 0"),
-        (0, -2, 1, "above 0"),
-        (float("nan"), 1, 1, "finite"),
+        (0, 1, (5, 8, 8), "1 to 4 channels"),
+        (0, 1, (64,), "needs images"),
+        ((1, 2), 1, (3, 8, 8), "not 1 or 3"),
+        (0, 0, (1, 8, 8), "above 0"),
+        (0, -2, (1, 8, 8), "above 0"),
+        (float("nan"), 1, (1, 8, 8), "finite"),
     ],
 )
-def test_bad_pixel_declarations_are_refused(mean, std, channels, message):
+def test_bad_pixel_declarations_are_refused(mean, std, shape, message):
     with pytest.raises(KcnnError, match=message):
-        Pixels.make(mean, std, channels)
+        Pixels.make(mean, std, shape)
 
 
 def test_a_pixel_model_takes_uint8_only_and_a_float_model_no_uint8():
@@ -98,7 +99,7 @@ def pixel_model(rng, case: dict, mean=None):
     std = (hi - lo) * 1.3 / 255
     if mean is None:
         mean = rng.uniform(-lo / std + 5, -lo / std + 15, c)
-    model.pixels = Pixels.make(mean, std, c)
+    model.pixels = Pixels.make(mean, std, layer.in_shape)
     return model, layer
 
 

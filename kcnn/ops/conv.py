@@ -471,8 +471,7 @@ def _conv_steps(
         keys[: len(boundaries)] = encoder_keys(boundaries)
         consts.append(pack_int32(keys))
     constants = np.concatenate(consts).astype(np.uint64)
-    if in_format == "U8":
-        cuts, zero = model.pixels.encoder(book.boundaries)
+    pixel_tables = model.pixels.encoder(book.boundaries) if in_format == "U8" else None
     banded = len(bands) > 1
     steps = []
     # FLAT and ACC outputs pack on across the jobs (C order over the whole step, also
@@ -518,9 +517,10 @@ def _conv_steps(
         band_pt = max(0, geo.pt - o0 * geo.sub) if banded else geo.pt
         in_rows = r1 - r0
         step_constants = constants
-        if in_format == "U8":
+        if pixel_tables is not None:
             window = _pixel_window(layer.in_shape, geo, r0, r1)
-            step_constants = np.concatenate([constants, pixel_encoder_words(cuts, zero, window)])
+            encoder = pixel_encoder_words(*pixel_tables, window)
+            step_constants = np.concatenate([constants, encoder])
         fields = weighted_fields(
             "CONV",
             index + n_band,
