@@ -362,7 +362,8 @@ class MobileNetMnist(nn.Module):
     last four with the residual Add), a 1x1 head conv, global average pooling and a linear
     classifier; outputs logits. ReLU6 exports as ``Clip(0, 6)``."""
 
-    #: (in channels, out channels, stride, expansion) per block. Chosen for KCNN's
+    #: The stem's channels, the blocks' width and expansion, the head's channels, the
+    #: number of residual blocks and the first block's expansion. Chosen for KCNN's
     #: compute count, where every output of a code-emitting layer costs J-1 = 15 compares:
     #: a layer pays off only when each output reads many inputs. A depthwise 3x3 (9 reads)
     #: costs more than dense; so does a 1x1 reading 16 channels at half density. So the
@@ -371,18 +372,23 @@ class MobileNetMnist(nn.Module):
     #: 16-32-channel design with two blocks at 14x14 counted -47 %; this one, -67 %.
     #: 48 channels expanded 4x (87,290 params) was tried too (models/README.md): it
     #: prunes and shares with less loss and counts -72 %, but its KCNN drop on val was
-    #: no smaller, so it is not the default.
-    WIDTH, EXPAND, HEAD = 40, 3, 64
-    BLOCKS = ((16, WIDTH, 2, 1),) + ((WIDTH, WIDTH, 1, EXPAND),) * 4
+    #: no smaller, so it is not the default; nor were two residual blocks, a 32-channel
+    #: stem or an expanded first block, which no more reached the val margin.
+    STEM, WIDTH, EXPAND, HEAD, REPEATS = 16, 40, 3, 64, 4
+    FIRST_EXPAND = 1
 
     def __init__(self) -> None:
         super().__init__()
         self.input_codes = MapCodes(is_input=True)
         # As in MobileNet-v2 the stem halves the map: the expanded maps are the bulk of the
         # memory traffic, and at 28x28 they would make training several times slower.
-        self.stem = ConvBn(1, 16, 3, stride=2)
+        self.stem = ConvBn(1, self.STEM, 3, stride=2)
         self.stem_codes = MapCodes()
-        self.blocks = nn.Sequential(*(InvertedResidual(*b) for b in self.BLOCKS))
+        first = InvertedResidual(self.STEM, self.WIDTH, 2, self.FIRST_EXPAND)
+        repeated = [
+            InvertedResidual(self.WIDTH, self.WIDTH, 1, self.EXPAND) for _ in range(self.REPEATS)
+        ]
+        self.blocks = nn.Sequential(first, *repeated)
         self.head = ConvBn(self.WIDTH, self.HEAD, 1)
         self.head_codes = MapCodes()
         self.pool_codes = MapCodes()
