@@ -118,25 +118,28 @@ inline void step_quotients(ap_uint<16> out_c, ap_uint<16> in_c, ap_uint<16> grou
                            ap_uint<16> depth, ap_uint<16> plane, ap_uint<16> &group_size,
                            ap_uint<16> &out_rem, ap_uint<16> &in_rem, ap_uint<16> &slots) {
 #pragma HLS INLINE off
+    static_assert(KCNN_QUOTIENT_BITS == 16, "the dividends are 16-bit descriptor fields");
     ap_uint<17> r0 = 0, r1 = 0, r2 = 0;
     ap_uint<16> q0 = 0, q2 = 0;
+    // Dividends and quotients shift through registers, most significant bit first: a bit
+    // picked or set by the loop index would cost a 16:1 mux or a decoder per operand.
 QUOTIENTS:
-    for (int b = 15; b >= 0; b--) {
+    for (int b = 0; b < KCNN_QUOTIENT_BITS; b++) {
 #pragma HLS PIPELINE II = 1
-        r0 = (r0 << 1) | out_c[b];
-        r1 = (r1 << 1) | in_c[b];
-        r2 = (r2 << 1) | depth[b];
-        if (r0 >= groups) {
-            r0 -= groups;
-            q0[b] = 1;
-        }
+        r0 = (r0 << 1) | out_c[15];
+        r1 = (r1 << 1) | in_c[15];
+        r2 = (r2 << 1) | depth[15];
+        out_c <<= 1;
+        in_c <<= 1;
+        depth <<= 1;
+        const bool take0 = r0 >= groups, take2 = r2 >= plane;
+        if (take0) r0 -= groups;
         if (r1 >= groups) r1 -= groups;
-        if (r2 >= plane) {
-            r2 -= plane;
-            q2[b] = 1;
-        }
+        if (take2) r2 -= plane;
+        q0 = (q0 << 1) | take0;
+        q2 = (q2 << 1) | take2;
     }
-    KCNN_CSIM(csim_log_loop(KCNN_LOOP_QUOTIENTS, 16);)
+    KCNN_CSIM(csim_log_loop(KCNN_LOOP_QUOTIENTS, KCNN_QUOTIENT_BITS);)
     group_size = q0;
     out_rem = r0;
     in_rem = r1;

@@ -837,7 +837,7 @@ step_io build_conv(const conv_case &given) {
     const int h1 = (out_h - 1) * cc.sub + 1, w1 = (out_w - 1) * cc.sub + 1;
     const long long blocks = cdiv(h1, 4) * cdiv(w1, 4);
     expect_loop(s, L_DESCRIPTOR, 8);
-    expect_loop(s, L_QUOTIENTS, 16);
+    expect_loop(s, L_QUOTIENTS, KCNN_QUOTIENT_BITS);
     expect_loop(s, L_CONST, (long long)consts.size());
     expect_loop(s, L_TABLE, 256);
     // F32: ceil(map_words / STREAMS) cycles, the reserved word, the bank-write queue's drain
@@ -1014,7 +1014,7 @@ step_io build_fc(const fc_case &given) {
     s.expect = map_answer(out, fc.out_format);
     s.expect.push_back(trailer(0, 0));
     expect_loop(s, L_DESCRIPTOR, 8);
-    expect_loop(s, L_QUOTIENTS, 16);
+    expect_loop(s, L_QUOTIENTS, KCNN_QUOTIENT_BITS);
     expect_loop(s, L_CONST, (long long)consts.size());
     expect_loop(s, L_TABLE, 256);
     expect_loop(s, L_MAP, (long long)map.size() + 1);
@@ -1121,7 +1121,7 @@ step_io build_pool(const pool_case &pc) {
     const long long plane = cdiv(in.h, 4) * cdiv(in.w, 4);
     const long long work = cdiv(out_h, 4) * cdiv(out_w, 4) * per_block;
     expect_loop(s, L_DESCRIPTOR, 8);
-    expect_loop(s, L_QUOTIENTS, 16);
+    expect_loop(s, L_QUOTIENTS, KCNN_QUOTIENT_BITS);
     expect_loop(s, L_PLANE, plane);
     for (int c = 0; c < in.c; c++) {
         const bool last = c + 1 == in.c;
@@ -1189,7 +1189,7 @@ step_io build_lrn(const lrn_case &lc) {
     s.expect.push_back(trailer(0, 0));
     const long long plane = cdiv(in.h, 4) * cdiv(in.w, 4);
     expect_loop(s, L_DESCRIPTOR, 8);
-    expect_loop(s, L_QUOTIENTS, 16);
+    expect_loop(s, L_QUOTIENTS, KCNN_QUOTIENT_BITS);
     expect_loop(s, L_CONST, (long long)consts.size());
     expect_loop(s, L_PLANE, plane * std::min(in.c, after + 1));
     for (int c = 0; c < in.c; c++) {
@@ -1812,7 +1812,7 @@ step_io build_add(const add_case &ac) {
     s.expect.push_back(trailer(0, 0));
     const bool reorder = ac.in_format == BLOCKED && ac.out_format == FLAT;
     expect_loop(s, L_DESCRIPTOR, 8);
-    expect_loop(s, L_QUOTIENTS, 16);
+    expect_loop(s, L_QUOTIENTS, KCNN_QUOTIENT_BITS);
     expect_loop(s, L_CONST, (long long)consts.size());
     expect_loop(s, L_TABLE, 256);
     expect_loop(s, L_MAP, (long long)ma.size() + 1);

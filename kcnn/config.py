@@ -26,6 +26,9 @@ ARITHMETIC_CONTRACT = {
 
 #: 64-bit stream words of a step descriptor; see docs/job-format.md.
 DESCRIPTOR_WORDS = 8
+#: Trips of the kernel's QUOTIENTS loop: one per bit of the 16-bit descriptor fields that
+#: the step checks divide (``step_quotients`` in hls/kcnn_descriptor.h).
+QUOTIENT_BITS = 16
 
 
 def _power_of_two(value: int) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kcnn.config import ARITHMETIC_CONTRACT, DESCRIPTOR_WORDS, BuildParams
+from kcnn.config import ARITHMETIC_CONTRACT, DESCRIPTOR_WORDS, QUOTIENT_BITS, BuildParams
 from kcnn.errors import KcnnError
 
 #: Descriptor word 0, low 32 bits: the bytes "KCNN" in stream order.
@@ -562,6 +562,7 @@ def config_header() -> str:
         f"#define KCNN_JOB_TAG 0x{JOB_TAG:04X}u",
         f"#define KCNN_STEP_LEVEL 0x{STEP_LEVEL:04X}u",
         f"#define KCNN_DESCRIPTOR_WORDS {DESCRIPTOR_WORDS}",
+        f"#define KCNN_QUOTIENT_BITS {QUOTIENT_BITS}",
         f"#define KCNN_JOB_HEADER_WORDS {JOB_HEADER_WORDS}",
         f"#define KCNN_INFO_WORDS {INFO_WORDS}",
         f"#define KCNN_PIXEL_ENCODER_WORDS {PIXEL_ENCODER_WORDS}",

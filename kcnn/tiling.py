@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from kcnn.config import ARITHMETIC_CONTRACT, DESCRIPTOR_WORDS, BuildParams
+from kcnn.config import ARITHMETIC_CONTRACT, DESCRIPTOR_WORDS, QUOTIENT_BITS, BuildParams
 from kcnn.errors import KcnnError
 from kcnn.protocol import (
     FLAGS,
@@ -661,8 +661,7 @@ def loop_log(step: Step) -> list[tuple[str, int]]:
     """The kernel's loop entries of ``step`` in order, as ``(loop, trips)``; loops with no
     iterations are not entered (hls/README.md)."""
     f, params = step.fields, step.params
-    # the step checks' three quotients, one bit per trip (kcnn_descriptor.h)
-    log = [("DESCRIPTOR", DESCRIPTOR_WORDS), ("QUOTIENTS", 16)]
+    log = [("DESCRIPTOR", DESCRIPTOR_WORDS), ("QUOTIENTS", QUOTIENT_BITS)]
     if f["const_words"]:
         log.append(("CONST", f["const_words"]))
     if step.op == "ADD":
